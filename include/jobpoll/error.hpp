@@ -1,0 +1,79 @@
+#pragma once
+// Error codes of jobpoll and the exception that carries them with context.
+
+#include <string>
+#include <system_error>
+#include <type_traits>
+
+namespace jobpoll {
+
+/// Why a poll ended without success, or why one attempt failed.
+/// Cancellation is not here: a cancelled poll reports
+/// `asio::error::operation_aborted`, the code every Asio user already checks.
+enum class errc {
+  timeout = 1,        ///< the deadline passed before the job reached a terminal state
+  job_failed,         ///< the job reached a failed state; its payload is the last response
+  retries_exhausted,  ///< more consecutive transient failures than the retry budget allows
+  rate_limited,       ///< the server answered "too many requests" (429)
+  server_error,       ///< the server answered with a transient 5xx
+  attempt_timeout,    ///< one poll did not answer within the per-attempt timeout
+  decode_error,       ///< a response body could not be decoded
+  unknown_status,     ///< the job reported a status value the status policy does not know
+  http_error,         ///< the server answered with a permanent HTTP error (4xx other than 429)
+  expired_handle,     ///< the job handle is unknown to the server (404/410 when polling)
+  poll_exception,     ///< the poll operation threw an exception that is not a std::system_error
+  permanent_error,    ///< a status policy called an attempt permanent without a more precise code
+  invalid_argument,   ///< a poll option or argument was out of range
+};
+
+namespace detail {
+
+class error_category_impl final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "jobpoll"; }
+
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::timeout: return "deadline passed before the job finished";
+      case errc::job_failed: return "job failed";
+      case errc::retries_exhausted: return "too many consecutive transient failures";
+      case errc::rate_limited: return "rate limited by the server";
+      case errc::server_error: return "transient server error";
+      case errc::attempt_timeout: return "poll attempt timed out";
+      case errc::decode_error: return "response could not be decoded";
+      case errc::unknown_status: return "unknown job status";
+      case errc::http_error: return "permanent HTTP error";
+      case errc::expired_handle: return "job handle expired or unknown";
+      case errc::poll_exception: return "poll operation threw an exception";
+      case errc::permanent_error: return "permanent error";
+      case errc::invalid_argument: return "invalid argument";
+    }
+    return "unknown jobpoll error " + std::to_string(value);
+  }
+
+  std::error_condition default_error_condition(int value) const noexcept override {
+    switch (static_cast<errc>(value)) {
+      case errc::timeout:
+      case errc::attempt_timeout: return std::errc::timed_out;
+      case errc::invalid_argument: return std::errc::invalid_argument;
+      default: return {value, *this};
+    }
+  }
+};
+
+}  // namespace detail
+
+/// The `jobpoll` error category (a single instance, compared by address).
+inline const std::error_category& error_category() noexcept {
+  static const detail::error_category_impl instance;
+  return instance;
+}
+
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), error_category()};
+}
+
+}  // namespace jobpoll
+
+template <>
+struct std::is_error_code_enum<jobpoll::errc> : std::true_type {};

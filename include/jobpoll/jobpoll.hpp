@@ -1,0 +1,22 @@
+#pragma once
+// Umbrella header: the whole core of jobpoll (no concrete transport or codec).
+
+#include "jobpoll/backoff.hpp"
+#include "jobpoll/clock.hpp"
+#include "jobpoll/deadline.hpp"
+#include "jobpoll/delay_policy.hpp"
+#include "jobpoll/error.hpp"
+#include "jobpoll/interval.hpp"
+#include "jobpoll/jitter.hpp"
+#include "jobpoll/limiter_budget.hpp"
+#include "jobpoll/observer.hpp"
+#include "jobpoll/poll_options.hpp"
+#include "jobpoll/poll_result.hpp"
+#include "jobpoll/poll_schedule.hpp"
+#include "jobpoll/poll_status.hpp"
+#include "jobpoll/poll_until.hpp"
+#include "jobpoll/rate_limiter.hpp"
+#include "jobpoll/retry_after.hpp"
+#include "jobpoll/sliding_window_limiter.hpp"
+#include "jobpoll/status_policy.hpp"
+#include "jobpoll/token_bucket_limiter.hpp"

@@ -1,0 +1,58 @@
+#pragma once
+// The rate limiter concept and a non-owning reference that lets any limiter
+// be shared by pollers through one option type.
+
+#include <chrono>
+#include <concepts>
+#include <memory>
+
+#include <asio/awaitable.hpp>
+#include <asio/use_awaitable.hpp>
+
+namespace jobpoll {
+
+/// A shared budget of request starts.
+///
+/// `async_acquire(token)` completes with `void(std::error_code)` when the
+/// caller may start one request: waiters are served in FIFO order, a wait
+/// cancelled through its cancellation slot completes with
+/// `asio::error::operation_aborted` and consumes nothing. `try_acquire()`
+/// takes a start only if one is free now and nobody is queued. `pause_for(d)`
+/// grants nothing to anybody for `d` from now (one caller's 429 +
+/// Retry-After holds back everyone sharing the limiter).
+template <class L>
+concept rate_limiter = requires(L& l, std::chrono::nanoseconds d) {
+  { l.async_acquire(asio::use_awaitable) } -> std::same_as<asio::awaitable<void>>;
+  { l.try_acquire() } -> std::convertible_to<bool>;
+  l.pause_for(d);
+};
+
+/// A non-owning, copyable reference to any `rate_limiter`. The limiter must
+/// outlive every poll that uses the reference (as with Asio's buffers).
+class limiter_ref {
+ public:
+  template <rate_limiter L>
+    requires(!std::same_as<L, limiter_ref>)
+  limiter_ref(L& limiter) noexcept  // NOLINT(google-explicit-constructor): a reference converts implicitly
+      : object_(std::addressof(limiter)),
+        acquire_([](void* p) { return static_cast<L*>(p)->async_acquire(asio::use_awaitable); }),
+        try_acquire_([](void* p) -> bool { return static_cast<L*>(p)->try_acquire(); }),
+        pause_([](void* p, std::chrono::nanoseconds d) { static_cast<L*>(p)->pause_for(d); }) {}
+
+  /// Waits for one start; throws `std::system_error(operation_aborted)` when cancelled.
+  asio::awaitable<void> acquire() const { return acquire_(object_); }
+
+  /// Takes a start if one is free now and nobody is queued.
+  bool try_acquire() const { return try_acquire_(object_); }
+
+  /// Holds back every user of the limiter for `d` from now.
+  void pause_for(std::chrono::nanoseconds d) const { pause_(object_, d); }
+
+ private:
+  void* object_;
+  asio::awaitable<void> (*acquire_)(void*);
+  bool (*try_acquire_)(void*);
+  void (*pause_)(void*, std::chrono::nanoseconds);
+};
+
+}  // namespace jobpoll

@@ -1,0 +1,71 @@
+#pragma once
+// Runs one poll to its end on the manual clock and hands back the result,
+// with everything the hooks saw.
+
+#include <optional>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <gtest/gtest.h>
+
+#include <jobpoll/poll_until.hpp>
+#include <jobpoll/testing/manual_clock.hpp>
+
+#include "scripted_job.hpp"
+
+namespace jobpoll_test {
+
+using options = jobpoll::basic_poll_options<manual_clock>;
+
+struct seen {
+  std::vector<jobpoll::wait_event> waits;
+  std::vector<std::pair<std::size_t, jobpoll::poll_status>> polls;
+  int ends = 0;
+};
+
+class poll_fixture : public ::testing::Test {
+ protected:
+  void SetUp() override { manual_clock::reset(); }
+  void TearDown() override {
+    // Nothing may be left behind: no pending timer waits, no queued handlers.
+    EXPECT_EQ(manual_clock::pending_waits(), 0u);
+    ctx.restart();
+    EXPECT_EQ(ctx.poll(), 0u);
+  }
+
+  /// Options with exact (jitter-free) waits and hooks that record into `log`.
+  options exact_options() {
+    options o;
+    o.backoff = jobpoll::fixed_interval{std::chrono::seconds(1)};
+    watch(o);
+    return o;
+  }
+
+  void watch(options& o) {
+    o.hooks.on_wait = [this](const jobpoll::wait_event& e) { log.waits.push_back(e); };
+    o.hooks.on_poll = [this](const jobpoll::poll_event& e) { log.polls.emplace_back(e.attempt, e.status); };
+    o.hooks.on_end = [this](const jobpoll::end_event&) { ++log.ends; };
+  }
+
+  jobpoll::poll_result<response> run(scripted_job job, options o) {
+    return run_with(std::move(job), seed_status{}, std::move(o));
+  }
+
+  template <class Status>
+  jobpoll::poll_result<response> run_with(scripted_job job, Status status, options o) {
+    std::optional<jobpoll::poll_result<response>> out;
+    jobpoll::async_poll_until(ctx.get_executor(), std::move(job), std::move(status), std::move(o),
+                              [&](std::error_code ec, jobpoll::poll_result<response> r) {
+                                EXPECT_EQ(ec, r.error);
+                                out = std::move(r);
+                              });
+    manual_clock::run(ctx);
+    EXPECT_TRUE(out.has_value()) << "poll did not finish";
+    return out ? std::move(*out) : jobpoll::poll_result<response>{};
+  }
+
+  asio::io_context ctx;
+  seen log;
+};
+
+}  // namespace jobpoll_test
