@@ -37,8 +37,11 @@ struct poll_result {
 /// `asio::error::operation_aborted` on cancellation); `what()` the full message.
 class poll_error : public std::system_error {
  public:
-  poll_error(std::error_code ec, const std::string& message, poll_status last, poll_stats stats)
-      : std::system_error(ec, message), last_status_(std::move(last)), stats_(stats) {}
+  poll_error(std::error_code ec, std::string message, poll_status last, poll_stats stats)
+      : std::system_error(ec), message_(std::move(message)), last_status_(std::move(last)), stats_(stats) {}
+
+  /// The full message (std::system_error would append the code's message again).
+  const char* what() const noexcept override { return message_.c_str(); }
 
   /// The last classification: state, detail (what the server said), progress.
   const poll_status& last_status() const noexcept { return last_status_; }
@@ -46,6 +49,7 @@ class poll_error : public std::system_error {
   std::size_t attempts() const noexcept { return stats_.attempts; }
 
  private:
+  std::string message_;
   poll_status last_status_;
   poll_stats stats_;
 };

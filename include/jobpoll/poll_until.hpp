@@ -258,6 +258,16 @@ asio::awaitable<poll_result<poll_response_t<Poll>>> run_poll(Poll poll, Status s
   co_return co_await loop.run();
 }
 
+// The entry point of a spawned poll: unlike a plain co_spawn, it accepts
+// partial and total cancellation too, since stopping a poll has no side
+// effect on the job.
+template <class Clock, class Poll, class Status>
+asio::awaitable<poll_result<poll_response_t<Poll>>> spawned_poll(Poll poll, Status status,
+                                                                 basic_poll_options<Clock> options) {
+  co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+  co_return co_await run_poll(std::move(poll), std::move(status), std::move(options));
+}
+
 // Adapts co_spawn's `void(std::exception_ptr, poll_result<R>)` to the public
 // `void(std::error_code, poll_result<R>)`, keeping the handler's associations.
 template <class Handler, class Response>
@@ -299,8 +309,12 @@ asio::awaitable<poll_response_t<Poll>> poll_until(Poll poll, Status status, basi
 /// `void(std::error_code, poll_result<Response>)`: the error is empty on
 /// success, and the result always carries the last response, status, stats
 /// and a message. Works with callbacks, `use_future`, `use_awaitable`,
-/// `experimental::deferred` and `experimental::as_tuple(...)`. The token's
-/// cancellation slot cancels the poll (`operation_aborted`).
+/// `experimental::deferred` and `experimental::as_tuple(use_awaitable)`.
+/// With `use_future` and `use_awaitable` a failure becomes a
+/// `std::system_error` holding only the code; take the callback or
+/// `as_tuple` form (or `poll_until`) to keep the last response. The token's
+/// cancellation slot cancels the poll (`operation_aborted`), whether the
+/// signal is terminal, partial or total.
 template <class Executor, poll_operation Poll, status_policy<poll_response_t<Poll>> Status, clock Clock,
           class CompletionToken>
 auto async_poll_until(const Executor& ex, Poll poll, Status status, basic_poll_options<Clock> options,
@@ -308,7 +322,7 @@ auto async_poll_until(const Executor& ex, Poll poll, Status status, basic_poll_o
   using response_type = poll_response_t<Poll>;
   return asio::async_initiate<CompletionToken, void(std::error_code, poll_result<response_type>)>(
       [](auto handler, const Executor& ex, Poll poll, Status status, basic_poll_options<Clock> options) {
-        asio::co_spawn(ex, detail::run_poll(std::move(poll), std::move(status), std::move(options)),
+        asio::co_spawn(ex, detail::spawned_poll(std::move(poll), std::move(status), std::move(options)),
                        detail::result_handler<decltype(handler), response_type>{std::move(handler)});
       },
       token, ex, std::move(poll), std::move(status), std::move(options));

@@ -1,0 +1,60 @@
+// The jobpoll error category and the messages users read.
+
+#include <jobpoll/error.hpp>
+#include <jobpoll/poll_result.hpp>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+using namespace std::chrono_literals;
+using jobpoll::errc;
+using ::testing::HasSubstr;
+
+namespace {
+
+TEST(ErrorCategory, NameAndMessages) {
+  EXPECT_STREQ(jobpoll::error_category().name(), "jobpoll");
+  std::error_code ec = errc::timeout;
+  EXPECT_EQ(&ec.category(), &jobpoll::error_category());
+  EXPECT_EQ(ec.message(), "deadline passed before the job finished");
+  for (int v = static_cast<int>(errc::timeout); v <= static_cast<int>(errc::permanent_error); ++v) {
+    std::error_code e(v, jobpoll::error_category());
+    EXPECT_THAT(e.message(), ::testing::Not(HasSubstr("unknown jobpoll error"))) << v;
+  }
+  EXPECT_EQ(std::error_code(999, jobpoll::error_category()).message(), "unknown jobpoll error 999");
+}
+
+TEST(ErrorCategory, GenericConditions) {
+  EXPECT_EQ(std::error_code(errc::timeout), std::errc::timed_out);
+  EXPECT_EQ(std::error_code(errc::attempt_timeout), std::errc::timed_out);
+  EXPECT_EQ(std::error_code(errc::invalid_argument), std::errc::invalid_argument);
+  EXPECT_NE(std::error_code(errc::job_failed), std::errc::timed_out);
+}
+
+TEST(PollError, CarriesCodeMessageStatusAndResponse) {
+  jobpoll::poll_result<std::string> r;
+  r.error = errc::job_failed;
+  r.response = "{\"status\":\"fail\",\"reason\":\"disk full\"}";
+  r.status = jobpoll::poll_status::failed("status \"fail\"");
+  r.stats.attempts = 3;
+  r.stats.elapsed = 4s;
+  r.message = jobpoll::detail::describe_end(r.error, r.status, r.stats);
+  EXPECT_EQ(r.message, "job failed after 3 attempts in 4.000s; last: failed (status \"fail\")");
+  jobpoll::basic_poll_error<std::string> e(r);
+  const std::system_error& base = e;
+  EXPECT_EQ(base.code(), errc::job_failed);
+  EXPECT_STREQ(e.what(), r.message.c_str());
+  EXPECT_EQ(e.attempts(), 3u);
+  EXPECT_THAT(*e.last_response(), HasSubstr("disk full"));
+}
+
+TEST(PollError, DescribesTheTransientReasonBehindRetriesExhausted) {
+  jobpoll::poll_stats stats;
+  stats.attempts = 1;
+  auto m = jobpoll::detail::describe_end(errc::retries_exhausted,
+                                         jobpoll::poll_status::transient(errc::server_error, "HTTP 503: busy"), stats);
+  EXPECT_EQ(m, "too many consecutive transient failures after 1 attempt in 0.000s; last: transient_error "
+               "[transient server error] (HTTP 503: busy)");
+}
+
+}  // namespace

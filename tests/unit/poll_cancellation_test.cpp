@@ -1,0 +1,172 @@
+// Rule 5: cancellation ends the poll promptly whatever it is waiting on, and
+// leaves nothing behind (the fixture checks no timer wait and no handler is
+// left; ASan checks memory).
+
+#include <jobpoll/poll_until.hpp>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "poll_fixture.hpp"
+
+using namespace std::chrono_literals;
+using jobpoll_test::manual_clock;
+using jobpoll_test::options;
+using jobpoll_test::response;
+using jobpoll_test::scripted_job;
+using jobpoll_test::seed_status;
+using ::testing::ElementsAre;
+
+namespace {
+
+class PollCancellation : public jobpoll_test::poll_fixture {
+ protected:
+  // Starts a poll bound to `signal`, runs until `at`, emits, runs to the end.
+  jobpoll::poll_result<response> cancel_at(scripted_job job, options o, manual_clock::duration at,
+                                           asio::cancellation_type type = asio::cancellation_type::terminal) {
+    std::optional<jobpoll::poll_result<response>> out;
+    jobpoll::async_poll_until(ctx.get_executor(), std::move(job), seed_status{}, std::move(o),
+                              asio::bind_cancellation_slot(signal.slot(), [&](std::error_code, auto r) {
+                                out = std::move(r);
+                                finished_at = manual_clock::now().time_since_epoch();
+                              }));
+    manual_clock::run_for(ctx, at);
+    EXPECT_FALSE(out) << "finished before the cancellation";
+    signal.emit(type);
+    manual_clock::run(ctx);
+    EXPECT_TRUE(out);
+    return out ? std::move(*out) : jobpoll::poll_result<response>{};
+  }
+
+  asio::cancellation_signal signal;
+  manual_clock::duration finished_at{};
+};
+
+TEST_F(PollCancellation, DuringTheIntervalWait) {
+  scripted_job job({{"working"}});
+  auto r = cancel_at(job, exact_options(), 1s);
+  EXPECT_EQ(r.error, asio::error::operation_aborted);
+  EXPECT_EQ(finished_at, 1s);
+  EXPECT_EQ(job.polls(), 1u);
+  EXPECT_EQ(log.ends, 1);
+  EXPECT_EQ(r.response->status, "working");  // the last answer is still reported
+}
+
+TEST_F(PollCancellation, DuringTheInitialDelay) {
+  scripted_job job({{"pass"}});
+  auto o = exact_options();
+  o.initial_delay = 10s;
+  auto r = cancel_at(job, o, 4s);
+  EXPECT_EQ(r.error, asio::error::operation_aborted);
+  EXPECT_EQ(finished_at, 4s);
+  EXPECT_EQ(job.polls(), 0u);
+  EXPECT_FALSE(r.response);
+}
+
+TEST_F(PollCancellation, DuringTheBackoffWait) {
+  scripted_job job({{"http-503"}});
+  auto o = exact_options();
+  o.backoff = jobpoll::fixed_interval{30s};
+  auto r = cancel_at(job, o, 5s);
+  EXPECT_EQ(r.error, asio::error::operation_aborted);
+  EXPECT_EQ(finished_at, 5s);
+}
+
+TEST_F(PollCancellation, DuringThePollItself) {
+  scripted_job job({{"working", {}, 60s}});
+  auto r = cancel_at(job, exact_options(), 3s);
+  EXPECT_EQ(r.error, asio::error::operation_aborted);
+  EXPECT_EQ(finished_at, 3s);
+  EXPECT_EQ(job.record().cancelled, 1);  // the poll operation itself saw the cancellation
+  EXPECT_EQ(job.record().completed, 0);
+}
+
+TEST_F(PollCancellation, DuringAPollUnderAnAttemptTimeout) {
+  scripted_job job({{"working", {}, 60s}});
+  auto o = exact_options();
+  o.attempt_timeout = 30s;
+  auto r = cancel_at(job, o, 3s);
+  EXPECT_EQ(r.error, asio::error::operation_aborted);
+  EXPECT_EQ(finished_at, 3s);
+  EXPECT_EQ(job.record().cancelled, 1);
+}
+
+TEST_F(PollCancellation, PartialAndTotalCancellationAlsoEndTheWait) {
+  for (auto type : {asio::cancellation_type::partial, asio::cancellation_type::total}) {
+    scripted_job job({{"working"}});
+    auto r = cancel_at(job, exact_options(), 1s, type);
+    EXPECT_EQ(r.error, asio::error::operation_aborted);
+  }
+}
+
+TEST_F(PollCancellation, OrWithATimerEndsThePoll) {
+  using namespace asio::experimental::awaitable_operators;
+  scripted_job job({{"working"}});
+  std::optional<std::size_t> winner;
+  auto o = exact_options();
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        manual_clock::timer give_up(co_await asio::this_coro::executor);
+        give_up.expires_after(5s);
+        auto v = co_await (jobpoll::poll_until(job, seed_status{}, o) || give_up.async_wait(asio::use_awaitable));
+        winner = v.index();
+        finished_at = manual_clock::now().time_since_epoch();
+      },
+      asio::detached);
+  manual_clock::run(ctx);
+  ASSERT_TRUE(winner);
+  EXPECT_EQ(*winner, 1u);
+  EXPECT_EQ(finished_at, 5s);
+  EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 2.0, 4.0));
+  EXPECT_EQ(log.ends, 1);
+}
+
+TEST_F(PollCancellation, OrWithATimerThatLosesLeavesTheResult) {
+  using namespace asio::experimental::awaitable_operators;
+  scripted_job job({{"working"}, {"pass"}});
+  std::optional<response> got;
+  auto o = exact_options();
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        manual_clock::timer give_up(co_await asio::this_coro::executor);
+        give_up.expires_after(60s);
+        auto v = co_await (jobpoll::poll_until(job, seed_status{}, o) || give_up.async_wait(asio::use_awaitable));
+        if (v.index() == 0) got = std::get<0>(v);
+      },
+      asio::detached);
+  manual_clock::run(ctx);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, "pass");
+}
+
+TEST_F(PollCancellation, ManyPollsCancelledTogetherLeaveNothingBehind) {
+  std::vector<std::optional<std::error_code>> results(200);
+  std::vector<std::unique_ptr<asio::cancellation_signal>> signals;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    // Polls caught in every state: waiting, mid-poll, mid-poll under a timeout.
+    scripted_job job({{"working", {}, std::chrono::seconds(i % 4)}});
+    auto o = exact_options();
+    if (i % 2) o.attempt_timeout = 3s;
+    signals.push_back(std::make_unique<asio::cancellation_signal>());
+    jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, o,
+                              asio::bind_cancellation_slot(signals.back()->slot(), [&results, i](std::error_code ec, auto) {
+                                results[i] = ec;
+                              }));
+  }
+  manual_clock::run_for(ctx, 7s);
+  for (auto& s : signals) s->emit(asio::cancellation_type::terminal);
+  manual_clock::run(ctx);
+  for (auto& r : results) {
+    ASSERT_TRUE(r);
+    EXPECT_EQ(*r, asio::error::operation_aborted);
+  }
+}
+
+}  // namespace
