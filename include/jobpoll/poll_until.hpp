@@ -128,24 +128,22 @@ class poll_loop {
 
   // Waits for the limiter; once a poll has happened, not past the deadline.
   asio::awaitable<std::error_code> acquire_limiter() {
+    if (options_.limiter->try_acquire()) co_return std::error_code{};  // the common case: no wait at all
     const auto begin = Clock::now();
     const auto left = schedule_->remaining(elapsed());
-    if (stats_.attempts > 0 && left) {
-      if (*left <= std::chrono::nanoseconds::zero()) {
-        // At the deadline: the final poll happens only if a start is free now.
-        if (!options_.limiter->try_acquire()) co_return make_error_code(errc::timeout);
-      } else {
-        timer_->expires_after(std::chrono::ceil<typename Clock::duration>(*left));
-        auto [order, acquire_error, timer_error] =
-            co_await asio::experimental::make_parallel_group(
-                asio::co_spawn(executor_, options_.limiter->acquire(), asio::experimental::deferred),
-                timer_->async_wait(asio::experimental::deferred))
-                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-        if (order[0] == 1 && !timer_error) co_return make_error_code(errc::timeout);
-        if (acquire_error) std::rethrow_exception(acquire_error);
-      }
+    if (stats_.attempts == 0 || !left) {
+      co_await options_.limiter->acquire();  // the first poll always happens
     } else {
-      co_await options_.limiter->acquire();
+      // At the deadline the final poll happens only if a start was free now.
+      if (*left <= std::chrono::nanoseconds::zero()) co_return make_error_code(errc::timeout);
+      timer_->expires_after(std::chrono::ceil<typename Clock::duration>(*left));
+      auto [order, acquire_error, timer_error] =
+          co_await asio::experimental::make_parallel_group(
+              asio::co_spawn(executor_, options_.limiter->acquire(), asio::experimental::deferred),
+              timer_->async_wait(asio::experimental::deferred))
+              .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+      if (order[0] == 1 && !timer_error) co_return make_error_code(errc::timeout);
+      if (acquire_error) std::rethrow_exception(acquire_error);
     }
     const auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - begin);
     stats_.limiter_waited += waited;
