@@ -35,8 +35,10 @@ class any_delay {
  public:
   any_delay() : any_delay(zero{}) {}
 
-  template <delay_policy P>
-    requires(!std::same_as<std::remove_cvref_t<P>, any_delay>)
+  // The any_delay check comes first: clang would otherwise recurse through
+  // delay_policy<any_delay> (copy_constructible) while checking a copy.
+  template <class P>
+    requires(!std::same_as<std::remove_cvref_t<P>, any_delay> && delay_policy<P>)
   any_delay(P policy)  // NOLINT(google-explicit-constructor): policies convert implicitly by design
       : impl_(std::make_unique<model<P>>(std::move(policy))) {}
 
