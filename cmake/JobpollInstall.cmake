@@ -1,0 +1,57 @@
+# Install rules and the CMake package (find_package(jobpoll CONFIG)).
+#
+# Installed layout (header-only, architecture-independent):
+#   <prefix>/include/jobpoll/**.hpp                 the headers, nothing else
+#   <prefix>/share/cmake/jobpoll/jobpollConfig.cmake
+#   <prefix>/share/cmake/jobpoll/jobpollConfigVersion.cmake
+#   <prefix>/share/cmake/jobpoll/jobpollTargets.cmake   jobpoll::jobpoll
+#   <prefix>/share/cmake/jobpoll/JobpollAsio.cmake      re-creates jobpoll::asio
+#   <prefix>/share/doc/jobpoll/LICENSE
+# tests/packaging/check_install_layout.cmake checks exactly this list, and the
+# vcpkg port (ports/jobpoll) and conanfile.py rely on it.
+#
+# Adding a component later (e.g. jobpoll::curl, a leaf with its own dependency):
+#   install(TARGETS jobpoll_curl EXPORT jobpoll-curl-targets)
+#   install(EXPORT jobpoll-curl-targets NAMESPACE jobpoll:: DESTINATION ${JOBPOLL_INSTALL_CMAKEDIR})
+#   install(FILES cmake/jobpoll-curl.cmake DESTINATION ${JOBPOLL_INSTALL_CMAKEDIR})
+# where cmake/jobpoll-curl.cmake calls _jobpoll_find_component_dependency(curl CURL)
+# and includes jobpoll-curl-targets.cmake (see cmake/jobpollConfig.cmake.in);
+# users then write find_package(jobpoll CONFIG REQUIRED COMPONENTS curl).
+include(CMakePackageConfigHelpers)
+
+install(TARGETS jobpoll EXPORT jobpollTargets)
+# Headers one by one rather than install(DIRECTORY): no empty directories
+# (vcpkg rejects them) and nothing but *.hpp.
+file(GLOB_RECURSE _jobpoll_headers CONFIGURE_DEPENDS
+  RELATIVE "${jobpoll_SOURCE_DIR}/include"
+  "${jobpoll_SOURCE_DIR}/include/jobpoll/*.hpp")
+foreach(_jobpoll_header IN LISTS _jobpoll_headers)
+  get_filename_component(_jobpoll_header_dir "${_jobpoll_header}" DIRECTORY)
+  install(FILES "${jobpoll_SOURCE_DIR}/include/${_jobpoll_header}"
+    DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/${_jobpoll_header_dir}")
+endforeach()
+install(EXPORT jobpollTargets
+  NAMESPACE jobpoll::
+  FILE jobpollTargets.cmake
+  DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
+
+configure_package_config_file(
+  "${jobpoll_SOURCE_DIR}/cmake/jobpollConfig.cmake.in"
+  "${jobpoll_BINARY_DIR}/jobpollConfig.cmake"
+  INSTALL_DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}"
+  NO_SET_AND_CHECK_MACRO)
+# ARCH_INDEPENDENT: header-only, so a 32-bit consumer may use a package
+# installed from a 64-bit build (the version file would otherwise compare
+# CMAKE_SIZEOF_VOID_P).
+write_basic_package_version_file(
+  "${jobpoll_BINARY_DIR}/jobpollConfigVersion.cmake"
+  VERSION "${jobpoll_VERSION}"
+  COMPATIBILITY SameMajorVersion
+  ARCH_INDEPENDENT)
+install(FILES
+  "${jobpoll_BINARY_DIR}/jobpollConfig.cmake"
+  "${jobpoll_BINARY_DIR}/jobpollConfigVersion.cmake"
+  "${jobpoll_SOURCE_DIR}/cmake/JobpollAsio.cmake"
+  DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
+# Not CMAKE_INSTALL_DOCDIR: that cache variable names the top-level project.
+install(FILES "${jobpoll_SOURCE_DIR}/LICENSE" DESTINATION "${CMAKE_INSTALL_DATAROOTDIR}/doc/jobpoll")

@@ -1,0 +1,82 @@
+"""Conan 2 recipe for jobpoll, a header-only C++20 library on standalone Asio.
+
+    conan create . --build=missing          # package it (tests off)
+
+Consumers: `requires = "jobpoll/0.1.0"`, then with CMakeDeps
+`find_package(jobpoll CONFIG REQUIRED)` and `jobpoll::jobpoll`.
+"""
+import os
+import re
+
+from conan import ConanFile
+from conan.tools.build import check_min_cppstd
+from conan.tools.cmake import CMake, CMakeToolchain, cmake_layout
+from conan.tools.files import copy, load, rmdir
+
+required_conan_version = ">=2.0"
+
+
+class JobpollConan(ConanFile):
+    name = "jobpoll"
+    description = ("Submit a job, poll it until it is done, fetch the result: "
+                   "a header-only C++20 library on standalone Asio")
+    license = "BSL-1.0"
+    topics = ("asio", "coroutines", "polling", "rate-limiting", "header-only")
+    package_type = "header-library"
+    settings = "os", "arch", "compiler", "build_type"
+    exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "LICENSE"
+    no_copy_source = True
+
+    def set_version(self):
+        # One source of truth: project(jobpoll VERSION x.y.z) in CMakeLists.txt.
+        if self.version:
+            return
+        cmakelists = load(self, os.path.join(self.recipe_folder, "CMakeLists.txt"))
+        self.version = re.search(r"project\(jobpoll\s+VERSION\s+([0-9.]+)", cmakelists).group(1)
+
+    def layout(self):
+        cmake_layout(self, src_folder=".")
+
+    def requirements(self):
+        # Public headers include Asio's: consumers get its headers and defines.
+        self.requires("asio/1.22.1", transitive_headers=True)
+
+    def package_id(self):
+        self.info.clear()
+
+    def validate(self):
+        check_min_cppstd(self, 20)
+
+    def generate(self):
+        tc = CMakeToolchain(self)
+        tc.cache_variables["JOBPOLL_BUILD_TESTS"] = False
+        tc.cache_variables["JOBPOLL_BUILD_EXAMPLES"] = False
+        tc.cache_variables["JOBPOLL_BUILD_BENCH"] = False
+        tc.cache_variables["JOBPOLL_INSTALL"] = True
+        # cmake/JobpollAsio.cmake looks for asio.hpp; point it at Conan's Asio.
+        tc.cache_variables["JOBPOLL_ASIO_INCLUDE_DIR"] = \
+            self.dependencies["asio"].cpp_info.includedirs[0].replace("\\", "/")
+        tc.generate()
+
+    def build(self):
+        cmake = CMake(self)
+        cmake.configure()
+
+    def package(self):
+        copy(self, "LICENSE", src=self.source_folder,
+             dst=os.path.join(self.package_folder, "licenses"))
+        cmake = CMake(self)
+        cmake.install()
+        # Conan's CMakeDeps writes the consumers' config files from package_info();
+        # the CMake package files and the doc copy of the license are not needed.
+        rmdir(self, os.path.join(self.package_folder, "share"))
+
+    def package_info(self):
+        self.cpp_info.set_property("cmake_file_name", "jobpoll")
+        self.cpp_info.set_property("cmake_target_name", "jobpoll::jobpoll")
+        self.cpp_info.bindirs = []
+        self.cpp_info.libdirs = []
+        # The same usage requirements as the CMake package (cmake/JobpollAsio.cmake):
+        # clang 14 with libstdc++ only enables Asio's coroutines when told to.
+        if self.settings.get_safe("compiler") == "clang":
+            self.cpp_info.defines.append("ASIO_HAS_CO_AWAIT=1")

@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# Sourced by scripts/test.sh and scripts/demo.sh: installs, with apt-get, the
+# Debian 12 packages that building and testing jobpoll needs, and nothing
+# when they are all there already.
+
+# The one list of system packages jobpoll's build, tests, examples and
+# benchmarks use. Add new dependencies here (e.g. libcurl4-openssl-dev,
+# nlohmann-json3-dev).
+JOBPOLL_APT_PACKAGES=(
+  g++                 # the main compiler (pulls libc6-dev, libstdc++-12-dev)
+  clang               # the second compiler
+  cmake
+  ninja-build
+  libasio-dev         # standalone Asio 1.22.1
+  libgtest-dev
+  libgmock-dev
+  libbenchmark-dev
+)
+
+jobpoll_missing_packages() {
+  local pkg
+  for pkg in "${JOBPOLL_APT_PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != "installed" ]]; then
+      printf '%s\n' "$pkg"
+    fi
+  done
+}
+
+jobpoll_install_deps() {
+  local missing
+  mapfile -t missing < <(jobpoll_missing_packages)
+  if ((${#missing[@]} == 0)); then
+    echo "deps: all ${#JOBPOLL_APT_PACKAGES[@]} packages present"
+    return 0
+  fi
+  echo "deps: installing ${missing[*]}"
+  local -a as_root=()
+  if ((EUID != 0)); then
+    if command -v sudo >/dev/null 2>&1; then
+      as_root=(sudo)
+    else
+      echo "deps: missing packages (${missing[*]}) and not root, and no sudo: install them and run again" >&2
+      return 1
+    fi
+  fi
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
