@@ -99,14 +99,16 @@ asio::awaitable<int> run(std::chrono::milliseconds job_length) {
   opts.max_retries = 3;
   opts.attempt_timeout = 2s;
   opts.limiter = quota;
-  opts.hooks.on_poll = [](const jobpoll::poll_event& e) {
+  jobpoll::poll_hooks hooks;  // one set of hooks can serve any number of polls
+  hooks.on_poll = [](const jobpoll::poll_event& e) {
     std::printf("attempt %zu at %7.1f ms: %-15s", e.attempt, ms(e.elapsed), std::string(to_string(e.status.state)).c_str());
     if (e.status.progress) std::printf(" %3.0f%%", *e.status.progress * 100);
     std::printf("  (%s)\n", e.status.detail.c_str());
   };
-  opts.hooks.on_wait = [](const jobpoll::wait_event& e) {
+  hooks.on_wait = [](const jobpoll::wait_event& e) {
     std::printf("    wait %6.1f ms  [%s]\n", ms(e.duration), std::string(to_string(e.reason)).c_str());
   };
+  opts.hooks = &hooks;
 
   try {
     job_response done = co_await jobpoll::poll_until([&] { return api.get(hash); }, classify, opts);

@@ -44,8 +44,9 @@ struct end_event {
   const poll_stats& stats;
 };
 
-/// Optional callbacks, called on the poll's executor. They must not throw;
-/// an exception from a hook propagates out of the poll.
+/// Optional callbacks, called on the poll's executor; an empty one is skipped.
+/// Set `options.hooks = &hooks;` — one object can serve any number of polls.
+/// They must not throw: an exception from a hook propagates out of the poll.
 struct poll_hooks {
   std::function<void(const poll_event&)> on_poll;
   std::function<void(const wait_event&)> on_wait;

@@ -49,11 +49,13 @@ struct basic_poll_options {
   std::optional<std::chrono::nanoseconds> attempt_timeout;
   /// Bounds on server hints (Retry-After, estimated-time fields).
   hint_bounds hints;
-  /// A limiter shared with other pollers; acquired before every poll. A
-  /// transient failure with a server hint pauses it for everyone.
-  std::optional<limiter_ref> limiter;
-  /// Observability callbacks.
-  poll_hooks hooks;
+  /// A limiter shared with other pollers (none when empty); acquired before
+  /// every poll. A transient failure with a server hint pauses it for everyone.
+  limiter_ref limiter;
+  /// Observability callbacks (none when null). One `poll_hooks` object is
+  /// usually shared by many polls, so options hold only a pointer: it must
+  /// outlive every poll that uses it.
+  const poll_hooks* hooks = nullptr;
 
   /// Why these options cannot be used (naming the field and the value
   /// received), or none when they are valid.

@@ -19,7 +19,6 @@
 #include <asio/experimental/deferred.hpp>
 #include <asio/experimental/parallel_group.hpp>
 #include <asio/post.hpp>
-#include <asio/redirect_error.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -61,209 +60,214 @@ poll_status classify_error(Status& status, const std::error_code& ec, std::strin
   }
 }
 
-// One poll from start to end. Lives in the frame of the coroutine that runs
-// it; its member coroutines are awaited directly, so `this` outlives them.
-template <class Clock, class Poll, class Status>
-class poll_loop {
- public:
-  using response_type = poll_response_t<Poll>;
-  using result_type = poll_result<response_type>;
-
-  poll_loop(Poll poll, Status status, basic_poll_options<Clock> options)
-      : poll_(std::move(poll)), status_policy_(std::move(status)), options_(std::move(options)) {}
-
-  asio::awaitable<result_type> run() {
-    start_ = Clock::now();
-    if (auto why = options_.invalid_reason()) co_return finish(errc::invalid_argument, "invalid poll options: " + *why);
-    cancel_state_ = co_await asio::this_coro::cancellation_state;
-    std::error_code ec;
-    try {
-      ec = co_await loop();
-    } catch (const std::system_error&) {
-      // After a cancellation Asio throws from the next co_await; anything
-      // else is a bug worth seeing.
-      if (!cancelled()) throw;
-      ec = asio::error::operation_aborted;
-    }
-    co_return finish(ec, {});
-  }
-
- private:
-  asio::awaitable<std::error_code> loop() {
-    executor_ = co_await asio::this_coro::executor;
-    timer_.emplace(executor_);
-    schedule_.emplace(std::move(options_.interval), std::move(options_.backoff), options_.max_retries,
-                      options_.deadline.budget_from(start_), options_.hints);
-    poll_decision next = schedule_->start(options_.initial_delay);
-    for (;;) {
-      if (auto ec = co_await wait(next)) co_return ec;
-      if (cancelled()) co_return asio::error::operation_aborted;
-      if (options_.limiter) {
-        if (auto ec = co_await acquire_limiter()) co_return ec;
-      }
-      co_await poll_once();
-      if (cancelled()) co_return asio::error::operation_aborted;
-      if (options_.hooks.on_poll) options_.hooks.on_poll({stats_.attempts, status_, elapsed()});
-      if (options_.limiter && status_.state == job_state::transient_error && status_.retry_after)
-        options_.limiter->pause_for(schedule_->bounded_hint(*status_.retry_after));
-      next = schedule_->after_poll(status_, elapsed());
-      if (next.finish) co_return next.error;
-    }
-  }
-
-  asio::awaitable<std::error_code> wait(const poll_decision& d) {
-    if (d.wait <= std::chrono::nanoseconds::zero()) {
-      // Yield between polls even with a zero interval, so one poller cannot
-      // starve everything else on its executor.
-      if (stats_.attempts > 0) co_await asio::post(executor_, asio::use_awaitable);
-      co_return std::error_code{};
-    }
-    if (options_.hooks.on_wait) options_.hooks.on_wait({stats_.attempts, d.reason, d.wait, d.clipped});
-    timer_->expires_after(std::chrono::ceil<typename Clock::duration>(d.wait));
-    std::error_code ec;
-    co_await timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    stats_.waited += d.wait;
-    co_return ec;
-  }
-
-  // Waits for the limiter; once a poll has happened, not past the deadline.
-  asio::awaitable<std::error_code> acquire_limiter() {
-    if (options_.limiter->try_acquire()) co_return std::error_code{};  // the common case: no wait at all
-    const auto begin = Clock::now();
-    const auto left = schedule_->remaining(elapsed());
-    if (stats_.attempts == 0 || !left) {
-      co_await options_.limiter->acquire();  // the first poll always happens
-    } else {
-      // At the deadline the final poll happens only if a start was free now.
-      if (*left <= std::chrono::nanoseconds::zero()) co_return make_error_code(errc::timeout);
-      timer_->expires_after(std::chrono::ceil<typename Clock::duration>(*left));
-      auto [order, acquire_error, timer_error] =
-          co_await asio::experimental::make_parallel_group(
-              asio::co_spawn(executor_, options_.limiter->acquire(), asio::experimental::deferred),
-              timer_->async_wait(asio::experimental::deferred))
-              .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-      if (order[0] == 1 && !timer_error) co_return make_error_code(errc::timeout);
-      if (acquire_error) std::rethrow_exception(acquire_error);
-    }
-    const auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - begin);
-    stats_.limiter_waited += waited;
-    if (waited > std::chrono::nanoseconds::zero() && options_.hooks.on_wait)
-      options_.hooks.on_wait({stats_.attempts, wait_reason::limiter, waited, false});
-    co_return std::error_code{};
-  }
-
-  // Makes one attempt and sets status_ (and response_ when one arrived).
-  // Never throws for the attempt's own failure; cancellation is left for
-  // the caller to see in the cancellation state.
-  asio::awaitable<void> poll_once() {
-    ++stats_.attempts;
-    std::exception_ptr failure;
-    bool answered = true;
-    try {
-      if (options_.attempt_timeout) {
-        answered = co_await poll_with_timeout();
-      } else {
-        response_.emplace(co_await poll_());
-      }
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    if (cancelled()) co_return;
-    if (failure) {
-      status_ = classify_exception(failure);
-    } else if (!answered) {
-      status_ = poll_status::transient(errc::attempt_timeout,
-                                       "no answer within " + format_seconds(*options_.attempt_timeout));
-    } else {
-      status_ = classify_response();
-    }
-  }
-
-  // True when the poll answered in time (response_ is set), false on timeout.
-  asio::awaitable<bool> poll_with_timeout() {
-    timer_->expires_after(std::chrono::ceil<typename Clock::duration>(*options_.attempt_timeout));
-    auto [order, poll_error, response, timer_error] =
-        co_await asio::experimental::make_parallel_group(
-            asio::co_spawn(
-                executor_,
-                [this]() -> asio::awaitable<std::optional<response_type>> { co_return co_await poll_(); },
-                asio::experimental::deferred),
-            timer_->async_wait(asio::experimental::deferred))
-            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-    if (order[0] == 1 && !timer_error) co_return false;
-    if (poll_error) std::rethrow_exception(poll_error);
-    response_ = std::move(response);
-    co_return true;
-  }
-
-  poll_status classify_response() {
-    try {
-      return status_policy_(std::as_const(*response_));
-    } catch (const std::exception& e) {
-      return poll_status::permanent(errc::poll_exception, std::string("status policy threw: ") + e.what());
-    }
-  }
-
-  poll_status classify_exception(const std::exception_ptr& failure) {
-    try {
-      std::rethrow_exception(failure);
-    } catch (const std::system_error& e) {
-      return detail::classify_error(status_policy_, e.code(), e.what());
-    } catch (const std::exception& e) {
-      return poll_status::permanent(errc::poll_exception, e.what());
-    } catch (...) {
-      return poll_status::permanent(errc::poll_exception, "poll threw a non-standard exception");
-    }
-  }
-
-  result_type finish(std::error_code ec, std::string message) {
-    stats_.elapsed = elapsed();
-    if (schedule_) {
-      stats_.pending_polls = schedule_->pending_polls();
-      stats_.transient_failures = schedule_->transient_failures();
-    }
-    result_type r;
-    r.error = ec;
-    if (ec && message.empty()) message = describe_end(ec, status_, stats_);
-    r.message = std::move(message);
-    r.stats = stats_;
-    if (options_.hooks.on_end) options_.hooks.on_end({ec, status_, stats_});
-    r.status = std::move(status_);
-    r.response = std::move(response_);
-    return r;
-  }
-
-  bool cancelled() const noexcept { return cancel_state_.cancelled() != asio::cancellation_type::none; }
-  std::chrono::nanoseconds elapsed() const { return Clock::now() - start_; }
-
-  Poll poll_;
-  Status status_policy_;
-  basic_poll_options<Clock> options_;
-  typename Clock::time_point start_{};
-  asio::any_io_executor executor_;
-  asio::cancellation_state cancel_state_;
-  std::optional<timer_for<Clock>> timer_;
-  std::optional<poll_schedule> schedule_;
-  std::optional<response_type> response_;
-  poll_status status_;
-  poll_stats stats_;
-};
-
-template <class Clock, class Poll, class Status>
-asio::awaitable<poll_result<poll_response_t<Poll>>> run_poll(Poll poll, Status status,
-                                                             basic_poll_options<Clock> options) {
-  poll_loop<Clock, Poll, Status> loop(std::move(poll), std::move(status), std::move(options));
-  co_return co_await loop.run();
+inline std::chrono::nanoseconds since(auto start, auto now) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(now - start);
 }
 
-// The entry point of a spawned poll: unlike a plain co_spawn, it accepts
-// partial and total cancellation too, since stopping a poll has no side
-// effect on the job.
-template <class Clock, class Poll, class Status>
-asio::awaitable<poll_result<poll_response_t<Poll>>> spawned_poll(Poll poll, Status status,
-                                                                 basic_poll_options<Clock> options) {
-  co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
-  co_return co_await run_poll(std::move(poll), std::move(status), std::move(options));
+// Classifies one answer; a throwing status policy is a permanent error and
+// the response is kept.
+template <class Status, class Response>
+poll_status classify_response(Status& status, const Response& response) {
+  try {
+    return status(response);
+  } catch (const std::exception& e) {
+    return poll_status::permanent(errc::poll_exception, std::string("status policy threw: ") + e.what());
+  }
+}
+
+template <class Status>
+poll_status classify_exception(Status& status, const std::exception_ptr& failure) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::system_error& e) {
+    return detail::classify_error(status, e.code(), e.what());
+  } catch (const std::exception& e) {
+    return poll_status::permanent(errc::poll_exception, e.what());
+  } catch (...) {
+    return poll_status::permanent(errc::poll_exception, "poll threw a non-standard exception");
+  }
+}
+
+// Rarely taken paths live in coroutines of their own, so their state is only
+// allocated while they run and the frame of a waiting poll stays small.
+
+// One attempt raced against `timeout`: true with `response` set when the poll
+// answered in time, false when the timer won (the poll is then cancelled).
+template <class Clock, class Poll, class Response>
+asio::awaitable<bool> poll_with_timeout(Poll& poll, std::chrono::nanoseconds timeout, std::optional<Response>& response) {
+  timer_for<Clock> timer(co_await asio::this_coro::executor);
+  timer.expires_after(std::chrono::ceil<typename Clock::duration>(timeout));
+  auto [order, poll_error, answer, timer_error] =
+      co_await asio::experimental::make_parallel_group(
+          asio::co_spawn(
+              timer.get_executor(), [&poll]() -> asio::awaitable<std::optional<Response>> { co_return co_await poll(); },
+              asio::experimental::deferred),
+          timer.async_wait(asio::experimental::deferred))
+          .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+  if (order[0] == 1 && !timer_error) co_return false;
+  if (poll_error) std::rethrow_exception(poll_error);
+  response = std::move(answer);
+  co_return true;
+}
+
+// Waits for a limiter start that was not free at once, and accounts for the
+// wait. Once a poll has happened the wait is bounded by the deadline: it
+// ends with `timeout` if the deadline comes first, and the abandoned wait
+// takes nothing.
+template <class Clock>
+asio::awaitable<std::error_code> wait_for_limiter(limiter_ref limiter, const poll_schedule& schedule,
+                                                  typename Clock::time_point start, poll_stats& stats,
+                                                  const poll_hooks* hooks) {
+  const auto begin = Clock::now();
+  const auto left = stats.attempts > 0 ? schedule.remaining(since(start, begin)) : std::nullopt;
+  if (!left) {
+    co_await limiter.acquire();
+  } else {
+    if (*left <= std::chrono::nanoseconds::zero()) co_return make_error_code(errc::timeout);
+    timer_for<Clock> timer(co_await asio::this_coro::executor);
+    timer.expires_after(std::chrono::ceil<typename Clock::duration>(*left));
+    auto [order, acquire_error, timer_error] =
+        co_await asio::experimental::make_parallel_group(
+            asio::co_spawn(timer.get_executor(), limiter.acquire(), asio::experimental::deferred),
+            timer.async_wait(asio::experimental::deferred))
+            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    if (order[0] == 1 && !timer_error) co_return make_error_code(errc::timeout);
+    if (acquire_error) std::rethrow_exception(acquire_error);
+  }
+  const auto waited = since(begin, Clock::now());
+  stats.limiter_waited += waited;
+  if (hooks && hooks->on_wait) hooks->on_wait({stats.attempts, wait_reason::limiter, waited, false});
+  co_return std::error_code{};
+}
+
+template <bool Throw, class Response>
+using poll_return_t = std::conditional_t<Throw, Response, poll_result<Response>>;
+
+// Ends a poll: notifies `on_end`, then returns the result, or (Throw) the
+// response on success and throws basic_poll_error otherwise.
+template <bool Throw, class Response>
+poll_return_t<Throw, Response> finish(std::error_code ec, std::string message, std::optional<Response>& response,
+                                      poll_status& status, const poll_stats& stats, const poll_hooks* hooks) {
+  if (hooks && hooks->on_end) hooks->on_end({ec, status, stats});
+  if constexpr (Throw) {
+    if (!ec) return std::move(*response);
+  }
+  poll_result<Response> r;
+  r.error = ec;
+  r.message = ec && message.empty() ? describe_end(ec, status, stats) : std::move(message);
+  r.response = std::move(response);
+  r.status = std::move(status);
+  r.stats = stats;
+  if constexpr (Throw) {
+    throw basic_poll_error<Response>(std::move(r));
+  } else {
+    return r;
+  }
+}
+
+// Options that fail validation end the poll before it starts, in a coroutine
+// of their own so the frame of a real poll carries none of this.
+template <bool Throw, class Response>
+asio::awaitable<poll_return_t<Throw, Response>> reject(std::string why, const poll_hooks* hooks) {
+  std::optional<Response> none;
+  poll_status status;
+  co_return finish<Throw>(errc::invalid_argument, "invalid poll options: " + why, none, status, poll_stats{}, hooks);
+}
+
+// The whole poll as one coroutine, so a poll waiting between attempts holds
+// one frame (plus its timer wait) and nothing else. The decisions are
+// poll_schedule's; this only waits, calls and reports.
+template <bool Throw, class Clock, class Poll, class Status>
+asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll, Status status,
+                                                                     basic_poll_options<Clock> options,
+                                                                     bool accept_any_cancellation) {
+  const auto start = Clock::now();
+  std::optional<poll_response_t<Poll>> response;  // the last answer received
+  poll_status last;                               // the last classification
+  poll_stats stats;
+  const poll_hooks* const hooks = options.hooks;
+  // Only an entry point may widen its filter: in a nested call the
+  // cancellation state is the caller's.
+  if (accept_any_cancellation)
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+  const asio::cancellation_state cancel_state = co_await asio::this_coro::cancellation_state;
+  const auto cancelled = [&cancel_state] { return cancel_state.cancelled() != asio::cancellation_type::none; };
+
+  poll_schedule schedule(std::move(options.interval), std::move(options.backoff), options.max_retries,
+                         options.deadline.budget_from(start), options.hints);
+  // Read the clock after each poll only when someone needs the time.
+  const bool timed = schedule.remaining(std::chrono::nanoseconds::zero()) || hooks;
+  std::optional<timer_for<Clock>> timer;  // created on the first real wait
+  std::error_code ec;
+  try {
+    poll_decision next = schedule.start(options.initial_delay);
+    for (;;) {
+      if (next.wait > std::chrono::nanoseconds::zero()) {
+        if (hooks && hooks->on_wait) hooks->on_wait({stats.attempts, next.reason, next.wait, next.clipped});
+        if (!timer) timer.emplace(co_await asio::this_coro::executor);
+        timer->expires_after(std::chrono::ceil<typename Clock::duration>(next.wait));
+        // A cancelled wait throws; the handler below turns that into operation_aborted.
+        co_await timer->async_wait(asio::use_awaitable);
+        stats.waited += next.wait;
+      } else if (stats.attempts > 0) {
+        // Yield even with a zero wait, so one poller cannot starve its executor.
+        co_await asio::post(asio::use_awaitable);
+      }
+      if (cancelled()) {
+        ec = asio::error::operation_aborted;
+        break;
+      }
+
+      if (options.limiter && !options.limiter.try_acquire()) {
+        ec = co_await wait_for_limiter<Clock>(options.limiter, schedule, start, stats, hooks);
+        if (ec) break;
+      }
+
+      ++stats.attempts;
+      std::exception_ptr failure;
+      bool answered = true;
+      try {
+        if (options.attempt_timeout) {
+          answered = co_await poll_with_timeout<Clock>(poll, *options.attempt_timeout, response);
+        } else {
+          response.emplace(co_await poll());
+        }
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      if (cancelled()) {
+        ec = asio::error::operation_aborted;
+        break;
+      }
+      if (failure) {
+        last = classify_exception(status, failure);
+      } else if (!answered) {
+        last = poll_status::transient(errc::attempt_timeout,
+                                            "no answer within " + format_seconds(*options.attempt_timeout));
+      } else {
+        last = classify_response(status, std::as_const(*response));
+      }
+
+      const auto elapsed = timed ? since(start, Clock::now()) : std::chrono::nanoseconds::zero();
+      if (hooks && hooks->on_poll) hooks->on_poll({stats.attempts, last, elapsed});
+      if (options.limiter && last.state == job_state::transient_error && last.retry_after)
+        options.limiter.pause_for(schedule.bounded_hint(*last.retry_after));
+      next = schedule.after_poll(last, elapsed);
+      if (next.finish) {
+        ec = next.error;
+        break;
+      }
+    }
+  } catch (const std::system_error&) {
+    // After a cancellation Asio throws from the next co_await; anything else
+    // is a bug worth seeing.
+    if (!cancelled()) throw;
+    ec = asio::error::operation_aborted;
+  }
+  stats.elapsed = since(start, Clock::now());
+  stats.pending_polls = schedule.pending_polls();
+  stats.transient_failures = schedule.transient_failures();
+  co_return finish<Throw>(ec, {}, response, last, stats, hooks);
 }
 
 // Adapts co_spawn's `void(std::exception_ptr, poll_result<R>)` to the public
@@ -297,9 +301,8 @@ struct result_handler {
 /// with a timer) ends any wait, limiter wait or poll in progress.
 template <poll_operation Poll, status_policy<poll_response_t<Poll>> Status, clock Clock = std::chrono::steady_clock>
 asio::awaitable<poll_response_t<Poll>> poll_until(Poll poll, Status status, basic_poll_options<Clock> options = {}) {
-  auto result = co_await detail::run_poll(std::move(poll), std::move(status), std::move(options));
-  if (result.error) throw basic_poll_error<poll_response_t<Poll>>(std::move(result));
-  co_return std::move(*result.response);
+  if (auto why = options.invalid_reason()) return detail::reject<true, poll_response_t<Poll>>(std::move(*why), options.hooks);
+  return detail::run_poll<true>(std::move(poll), std::move(status), std::move(options), false);
 }
 
 /// `poll_until` for any Asio completion token: the poll runs as a coroutine
@@ -320,8 +323,13 @@ auto async_poll_until(const Executor& ex, Poll poll, Status status, basic_poll_o
   using response_type = poll_response_t<Poll>;
   return asio::async_initiate<CompletionToken, void(std::error_code, poll_result<response_type>)>(
       [](auto handler, const Executor& ex, Poll poll, Status status, basic_poll_options<Clock> options) {
-        asio::co_spawn(ex, detail::spawned_poll(std::move(poll), std::move(status), std::move(options)),
-                       detail::result_handler<decltype(handler), response_type>{std::move(handler)});
+        detail::result_handler<decltype(handler), response_type> done{std::move(handler)};
+        if (auto why = options.invalid_reason()) {
+          asio::co_spawn(ex, detail::reject<false, response_type>(std::move(*why), options.hooks), std::move(done));
+        } else {
+          asio::co_spawn(ex, detail::run_poll<false>(std::move(poll), std::move(status), std::move(options), true),
+                         std::move(done));
+        }
       },
       token, ex, std::move(poll), std::move(status), std::move(options));
 }

@@ -27,32 +27,48 @@ concept rate_limiter = requires(L& l, std::chrono::nanoseconds d) {
   l.pause_for(d);
 };
 
-/// A non-owning, copyable reference to any `rate_limiter`. The limiter must
-/// outlive every poll that uses the reference (as with Asio's buffers).
+/// A non-owning, copyable reference to any `rate_limiter`, or empty. The
+/// limiter must outlive every poll that uses the reference (as with Asio's
+/// buffers). Two pointers, so every poll can carry one cheaply.
 class limiter_ref {
  public:
+  /// An empty reference: no limiter.
+  limiter_ref() noexcept = default;
+
   template <rate_limiter L>
     requires(!std::same_as<L, limiter_ref>)
   limiter_ref(L& limiter) noexcept  // NOLINT(google-explicit-constructor): a reference converts implicitly
-      : object_(std::addressof(limiter)),
-        acquire_([](void* p) { return static_cast<L*>(p)->async_acquire(asio::use_awaitable); }),
-        try_acquire_([](void* p) -> bool { return static_cast<L*>(p)->try_acquire(); }),
-        pause_([](void* p, std::chrono::nanoseconds d) { static_cast<L*>(p)->pause_for(d); }) {}
+      : object_(std::addressof(limiter)), operations_(&operations_for<L>) {}
 
-  /// Waits for one start; throws `std::system_error(operation_aborted)` when cancelled.
-  asio::awaitable<void> acquire() const { return acquire_(object_); }
+  /// True when it refers to a limiter.
+  explicit operator bool() const noexcept { return operations_ != nullptr; }
+
+  /// Waits for one start; throws `std::system_error(operation_aborted)` when
+  /// cancelled. Precondition: not empty (likewise below).
+  asio::awaitable<void> acquire() const { return operations_->acquire(object_); }
 
   /// Takes a start if one is free now and nobody is queued.
-  bool try_acquire() const { return try_acquire_(object_); }
+  bool try_acquire() const { return operations_->try_acquire(object_); }
 
   /// Holds back every user of the limiter for `d` from now.
-  void pause_for(std::chrono::nanoseconds d) const { pause_(object_, d); }
+  void pause_for(std::chrono::nanoseconds d) const { operations_->pause_for(object_, d); }
 
  private:
-  void* object_;
-  asio::awaitable<void> (*acquire_)(void*);
-  bool (*try_acquire_)(void*);
-  void (*pause_)(void*, std::chrono::nanoseconds);
+  struct operations {
+    asio::awaitable<void> (*acquire)(void*);
+    bool (*try_acquire)(void*);
+    void (*pause_for)(void*, std::chrono::nanoseconds);
+  };
+
+  template <class L>
+  static constexpr operations operations_for{
+      [](void* p) { return static_cast<L*>(p)->async_acquire(asio::use_awaitable); },
+      [](void* p) -> bool { return static_cast<L*>(p)->try_acquire(); },
+      [](void* p, std::chrono::nanoseconds d) { static_cast<L*>(p)->pause_for(d); },
+  };
+
+  void* object_ = nullptr;
+  const operations* operations_ = nullptr;
 };
 
 }  // namespace jobpoll

@@ -42,9 +42,10 @@ class poll_fixture : public ::testing::Test {
   }
 
   void watch(options& o) {
-    o.hooks.on_wait = [this](const jobpoll::wait_event& e) { log.waits.push_back(e); };
-    o.hooks.on_poll = [this](const jobpoll::poll_event& e) { log.polls.emplace_back(e.attempt, e.status); };
-    o.hooks.on_end = [this](const jobpoll::end_event&) { ++log.ends; };
+    hooks.on_wait = [this](const jobpoll::wait_event& e) { log.waits.push_back(e); };
+    hooks.on_poll = [this](const jobpoll::poll_event& e) { log.polls.emplace_back(e.attempt, e.status); };
+    hooks.on_end = [this](const jobpoll::end_event&) { ++log.ends; };
+    o.hooks = &hooks;
   }
 
   jobpoll::poll_result<response> run(scripted_job job, options o) {
@@ -66,6 +67,7 @@ class poll_fixture : public ::testing::Test {
 
   asio::io_context ctx;
   seen log;
+  jobpoll::poll_hooks hooks;
 };
 
 }  // namespace jobpoll_test

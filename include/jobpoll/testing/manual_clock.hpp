@@ -149,7 +149,7 @@ class manual_clock::timer {
   template <class CompletionToken>
   auto async_wait(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::error_code)>(
-        [this](auto handler) { start_wait(std::move(handler)); }, token);
+        [this](auto handler) { this->start_wait(std::move(handler)); }, token);
   }
 
  private:
@@ -216,7 +216,14 @@ inline bool manual_clock::fire_earliest(time_point limit) {
 inline void manual_clock::advance_to(time_point target) {
   while (fire_earliest(target)) {
   }
-  if (target > now()) ticks().store(target.time_since_epoch().count(), std::memory_order_release);
+  {
+    // Under the mutex, so a wait armed on another thread meanwhile is either
+    // already in `waits` (fired below) or sees the new time in start_wait.
+    std::unique_lock lock(shared().mutex);
+    if (target > now()) ticks().store(target.time_since_epoch().count(), std::memory_order_release);
+  }
+  while (fire_earliest(target)) {
+  }
 }
 
 inline void manual_clock::reset() {
