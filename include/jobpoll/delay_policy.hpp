@@ -49,6 +49,14 @@ class any_delay {
     return *this;
   }
   any_delay& operator=(any_delay&&) noexcept = default;
+  // Spelled out (not only through the converting constructor) so that a type
+  // that is not a policy gets a diagnostic naming delay_policy.
+  template <class P>
+    requires(!std::same_as<std::remove_cvref_t<P>, any_delay> && delay_policy<std::remove_cvref_t<P>>)
+  any_delay& operator=(P&& policy) {
+    impl_ = std::make_unique<model<std::remove_cvref_t<P>>>(std::forward<P>(policy));
+    return *this;
+  }
   ~any_delay() = default;
 
   std::chrono::nanoseconds next() { return impl_->next(); }

@@ -291,7 +291,8 @@ struct result_handler {
 /// At least one poll always happens; the deadline is checked after each poll
 /// and the last wait is clipped so a final poll lands on the deadline.
 ///
-/// Returns the response that `status` called succeeded. Throws
+/// Returns an `asio::awaitable<Response>` giving the response that `status`
+/// called succeeded. Throws
 /// `basic_poll_error<Response>` (a `poll_error`, a `std::system_error`) with
 /// `errc::job_failed` (the failure payload is `last_response()`),
 /// `errc::timeout`, `errc::retries_exhausted`, a permanent error code
@@ -300,7 +301,7 @@ struct result_handler {
 /// (terminal, through the awaiting coroutine's cancellation slot, e.g. `||`
 /// with a timer) ends any wait, limiter wait or poll in progress.
 template <poll_operation Poll, status_policy<poll_response_t<Poll>> Status, clock Clock = std::chrono::steady_clock>
-asio::awaitable<poll_response_t<Poll>> poll_until(Poll poll, Status status, basic_poll_options<Clock> options = {}) {
+auto poll_until(Poll poll, Status status, basic_poll_options<Clock> options = {}) {
   if (auto why = options.invalid_reason()) return detail::reject<true, poll_response_t<Poll>>(std::move(*why), options.hooks);
   return detail::run_poll<true>(std::move(poll), std::move(status), std::move(options), false);
 }

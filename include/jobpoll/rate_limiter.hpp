@@ -40,6 +40,15 @@ class limiter_ref {
   limiter_ref(L& limiter) noexcept  // NOLINT(google-explicit-constructor): a reference converts implicitly
       : object_(std::addressof(limiter)), operations_(&operations_for<L>) {}
 
+  // Spelled out so that a type that is not a limiter gets a diagnostic naming rate_limiter.
+  template <class L>
+    requires(!std::same_as<L, limiter_ref> && rate_limiter<L>)
+  limiter_ref& operator=(L& limiter) noexcept {
+    object_ = std::addressof(limiter);
+    operations_ = &operations_for<L>;
+    return *this;
+  }
+
   /// True when it refers to a limiter.
   explicit operator bool() const noexcept { return operations_ != nullptr; }
 

@@ -12,6 +12,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "policy_helpers.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -27,6 +29,9 @@
 
 namespace {
 
+using jobpoll_test::invalid_argument_message;
+using jobpoll_test::take;
+
 using namespace std::chrono_literals;
 using std::chrono::nanoseconds;
 using ::testing::ElementsAre;
@@ -41,24 +46,6 @@ static_assert(!jobpoll::interval_policy<nanoseconds>);
 static_assert(std::is_convertible_v<jobpoll::schedule_interval, jobpoll::any_delay>);
 // A bare duration must be named as a policy: no accidental conversions.
 static_assert(!std::is_convertible_v<nanoseconds, jobpoll::fixed_interval>);
-
-template <class P>
-std::vector<nanoseconds> take(P& policy, std::size_t count) {
-  std::vector<nanoseconds> waits;
-  for (std::size_t i = 0; i < count; ++i) waits.push_back(policy.next());
-  return waits;
-}
-
-/// The message of the std::invalid_argument that `make` throws.
-std::string invalid_argument_message(const std::function<void()>& make) {
-  try {
-    make();
-  } catch (const std::invalid_argument& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "no std::invalid_argument thrown";
-  return {};
-}
 
 TEST(FixedIntervalTest, ReturnsTheSameWaitForever) {
   jobpoll::fixed_interval policy{2s};

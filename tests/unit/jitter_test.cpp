@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "policy_helpers.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -18,6 +20,9 @@
 #include "jobpoll/interval.hpp"
 
 namespace {
+
+using jobpoll_test::invalid_argument_message;
+using jobpoll_test::take;
 
 using namespace std::chrono_literals;
 using std::chrono::nanoseconds;
@@ -94,27 +99,10 @@ sample_stats sample(const std::function<nanoseconds()>& draw, nanoseconds low, n
 }
 
 template <class P>
-std::vector<nanoseconds> take(P& policy, std::size_t count) {
-  std::vector<nanoseconds> waits;
-  for (std::size_t i = 0; i < count; ++i) waits.push_back(policy.next());
-  return waits;
-}
-
-template <class P>
 std::size_t count_differences(P a, P b, std::size_t count) {
   std::size_t differences = 0;
   for (std::size_t i = 0; i < count; ++i) differences += a.next() != b.next() ? 1 : 0;
   return differences;
-}
-
-std::string invalid_argument_message(const std::function<void()>& make) {
-  try {
-    make();
-  } catch (const std::invalid_argument& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "no std::invalid_argument thrown";
-  return {};
 }
 
 // --- full_jitter ------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/associated_cancellation_slot.hpp>
@@ -73,7 +74,6 @@ class manual_clock {
     // `clear_slot` is false when called from the cancellation handler itself,
     // which must not destroy itself while it runs.
     virtual void complete(std::error_code ec, bool clear_slot) = 0;
-    const timer* owner = nullptr;
   };
   using key = std::pair<time_point, std::uint64_t>;
 
@@ -133,16 +133,16 @@ class manual_clock::timer {
     std::size_t n = 0;
     auto& s = shared();
     std::unique_lock lock(s.mutex);
-    for (auto it = s.waits.begin(); it != s.waits.end();) {
-      if (it->second->owner == this) {
-        auto w = std::move(it->second);
-        it = s.waits.erase(it);
-        w->complete(asio::error::operation_aborted, true);
-        ++n;
-      } else {
-        ++it;
-      }
+    // Only this timer's own keys: a process-wide scan would make many timers quadratic.
+    for (const key& k : keys_) {
+      auto it = s.waits.find(k);
+      if (it == s.waits.end()) continue;  // already fired or cancelled
+      auto w = std::move(it->second);
+      s.waits.erase(it);
+      w->complete(asio::error::operation_aborted, true);
+      ++n;
     }
+    keys_.clear();
     return n;
   }
 
@@ -175,7 +175,6 @@ class manual_clock::timer {
   void start_wait(Handler handler) {
     auto slot = asio::get_associated_cancellation_slot(handler);
     auto w = std::make_unique<handler_waiter<Handler>>(std::move(handler), executor_);
-    w->owner = this;
     auto& s = shared();
     std::unique_lock lock(s.mutex);
     key k{expiry_, s.sequence++};
@@ -196,10 +195,12 @@ class manual_clock::timer {
       });
     }
     s.waits.emplace(k, std::move(w));
+    keys_.push_back(k);
   }
 
   executor_type executor_;
   time_point expiry_{};
+  std::vector<key> keys_;  // waits started since the last cancel (some may have fired)
 };
 
 inline bool manual_clock::fire_earliest(time_point limit) {
