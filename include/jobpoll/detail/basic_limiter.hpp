@@ -1,0 +1,420 @@
+#pragma once
+// The asynchronous half shared by every jobpoll rate limiter: a FIFO of
+// waiters in front of a start budget (limiter_budget.hpp), one timer for the
+// head of the queue, cancellation through each waiter's cancellation slot.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/associated_allocator.hpp>
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/cancellation_type.hpp>
+#include <asio/error.hpp>
+#include <asio/execution/outstanding_work.hpp>
+#include <asio/post.hpp>
+#include <asio/prefer.hpp>
+#include <asio/strand.hpp>
+
+#include "jobpoll/clock.hpp"
+#include "jobpoll/limiter_budget.hpp"
+
+namespace jobpoll {
+
+/// What a limiter has done since it was constructed.
+struct limiter_statistics {
+  std::uint64_t granted = 0;    ///< starts granted: successful `async_acquire` completions and `try_acquire` calls
+  std::uint64_t cancelled = 0;  ///< waits completed with `operation_aborted` (cancelled, or the limiter was destroyed)
+};
+
+namespace detail {
+
+enum class waiter_state : unsigned char { queued, granted, aborted };
+
+// One pending async_acquire. Owned by the limiter's queue while queued, then
+// by the completion posted to the handler's executor.
+class limiter_waiter {
+ public:
+  limiter_waiter* next = nullptr;
+  limiter_waiter* prev = nullptr;
+  waiter_state state = waiter_state::queued;  // guarded by the limiter's mutex
+
+  // Posts the completion to the handler's associated executor; called once.
+  virtual void post_completion(std::error_code ec) = 0;
+  // Destroys the waiter without calling its handler.
+  virtual void discard() noexcept = 0;
+
+ protected:
+  limiter_waiter() = default;
+  limiter_waiter(const limiter_waiter&) = delete;
+  limiter_waiter& operator=(const limiter_waiter&) = delete;
+  ~limiter_waiter() = default;
+};
+
+// Intrusive FIFO of waiters: no allocation beyond the waiter itself.
+class waiter_queue {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  std::size_t size() const noexcept { return size_; }
+  limiter_waiter* front() const noexcept { return head_; }
+
+  void push_back(limiter_waiter* w) noexcept {
+    w->prev = tail_;
+    w->next = nullptr;
+    (tail_ ? tail_->next : head_) = w;
+    tail_ = w;
+    ++size_;
+  }
+
+  void erase(limiter_waiter* w) noexcept {
+    (w->prev ? w->prev->next : head_) = w->next;
+    (w->next ? w->next->prev : tail_) = w->prev;
+    w->next = w->prev = nullptr;
+    --size_;
+  }
+
+ private:
+  limiter_waiter* head_ = nullptr;
+  limiter_waiter* tail_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// A waiter holding a completion handler, allocated with the handler's
+// associated allocator, tracking work on the handler's associated executor.
+template <class Handler, class IoExecutor>
+class limiter_waiter_op final : public limiter_waiter {
+  using allocator_type = typename std::allocator_traits<
+      asio::associated_allocator_t<Handler>>::template rebind_alloc<limiter_waiter_op>;
+  using allocator_traits = std::allocator_traits<allocator_type>;
+  using work_executor = std::decay_t<decltype(asio::prefer(
+      std::declval<const asio::associated_executor_t<Handler, IoExecutor>&>(),
+      asio::execution::outstanding_work.tracked))>;
+
+ public:
+  static limiter_waiter_op* create(Handler handler, const IoExecutor& io_executor) {
+    allocator_type alloc(asio::get_associated_allocator(handler));
+    limiter_waiter_op* op = allocator_traits::allocate(alloc, 1);
+    try {
+      return ::new (static_cast<void*>(op)) limiter_waiter_op(std::move(handler), io_executor);
+    } catch (...) {
+      allocator_traits::deallocate(alloc, op, 1);
+      throw;
+    }
+  }
+
+  void post_completion(std::error_code ec) override {
+    const work_executor ex = work_;
+    asio::post(ex, completion(this, ec));
+  }
+
+  void discard() noexcept override {
+    clear_slot();
+    allocator_type alloc(asio::get_associated_allocator(handler_));
+    destroy(alloc);
+  }
+
+ private:
+  // Runs on the handler's executor (or is destroyed with it unrun).
+  class completion {
+   public:
+    completion(limiter_waiter_op* op, std::error_code ec) noexcept : op_(op), ec_(ec) {}
+    completion(completion&& other) noexcept : op_(std::exchange(other.op_, nullptr)), ec_(other.ec_) {}
+    completion& operator=(completion&&) = delete;
+    ~completion() {
+      if (op_) op_->discard();
+    }
+    void operator()() { std::exchange(op_, nullptr)->finish(ec_); }
+
+   private:
+    limiter_waiter_op* op_;
+    std::error_code ec_;
+  };
+
+  limiter_waiter_op(Handler handler, const IoExecutor& io_executor)
+      : handler_(std::move(handler)),
+        work_(asio::prefer(asio::get_associated_executor(handler_, io_executor),
+                           asio::execution::outstanding_work.tracked)) {}
+
+  // The slot is cleared here, on the handler's executor, where cancellation
+  // signals are emitted: clearing it from the granting thread would race with
+  // an emit. Until then the slot's handler may run and find this waiter alive.
+  void clear_slot() noexcept {
+    auto slot = asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) slot.clear();
+  }
+
+  void finish(std::error_code ec) {
+    clear_slot();
+    allocator_type alloc(asio::get_associated_allocator(handler_));
+    Handler handler(std::move(handler_));
+    destroy(alloc);  // free the memory before the upcall, so the handler may reuse it
+    std::move(handler)(ec);
+  }
+
+  void destroy(allocator_type& alloc) noexcept {
+    this->~limiter_waiter_op();
+    allocator_traits::deallocate(alloc, this, 1);
+  }
+
+  Handler handler_;
+  work_executor work_;
+};
+
+// The shared state of one limiter. Shared ownership lets the strand jobs, the
+// timer handler and the cancellation handlers outlive the limiter object
+// safely: they hold weak references and do nothing once it is gone.
+template <clock Clock, start_budget<typename Clock::time_point> Budget>
+class limiter_core : public std::enable_shared_from_this<limiter_core<Clock, Budget>> {
+ public:
+  using time_point = typename Clock::time_point;
+  using executor_type = asio::any_io_executor;
+
+  limiter_core(const executor_type& ex, Budget budget)
+      : executor_(ex), strand_(asio::make_strand(ex)), timer_(strand_), budget_(std::move(budget)) {}
+
+  const executor_type& executor() const noexcept { return executor_; }
+
+  template <class Handler>
+  void start(Handler handler) {
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    limiter_waiter* w = limiter_waiter_op<Handler, executor_type>::create(std::move(handler), executor_);
+    if (slot.is_connected()) {
+      try {
+        slot.template emplace<cancel_handler>(this->weak_from_this(), w);
+      } catch (...) {
+        w->discard();
+        throw;
+      }
+    }
+    std::lock_guard lock(mutex_);
+    queue_.push_back(w);
+    settle();
+  }
+
+  bool try_acquire() {
+    std::lock_guard lock(mutex_);
+    if (!queue_.empty()) return false;
+    const time_point now = Clock::now();
+    if (budget_.earliest(now) > now) return false;
+    budget_.commit(now);
+    ++statistics_.granted;
+    return true;
+  }
+
+  void pause_until(time_point t) {
+    std::lock_guard lock(mutex_);
+    budget_.pause_until(t);
+    settle();
+  }
+
+  std::size_t waiting() const {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+  }
+
+  limiter_statistics statistics() const {
+    std::lock_guard lock(mutex_);
+    return statistics_;
+  }
+
+  // Completes every queued waiter with operation_aborted. The timer is
+  // destroyed with this object, when the limiter lets go of it or, if a strand
+  // job holds it at that moment, when that job ends; the timer's pending wait
+  // then completes with operation_aborted and finds nothing left to do.
+  void shutdown() {
+    std::lock_guard lock(mutex_);
+    while (!queue_.empty()) abort(queue_.front());
+  }
+
+ private:
+  // Installed in a waiter's cancellation slot. Every cancellation type is
+  // honoured: a queued wait has had no effect yet, so it can always be undone.
+  struct cancel_handler {
+    cancel_handler(std::weak_ptr<limiter_core> c, limiter_waiter* w) noexcept : core(std::move(c)), waiter(w) {}
+
+    std::weak_ptr<limiter_core> core;
+    limiter_waiter* waiter;
+
+    void operator()(asio::cancellation_type type) const {
+      if (type == asio::cancellation_type::none) return;
+      if (auto self = core.lock()) self->cancel(waiter);
+    }
+  };
+
+  // A waiter is cancelled or granted under the mutex, never both: whichever
+  // comes first changes its state and the other finds it no longer queued.
+  void cancel(limiter_waiter* w) {
+    std::lock_guard lock(mutex_);
+    if (w->state != waiter_state::queued) return;
+    abort(w);
+    settle();
+  }
+
+  void abort(limiter_waiter* w) {
+    queue_.erase(w);
+    w->state = waiter_state::aborted;
+    ++statistics_.cancelled;
+    w->post_completion(asio::error::operation_aborted);
+  }
+
+  // Grants, in order, every waiter the budget allows at `now`.
+  void grant_ready(time_point now) {
+    while (!queue_.empty() && budget_.earliest(now) <= now) {
+      limiter_waiter* w = queue_.front();
+      queue_.erase(w);
+      w->state = waiter_state::granted;
+      budget_.commit(now);
+      ++statistics_.granted;
+      w->post_completion({});
+    }
+  }
+
+  // When the timer should fire: at the head's earliest start, or never when
+  // nobody waits. The earliest start depends on the budget alone, so a
+  // cancelled head leaves it unchanged for the next waiter.
+  std::optional<time_point> wanted_expiry(time_point now) const {
+    if (queue_.empty()) return std::nullopt;
+    return budget_.earliest(now);
+  }
+
+  // After any change (mutex held): grant what fits now, and have the strand
+  // bring the timer in line with the queue.
+  void settle() {
+    const time_point now = Clock::now();
+    grant_ready(now);
+    if (wanted_expiry(now) != armed_ && !sync_posted_) {
+      sync_posted_ = true;
+      asio::post(strand_, [weak = this->weak_from_this()] {
+        if (auto self = weak.lock()) self->sync_timer();
+      });
+    }
+  }
+
+  void sync_timer() {
+    std::unique_lock lock(mutex_);
+    sync_posted_ = false;
+    rearm(lock);
+  }
+
+  void on_timer(std::uint64_t generation) {
+    std::unique_lock lock(mutex_);
+    if (generation != generation_) return;  // superseded by a later arm or cancel
+    armed_.reset();
+    rearm(lock);
+  }
+
+  // On the strand, mutex held on entry. The timer is touched only here, on
+  // the strand, and outside the mutex; `armed_` is updated under the mutex
+  // first, so a concurrent settle() sees the expiry the timer is getting.
+  void rearm(std::unique_lock<std::mutex>& lock) {
+    const time_point now = Clock::now();
+    grant_ready(now);
+    const std::optional<time_point> wanted = wanted_expiry(now);
+    if (wanted == armed_) return;
+    armed_ = wanted;
+    const std::uint64_t generation = ++generation_;
+    lock.unlock();
+    if (!wanted) {
+      timer_.cancel();
+      return;
+    }
+    timer_.expires_at(*wanted);
+    timer_.async_wait([weak = this->weak_from_this(), generation](std::error_code) {
+      if (auto self = weak.lock()) self->on_timer(generation);
+    });
+  }
+
+  const executor_type executor_;
+  const asio::strand<executor_type> strand_;
+  timer_for<Clock> timer_;  // runs its handlers on strand_
+
+  mutable std::mutex mutex_;
+  Budget budget_;
+  waiter_queue queue_;
+  limiter_statistics statistics_;
+  std::optional<time_point> armed_;  // the expiry the timer is armed (or being armed) for
+  std::uint64_t generation_ = 0;     // bumped on every arm or cancel of the timer
+  bool sync_posted_ = false;
+};
+
+/// The machinery of `basic_sliding_window_limiter` and
+/// `basic_token_bucket_limiter`: an asynchronous, FIFO-fair, thread-safe gate
+/// in front of a start budget.
+///
+/// Waiters are granted strictly in the order they called `async_acquire`, each
+/// at the earliest time the budget allows; a later caller never overtakes a
+/// queued one. Completions are always posted to the handler's associated
+/// executor, never run inside `async_acquire`. All members may be called from
+/// any thread. Like any Asio I/O object, the limiter must be destroyed before
+/// its execution context.
+template <clock Clock, start_budget<typename Clock::time_point> Budget>
+class basic_limiter {
+ public:
+  using clock_type = Clock;
+  using duration = typename Clock::duration;
+  using time_point = typename Clock::time_point;
+  using executor_type = asio::any_io_executor;
+
+  /// A limiter whose timer runs on (a strand of) `ex`.
+  basic_limiter(const executor_type& ex, Budget budget) : core_(std::make_shared<core>(ex, std::move(budget))) {}
+
+  basic_limiter(const basic_limiter&) = delete;
+  basic_limiter& operator=(const basic_limiter&) = delete;
+
+  /// Completes every queued wait with `asio::error::operation_aborted` (posted
+  /// to each handler's executor) and cancels the timer: no wait, timer or
+  /// handler of the limiter outlives the run of its execution context.
+  ~basic_limiter() { core_->shutdown(); }
+
+  executor_type get_executor() const noexcept { return core_->executor(); }
+
+  /// Waits for one start. Completes with `void(std::error_code)`: success once
+  /// every earlier waiter has been granted and the budget allows a start (the
+  /// start is then counted), `asio::error::operation_aborted` if the wait is
+  /// cancelled through the handler's cancellation slot (any cancellation type;
+  /// the wait then consumes nothing and the next waiter keeps its time) or the
+  /// limiter is destroyed. Works with every completion token. As everywhere in
+  /// Asio, emit the cancellation signal where the handler runs (its
+  /// associated executor), not concurrently from another thread.
+  template <class CompletionToken>
+  auto async_acquire(CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+        [c = core_.get()](auto handler) { c->start(std::move(handler)); }, token);
+  }
+
+  /// Takes a start now if nobody is queued and the budget allows it; never waits.
+  bool try_acquire() { return core_->try_acquire(); }
+
+  /// Grants nothing, to queued or new waiters, before `t`. A pause that ends
+  /// earlier than one already in force changes nothing.
+  void pause_until(time_point t) { core_->pause_until(t); }
+
+  /// `pause_until(Clock::now() + d)`, with `d` rounded up to the clock's tick.
+  template <class Rep, class Period>
+  void pause_for(std::chrono::duration<Rep, Period> d) {
+    pause_until(Clock::now() + std::chrono::ceil<duration>(d));
+  }
+
+  /// How many `async_acquire` calls are queued.
+  std::size_t waiting() const { return core_->waiting(); }
+
+  /// Starts granted and waits aborted so far.
+  limiter_statistics statistics() const { return core_->statistics(); }
+
+ private:
+  using core = limiter_core<Clock, Budget>;
+  std::shared_ptr<core> core_;
+};
+
+}  // namespace detail
+}  // namespace jobpoll

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds jobpoll's benchmarks (Release, -O2, -Werror; the default compiler, g++) in build-bench/ and
+# runs them, each against its hand-written Asio baseline in the same process,
+# then prints every ratio once more at the end. About 3-4 minutes on 2 cores.
+#
+#   scripts/bench.sh                      all three
+#   scripts/bench.sh poll_overhead ...    a subset: poll_overhead, many_pollers, limiter_throughput
+#
+# REPS=<n> sets the Google Benchmark repetitions (default 5; medians are
+# compared); MANY_REPS=<n> the fresh-process runs per many_pollers
+# configuration (default 3). Full outputs: build-bench/<name>.txt.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
+
+reps=${REPS:-5}
+many_reps=${MANY_REPS:-3}
+dir=build-bench
+all=(poll_overhead many_pollers limiter_throughput)
+selected=("$@")
+((${#selected[@]})) || selected=("${all[@]}")
+for name in "${selected[@]}"; do
+  case $name in poll_overhead | many_pollers | limiter_throughput) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
+done
+
+header() { printf '\n==== %s ====\n' "$*"; }
+
+header "dependencies"
+jobpoll_install_deps
+
+header "configure and build ($dir, Release -O2)"
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DJOBPOLL_BUILD_BENCH=ON -DJOBPOLL_BUILD_TESTS=OFF \
+  -DJOBPOLL_BUILD_EXAMPLES=OFF -DJOBPOLL_INSTALL=OFF -DJOBPOLL_WERROR=ON >/dev/null
+cmake --build "$dir" --parallel "$(nproc)" --target "${selected[@]}"
+
+# Random interleaving runs the repetitions of different benchmarks in a mixed
+# order, so a burst of load from elsewhere does not land on one side of a ratio.
+gbench_flags=(--benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true
+  --benchmark_enable_random_interleaving=true)
+
+summary=()
+for name in "${selected[@]}"; do
+  header "$name"
+  out="$dir/$name.txt"
+  start=$SECONDS
+  if [[ $name == many_pollers ]]; then
+    "$dir/bench/$name" --reps="$many_reps" | tee "$out"
+  else
+    "$dir/bench/$name" "${gbench_flags[@]}" | tee "$out"
+  fi
+  summary+=("--- $name ($((SECONDS - start)) s)")
+  mapfile -t -O "${#summary[@]}" summary < <(sed -n '/^ratios/,$p' "$out")
+done
+
+header "summary ($SECONDS s in all)"
+printf '%s\n' "${summary[@]}"
