@@ -3,11 +3,7 @@
 include_guard(GLOBAL)
 add_library(jobpoll_build_flags INTERFACE)
 target_compile_options(jobpoll_build_flags INTERFACE -Wall -Wextra -Wpedantic
-  $<$<BOOL:${JOBPOLL_WERROR}>:-Werror>
-  # g++ 12 reports false "may be used uninitialized" through std::optional
-  # and shared_ptr once optimising (GCC bug 80635): shown, but not fatal.
-  # clang's -Wuninitialized stays an error in the clang build.
-  $<$<AND:$<BOOL:${JOBPOLL_WERROR}>,$<CXX_COMPILER_ID:GNU>>:-Wno-error=maybe-uninitialized>)
+  $<$<BOOL:${JOBPOLL_WERROR}>:-Werror>)
 # jobpoll itself uses no deprecated Asio API; users may, so this is not part
 # of jobpoll::jobpoll's usage requirements.
 target_compile_definitions(jobpoll_build_flags INTERFACE ASIO_NO_DEPRECATED)
