@@ -87,29 +87,42 @@ std::chrono::nanoseconds next_non_negative(P& policy) {
 
 }  // namespace detail
 
+namespace detail {
+
+// What full and equal jitter share: the wrapped policy and the engine.
+template <delay_policy P>
+class jitter_over {
+ public:
+  /// Resets the inner policy; it does not reseed.
+  void reset() { inner_.reset(); }
+  const P& inner() const noexcept { return inner_; }
+
+ protected:
+  explicit jitter_over(P inner) : inner_(std::move(inner)) {}
+  jitter_over(P inner, std::uint64_t seed) : inner_(std::move(inner)), engine_(seed) {}
+
+  P inner_;
+  jitter_engine engine_;
+};
+
+}  // namespace detail
+
 /// "Full jitter" over any delay policy: with v = inner.next() (negative counts
 /// as 0), the wait is uniform in [0, v].
 /// `reset()` resets the inner policy; it does not reseed.
 template <delay_policy P>
-class full_jitter {
+class full_jitter : public detail::jitter_over<P> {
  public:
   /// Random per use: every copy draws a fresh seed.
-  explicit full_jitter(P inner) : inner_(std::move(inner)) {}
+  explicit full_jitter(P inner) : detail::jitter_over<P>(std::move(inner)) {}
   /// Reproducible: `seed` fixes the sequence.
-  full_jitter(P inner, std::uint64_t seed) : inner_(std::move(inner)), engine_(seed) {}
+  full_jitter(P inner, std::uint64_t seed) : detail::jitter_over<P>(std::move(inner), seed) {}
 
   /// Returns a wait uniform in [0, inner.next()].
   std::chrono::nanoseconds next() {
-    return detail::uniform_between(engine_, std::chrono::nanoseconds::zero(), detail::next_non_negative(inner_));
+    return detail::uniform_between(this->engine_, std::chrono::nanoseconds::zero(),
+                                   detail::next_non_negative(this->inner_));
   }
-  /// Resets the inner policy.
-  void reset() { inner_.reset(); }
-
-  const P& inner() const noexcept { return inner_; }
-
- private:
-  P inner_;
-  detail::jitter_engine engine_;
 };
 
 /// "Equal jitter" over any delay policy: with v = inner.next() (negative
@@ -117,26 +130,18 @@ class full_jitter {
 /// in [⌊v/2⌋, v]: always at least half of v.
 /// `reset()` resets the inner policy; it does not reseed.
 template <delay_policy P>
-class equal_jitter {
+class equal_jitter : public detail::jitter_over<P> {
  public:
   /// Random per use: every copy draws a fresh seed.
-  explicit equal_jitter(P inner) : inner_(std::move(inner)) {}
+  explicit equal_jitter(P inner) : detail::jitter_over<P>(std::move(inner)) {}
   /// Reproducible: `seed` fixes the sequence.
-  equal_jitter(P inner, std::uint64_t seed) : inner_(std::move(inner)), engine_(seed) {}
+  equal_jitter(P inner, std::uint64_t seed) : detail::jitter_over<P>(std::move(inner), seed) {}
 
   /// Returns a wait uniform in [⌊v/2⌋, v] where v = inner.next().
   std::chrono::nanoseconds next() {
-    const auto wait = detail::next_non_negative(inner_);
-    return detail::uniform_between(engine_, wait / 2, wait);
+    const auto wait = detail::next_non_negative(this->inner_);
+    return detail::uniform_between(this->engine_, wait / 2, wait);
   }
-  /// Resets the inner policy.
-  void reset() { inner_.reset(); }
-
-  const P& inner() const noexcept { return inner_; }
-
- private:
-  P inner_;
-  detail::jitter_engine engine_;
 };
 
 /// "Decorrelated jitter" from the AWS "Exponential Backoff And Jitter"
