@@ -22,11 +22,15 @@ concept clock = requires {
   { C::is_steady } -> std::convertible_to<bool>;
 };
 
+/// Which timer waits on `Clock`: Asio's waitable timer by default; a clock
+/// with a nested `timer_type` names its own. Specialise for a clock you
+/// cannot change.
 template <clock Clock>
 struct timer_traits {
   using timer_type = asio::basic_waitable_timer<Clock>;
 };
 
+/// A clock that brings its own timer (as the manual clock does).
 template <clock Clock>
   requires requires { typename Clock::timer_type; }
 struct timer_traits<Clock> {

@@ -69,6 +69,7 @@ inline const std::error_category& error_category() noexcept {
   return instance;
 }
 
+/// Makes `errc` values usable wherever a `std::error_code` is expected.
 inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }

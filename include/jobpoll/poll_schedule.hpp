@@ -25,6 +25,7 @@ enum class wait_reason {
   limiter,        ///< the shared rate limiter held the poll back
 };
 
+/// The enumerator's name, e.g. "backoff" (for logs and hooks).
 inline std::string_view to_string(wait_reason r) noexcept {
   switch (r) {
     case wait_reason::initial_delay: return "initial_delay";

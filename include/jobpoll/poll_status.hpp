@@ -20,6 +20,7 @@ enum class job_state {
   permanent_error,  ///< the attempt failed in a way retrying cannot fix (4xx, undecodable body)
 };
 
+/// The enumerator's name, e.g. "transient_error" (for logs and messages).
 inline std::string_view to_string(job_state s) noexcept {
   switch (s) {
     case job_state::pending: return "pending";
