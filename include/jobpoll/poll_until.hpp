@@ -113,26 +113,31 @@ asio::awaitable<bool> poll_with_timeout(Poll& poll, std::chrono::nanoseconds tim
 // Waits for a limiter start that was not free at once, and accounts for the
 // wait. Once a poll has happened the wait is bounded by the deadline: it
 // ends with `timeout` if the deadline comes first, and the abandoned wait
-// takes nothing.
+// takes nothing. A wait the limiter aborts (cancelled, or the limiter
+// destroyed under it) ends with `operation_aborted`.
 template <class Clock>
 asio::awaitable<std::error_code> wait_for_limiter(limiter_ref limiter, const poll_schedule& schedule,
                                                   typename Clock::time_point start, poll_stats& stats,
                                                   const poll_hooks* hooks) {
   const auto begin = Clock::now();
   const auto left = stats.attempts > 0 ? schedule.remaining(since(start, begin)) : std::nullopt;
-  if (!left) {
-    co_await limiter.acquire();
-  } else {
-    if (*left <= std::chrono::nanoseconds::zero()) co_return make_error_code(errc::timeout);
-    timer_for<Clock> timer(co_await asio::this_coro::executor);
-    timer.expires_after(std::chrono::ceil<typename Clock::duration>(*left));
-    auto [order, acquire_error, timer_error] =
-        co_await asio::experimental::make_parallel_group(
-            asio::co_spawn(timer.get_executor(), limiter.acquire(), asio::experimental::deferred),
-            timer.async_wait(asio::experimental::deferred))
-            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-    if (order[0] == 1 && !timer_error) co_return make_error_code(errc::timeout);
-    if (acquire_error) std::rethrow_exception(acquire_error);
+  if (left && *left <= std::chrono::nanoseconds::zero()) co_return make_error_code(errc::timeout);
+  try {
+    if (!left) {
+      co_await limiter.acquire();
+    } else {
+      timer_for<Clock> timer(co_await asio::this_coro::executor);
+      timer.expires_after(std::chrono::ceil<typename Clock::duration>(*left));
+      auto [order, acquire_error, timer_error] =
+          co_await asio::experimental::make_parallel_group(
+              asio::co_spawn(timer.get_executor(), limiter.acquire(), asio::experimental::deferred),
+              timer.async_wait(asio::experimental::deferred))
+              .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+      if (order[0] == 1 && !timer_error) co_return make_error_code(errc::timeout);
+      if (acquire_error) std::rethrow_exception(acquire_error);
+    }
+  } catch (const std::system_error& e) {
+    co_return e.code();
   }
   const auto waited = since(begin, Clock::now());
   stats.limiter_waited += waited;

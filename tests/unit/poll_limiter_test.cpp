@@ -166,6 +166,25 @@ TEST_F(PollLimiter, CancellationDuringALimiterWaitIsPromptAndTakesNothing) {
   manual_clock::run(ctx);
 }
 
+TEST_F(PollLimiter, DestroyingTheLimiterUnderAWaitingPollEndsItAsAborted) {
+  std::optional<jobpoll::poll_result<response>> out;
+  scripted_job job({{"pass"}});
+  {
+    window_limiter quota(ctx.get_executor(), 1, 60s);
+    ASSERT_TRUE(quota.try_acquire());
+    auto o = exact_options();
+    o.limiter = quota;
+    jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, o, [&](std::error_code, auto r) { out = r; });
+    manual_clock::run_for(ctx, 5s);
+    EXPECT_EQ(quota.waiting(), 1u);
+  }
+  manual_clock::run(ctx);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->error, asio::error::operation_aborted);
+  EXPECT_EQ(job.polls(), 0u);
+  EXPECT_EQ(log.ends, 1);
+}
+
 TEST_F(PollLimiter, TokenBucketWorksTheSameWay) {
   bucket_limiter bucket(ctx.get_executor(), 1, 5s, 2);  // 1 token per 5 s, burst 2
   scripted_job job({{"working"}, {"working"}, {"working"}, {"pass"}});
