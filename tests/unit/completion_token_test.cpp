@@ -18,10 +18,7 @@
 
 using namespace std::chrono_literals;
 using jobpoll::errc;
-using jobpoll_test::manual_clock;
-using jobpoll_test::response;
-using jobpoll_test::scripted_job;
-using jobpoll_test::seed_status;
+using namespace jobpoll_test;
 using ::testing::HasSubstr;
 
 namespace {

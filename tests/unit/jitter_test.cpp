@@ -21,8 +21,7 @@
 
 namespace {
 
-using jobpoll_test::invalid_argument_message;
-using jobpoll_test::take;
+using namespace jobpoll_test;
 
 using namespace std::chrono_literals;
 using std::chrono::nanoseconds;

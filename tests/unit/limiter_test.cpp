@@ -40,13 +40,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using jobpoll_test::aborted_at;
-using jobpoll_test::at;
-using jobpoll_test::granted_at;
-using jobpoll_test::manual_clock;
-using jobpoll_test::outcome;
-using jobpoll_test::rethrow;
-using jobpoll_test::time_point;
+using namespace jobpoll_test;
 using testing::ElementsAre;
 using testing::Pair;
 

@@ -15,11 +15,7 @@
 #include "poll_fixture.hpp"
 
 using namespace std::chrono_literals;
-using jobpoll_test::manual_clock;
-using jobpoll_test::options;
-using jobpoll_test::response;
-using jobpoll_test::scripted_job;
-using jobpoll_test::seed_status;
+using namespace jobpoll_test;
 using ::testing::ElementsAre;
 
 namespace {

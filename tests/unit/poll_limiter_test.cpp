@@ -16,11 +16,7 @@
 using namespace std::chrono_literals;
 using jobpoll::errc;
 using jobpoll::wait_reason;
-using jobpoll_test::manual_clock;
-using jobpoll_test::options;
-using jobpoll_test::response;
-using jobpoll_test::scripted_job;
-using jobpoll_test::seed_status;
+using namespace jobpoll_test;
 using ::testing::ElementsAre;
 
 namespace {

@@ -19,9 +19,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using jobpoll_test::at;
-using jobpoll_test::manual_clock;
-using jobpoll_test::time_point;
+using namespace jobpoll_test;
 using limiter = jobpoll::basic_sliding_window_limiter<manual_clock>;
 
 class SlidingWindowLimiter : public jobpoll_test::limiter_fixture {};

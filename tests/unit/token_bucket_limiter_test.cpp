@@ -22,9 +22,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using jobpoll_test::at;
-using jobpoll_test::manual_clock;
-using jobpoll_test::time_point;
+using namespace jobpoll_test;
 using limiter = jobpoll::basic_token_bucket_limiter<manual_clock>;
 using testing::ElementsAre;
 
