@@ -6,7 +6,6 @@
 // (seconds, milliseconds, ...) converts implicitly.
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -17,23 +16,11 @@
 #include <utility>
 #include <vector>
 
+#include "jobpoll/detail/invalid_argument.hpp"
+
 namespace jobpoll {
 
 namespace detail {
-
-inline std::string describe(std::chrono::nanoseconds value) { return std::to_string(value.count()) + "ns"; }
-
-inline std::string describe(double value) {
-  char buffer[64];
-  return {buffer, std::to_chars(buffer, buffer + sizeof buffer, value).ptr};
-}
-
-/// Throws `std::invalid_argument("jobpoll::<type>: <rule>, got <got>")`.
-[[noreturn]] inline void throw_invalid(std::string_view type, std::string_view rule, const std::string& got) {
-  std::string message{"jobpoll::"};
-  message.append(type).append(": ").append(rule).append(", got ").append(got);
-  throw std::invalid_argument(message);
-}
 
 inline std::chrono::nanoseconds require_non_negative(std::string_view type, std::string_view name,
                                                      std::chrono::nanoseconds value) {

@@ -15,6 +15,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "jobpoll/detail/invalid_argument.hpp"
+
 namespace jobpoll {
 
 /// A budget of request starts over time, as a limiter uses it:
@@ -28,15 +30,6 @@ concept start_budget = requires(B& b, const B& cb, TimePoint t) {
   b.commit(t);
   b.pause_until(t);
 };
-
-namespace detail {
-
-template <class Rep, class Period>
-std::string describe_duration(std::chrono::duration<Rep, Period> d) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()) + "ns";
-}
-
-}  // namespace detail
 
 /// "Never more than `max_starts` starts in any window of length `window`",
 /// exactly. A window is half-open: the window starting at `s` holds the starts
@@ -52,13 +45,9 @@ class sliding_window_budget {
 
   /// Throws `std::invalid_argument` if `max_starts` is 0 or `window` is not positive.
   sliding_window_budget(std::size_t max_starts, duration window) : max_starts_(max_starts), window_(window) {
-    if (max_starts == 0) {
-      throw std::invalid_argument("jobpoll::sliding_window_budget: max_starts must be at least 1, got 0");
-    }
-    if (window <= duration::zero()) {
-      throw std::invalid_argument("jobpoll::sliding_window_budget: window must be positive, got " +
-                                  detail::describe_duration(window));
-    }
+    if (max_starts == 0) detail::throw_invalid("sliding_window_budget", "max_starts must be at least 1", "0");
+    if (window <= duration::zero())
+      detail::throw_invalid("sliding_window_budget", "window must be positive", detail::describe(window));
   }
 
   std::size_t max_starts() const noexcept { return max_starts_; }
@@ -116,12 +105,10 @@ class token_bucket_budget {
   /// positive, or `burst * per / tokens` does not fit in the clock's duration.
   token_bucket_budget(std::size_t tokens, duration per, std::size_t burst)
       : tokens_(tokens), per_(per), burst_(burst) {
-    if (tokens == 0) throw std::invalid_argument("jobpoll::token_bucket_budget: tokens must be at least 1, got 0");
-    if (per <= duration::zero()) {
-      throw std::invalid_argument("jobpoll::token_bucket_budget: per must be positive, got " +
-                                  detail::describe_duration(per));
-    }
-    if (burst == 0) throw std::invalid_argument("jobpoll::token_bucket_budget: burst must be at least 1, got 0");
+    if (tokens == 0) detail::throw_invalid("token_bucket_budget", "tokens must be at least 1", "0");
+    if (per <= duration::zero())
+      detail::throw_invalid("token_bucket_budget", "per must be positive", detail::describe(per));
+    if (burst == 0) detail::throw_invalid("token_bucket_budget", "burst must be at least 1", "0");
     const auto per_ticks = static_cast<std::uint64_t>(per.count());
     interval_ = {per_ticks / tokens, per_ticks % tokens};
     const std::uint64_t extra = burst - 1;
@@ -176,7 +163,7 @@ class token_bucket_budget {
   [[noreturn]] void too_large(std::size_t burst) const {
     throw std::invalid_argument("jobpoll::token_bucket_budget: burst * per / tokens does not fit in the clock's "
                                 "duration (burst " +
-                                std::to_string(burst) + ", per " + detail::describe_duration(per_) + ", tokens " +
+                                std::to_string(burst) + ", per " + detail::describe(per_) + ", tokens " +
                                 std::to_string(tokens_) + ")");
   }
 
