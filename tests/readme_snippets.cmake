@@ -1,7 +1,9 @@
 # Every ```cpp block of README.md is compiled (with the tests' warnings and
 # -Werror), so the README cannot drift from the library. A block that defines
-# main() is also linked and run as a test. Blocks are named by the
-# `<!-- readme-snippet: NAME -->` comment in front of them.
+# main() is also linked; one marked `<!-- readme-snippet: NAME run -->` is run
+# as a test too (only those on the manual clock: tests never wait on real
+# time). Blocks are named by the `<!-- readme-snippet: NAME -->` comment in
+# front of them.
 set(readme ${PROJECT_SOURCE_DIR}/README.md)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${readme})
 file(READ ${readme} text)
@@ -19,6 +21,11 @@ while(TRUE)
   string(SUBSTRING "${text}" ${name_at} -1 text)
   string(FIND "${text}" " -->" name_end)
   string(SUBSTRING "${text}" 0 ${name_end} name)
+  set(run OFF)
+  if(name MATCHES "^([a-z_]+) run$")
+    set(name ${CMAKE_MATCH_1})
+    set(run ON)
+  endif()
   string(FIND "${text}" "```cpp\n" code_at)
   if(code_at EQUAL -1)
     message(FATAL_ERROR "README.md: snippet ${name} has no ```cpp block after its marker")
@@ -36,7 +43,9 @@ while(TRUE)
   else()
     add_executable(readme_${name} ${source})
     target_link_libraries(readme_${name} PRIVATE jobpoll::jobpoll jobpoll_build_flags)
-    add_test(NAME readme.${name} COMMAND readme_${name})
+    if(run)
+      add_test(NAME readme.${name} COMMAND readme_${name})
+    endif()
   endif()
   math(EXPR count "${count} + 1")
 endwhile()
