@@ -16,9 +16,13 @@ struct poll_stats {
   std::size_t attempts = 0;                 ///< polls made (including failed attempts)
   std::size_t pending_polls = 0;            ///< polls that said "pending"
   std::size_t transient_failures = 0;       ///< transient failures over the whole poll
+  std::size_t consecutive_failures = 0;     ///< transient failures in a row when it ended
   std::chrono::nanoseconds waited{};        ///< time spent in interval / backoff / hint / initial waits
   std::chrono::nanoseconds limiter_waited{};///< time spent waiting for the rate limiter
   std::chrono::nanoseconds elapsed{};       ///< from the start of the poll to its end
+
+  /// Where this poll stopped, to resume it later (`poll_options::resume`).
+  poll_progress progress() const noexcept { return {attempts, consecutive_failures}; }
 };
 
 /// Passed to `on_poll` after each attempt has been classified.

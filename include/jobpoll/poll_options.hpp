@@ -56,6 +56,10 @@ struct basic_poll_options {
   /// usually shared by many polls, so options hold only a pointer: it must
   /// outlive every poll that uses it.
   const poll_hooks* hooks = nullptr;
+  /// Continue an earlier poll of the same job (from `poll_stats::progress()`
+  /// of its result or error): attempts are counted on from there and only
+  /// what was left of the retry budget remains. Give the time left as `deadline`.
+  poll_progress resume;
 
   /// Why these options cannot be used (naming the field and the value
   /// received), or none when they are valid.

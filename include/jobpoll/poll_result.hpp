@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -47,6 +48,10 @@ class poll_error : public std::system_error {
   const poll_status& last_status() const noexcept { return last_status_; }
   const poll_stats& stats() const noexcept { return stats_; }
   std::size_t attempts() const noexcept { return stats_.attempts; }
+
+ protected:
+  /// For errors that learn more after the poll ended (a remote cancel's outcome).
+  void append_to_message(std::string_view more) { message_ += more; }
 
  private:
   std::string message_;

@@ -45,6 +45,14 @@ struct hint_bounds {
   std::chrono::nanoseconds ceiling{std::chrono::hours(1)};
 };
 
+/// Where an earlier poll of the same job stopped. A poll resumed from it (a
+/// saved handle polled again later) continues its counts: attempts go on from
+/// `attempts`, and only what was left of the retry budget remains.
+struct poll_progress {
+  std::size_t attempts = 0;              ///< polls made before
+  std::size_t consecutive_failures = 0;  ///< transient failures in a row when it stopped
+};
+
 /// What the loop does next.
 struct poll_decision {
   bool finish = false;             ///< stop polling; `error` says why (empty: succeeded)
@@ -74,6 +82,12 @@ class poll_schedule {
         max_retries_(max_retries),
         budget_(budget),
         hints_(hints) {}
+
+  /// Continues the counts of an earlier poll of the same job (before the first poll).
+  void resume(poll_progress from) noexcept {
+    attempts_ = from.attempts;
+    consecutive_failures_ = from.consecutive_failures;
+  }
 
   /// The wait before the first poll: `initial_delay`, clipped so that the
   /// first poll happens no later than the deadline.

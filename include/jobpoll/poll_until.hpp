@@ -33,6 +33,17 @@
 
 namespace jobpoll {
 
+/// `ec == condition`, also for Asio's own system errors: Asio 1.22 maps
+/// them to `std::errc` conditions only when ASIO_HAS_STD_ERROR_CODE is set
+/// (never with g++ or clang on Linux), so `asio::error::connection_reset`
+/// would otherwise not compare equal to `std::errc::connection_reset`.
+inline bool error_is(const std::error_code& ec, std::errc condition) noexcept {
+  if (ec == condition) return true;
+  // Asio's system category carries errno values on POSIX.
+  return ec.category() == asio::error::get_system_category() &&
+         std::error_code(ec.value(), std::generic_category()) == condition;
+}
+
 /// Whether a failed attempt with this code is worth retrying by default:
 /// network errors (reset, refused, aborted, timed out, unreachable, broken
 /// pipe, end of stream) and jobpoll's own transient codes.
@@ -43,7 +54,7 @@ inline bool is_transient_error(const std::error_code& ec) noexcept {
                       std::errc::timed_out, std::errc::broken_pipe, std::errc::network_unreachable,
                       std::errc::network_down, std::errc::network_reset, std::errc::host_unreachable,
                       std::errc::not_connected, std::errc::resource_unavailable_try_again}) {
-    if (ec == e) return true;
+    if (error_is(ec, e)) return true;
   }
   return false;
 }
@@ -117,10 +128,10 @@ asio::awaitable<bool> poll_with_timeout(Poll& poll, std::chrono::nanoseconds tim
 // destroyed under it) ends with `operation_aborted`.
 template <class Clock>
 asio::awaitable<std::error_code> wait_for_limiter(limiter_ref limiter, const poll_schedule& schedule,
-                                                  typename Clock::time_point start, poll_stats& stats,
+                                                  typename Clock::time_point start, bool polled, poll_stats& stats,
                                                   const poll_hooks* hooks) {
   const auto begin = Clock::now();
-  const auto left = stats.attempts > 0 ? schedule.remaining(since(start, begin)) : std::nullopt;
+  const auto left = polled ? schedule.remaining(since(start, begin)) : std::nullopt;
   if (left && *left <= std::chrono::nanoseconds::zero()) co_return make_error_code(errc::timeout);
   try {
     if (!left) {
@@ -200,6 +211,8 @@ asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll,
 
   poll_schedule schedule(std::move(options.interval), std::move(options.backoff), options.max_retries,
                          options.deadline.budget_from(start), options.hints);
+  schedule.resume(options.resume);
+  stats.attempts = options.resume.attempts;
   // Read the clock after each poll only when someone needs the time.
   const bool timed = schedule.remaining(std::chrono::nanoseconds::zero()) || hooks;
   std::optional<timer_for<Clock>> timer;  // created on the first real wait
@@ -214,7 +227,7 @@ asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll,
         // A cancelled wait throws; the handler below turns that into operation_aborted.
         co_await timer->async_wait(asio::use_awaitable);
         stats.waited += next.wait;
-      } else if (stats.attempts > 0) {
+      } else if (stats.attempts > options.resume.attempts) {
         // Yield even with a zero wait, so one poller cannot starve its executor.
         co_await asio::post(asio::use_awaitable);
       }
@@ -224,7 +237,8 @@ asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll,
       }
 
       if (options.limiter && !options.limiter.try_acquire()) {
-        ec = co_await wait_for_limiter<Clock>(options.limiter, schedule, start, stats, hooks);
+        ec = co_await wait_for_limiter<Clock>(options.limiter, schedule, start,
+                                             stats.attempts > options.resume.attempts, stats, hooks);
         if (ec) break;
       }
 
@@ -272,6 +286,7 @@ asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll,
   stats.elapsed = since(start, Clock::now());
   stats.pending_polls = schedule.pending_polls();
   stats.transient_failures = schedule.transient_failures();
+  stats.consecutive_failures = schedule.consecutive_failures();
   co_return finish<Throw>(ec, {}, response, last, stats, hooks);
 }
 
@@ -309,6 +324,17 @@ template <poll_operation Poll, status_policy<poll_response_t<Poll>> Status, cloc
 auto poll_until(Poll poll, Status status, basic_poll_options<Clock> options = {}) {
   if (auto why = options.invalid_reason()) return detail::reject<true, poll_response_t<Poll>>(std::move(*why), options.hooks);
   return detail::run_poll<true>(std::move(poll), std::move(status), std::move(options), false);
+}
+
+/// `poll_until` without exceptions for a poll that ends without success:
+/// returns an `asio::awaitable<poll_result<Response>>` whose `error` is empty
+/// on success and otherwise says why (the same codes `poll_until` throws),
+/// with the last response, status, stats and message in every case. Only a
+/// hook's exception escapes. Cancelled as `poll_until` is.
+template <poll_operation Poll, status_policy<poll_response_t<Poll>> Status, clock Clock = std::chrono::steady_clock>
+auto try_poll_until(Poll poll, Status status, basic_poll_options<Clock> options = {}) {
+  if (auto why = options.invalid_reason()) return detail::reject<false, poll_response_t<Poll>>(std::move(*why), options.hooks);
+  return detail::run_poll<false>(std::move(poll), std::move(status), std::move(options), false);
 }
 
 /// `poll_until` for any Asio completion token: the poll runs as a coroutine

@@ -2,6 +2,7 @@
 
 #include <jobpoll/error.hpp>
 #include <jobpoll/poll_result.hpp>
+#include <jobpoll/poll_until.hpp>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -58,3 +59,18 @@ TEST(PollError, DescribesTheTransientReasonBehindRetriesExhausted) {
 }
 
 }  // namespace
+
+// Asio 1.22 does not map its own system errors to std::errc conditions
+// (ASIO_HAS_STD_ERROR_CODE is unset on Linux), so a real socket's reset
+// would not be retried if the core compared codes naively.
+TEST(TransientErrors, AsioSystemErrorsCountAsTheirErrnoConditions) {
+  EXPECT_TRUE(jobpoll::error_is(asio::error::connection_reset, std::errc::connection_reset));
+  EXPECT_TRUE(jobpoll::error_is(std::make_error_code(std::errc::connection_refused), std::errc::connection_refused));
+  EXPECT_FALSE(jobpoll::error_is(asio::error::connection_reset, std::errc::connection_refused));
+  for (std::error_code ec : {asio::error::connection_reset, asio::error::connection_refused, asio::error::timed_out,
+                             asio::error::broken_pipe, asio::error::network_unreachable, asio::error::host_unreachable}) {
+    EXPECT_TRUE(jobpoll::is_transient_error(ec)) << ec.message();
+  }
+  EXPECT_FALSE(jobpoll::is_transient_error(asio::error::access_denied));
+  EXPECT_FALSE(jobpoll::is_transient_error(asio::error::operation_not_supported));
+}

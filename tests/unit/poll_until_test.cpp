@@ -2,6 +2,7 @@
 // rule of behaviour of the loop itself.
 
 #include <jobpoll/poll_until.hpp>
+#include <jobpoll/sliding_window_limiter.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -517,6 +518,86 @@ TEST_F(PollUntil, PollErrorIsCatchableAsItsBaseAndAsSystemError) {
       asio::detached);
   manual_clock::run(ctx);
   EXPECT_EQ(caught_as_base, 2);
+}
+
+}  // namespace
+
+// ---- Resuming a poll, and the form that returns instead of throwing ----
+
+namespace {
+
+class ResumedPoll : public jobpoll_test::poll_fixture {};
+
+TEST_F(ResumedPoll, CountsOnFromTheSavedAttempts) {
+  scripted_job job({{"working"}, {"pass"}});
+  auto o = exact_options();
+  o.resume = {.attempts = 6, .consecutive_failures = 0};
+  auto r = run(job, o);
+  ASSERT_FALSE(r.error) << r.message;
+  EXPECT_EQ(r.stats.attempts, 8u);
+  EXPECT_EQ(job.polls(), 2u);
+  ASSERT_EQ(log.polls.size(), 2u);
+  EXPECT_EQ(log.polls[0].first, 7u);  // hooks see the continued count
+}
+
+TEST_F(ResumedPoll, KeepsOnlyWhatWasLeftOfTheRetryBudget) {
+  scripted_job job({{"", {}, 0s, std::make_error_code(std::errc::connection_reset)}});
+  auto o = exact_options();
+  o.max_retries = 3;
+  o.resume = {.attempts = 4, .consecutive_failures = 3};
+  auto r = run(job, o);
+  EXPECT_EQ(r.error, errc::retries_exhausted);
+  EXPECT_EQ(job.polls(), 1u);  // the budget was spent before the interruption
+  EXPECT_EQ(r.stats.attempts, 5u);
+  EXPECT_EQ(r.stats.consecutive_failures, 4u);
+  EXPECT_EQ(r.stats.progress().consecutive_failures, 4u);
+}
+
+TEST_F(ResumedPoll, FirstPollOfAResumedRunIsNotHeldToTheDeadlineByTheLimiter) {
+  // A resumed poll with no time left still polls once, as any first poll does.
+  jobpoll::basic_sliding_window_limiter<manual_clock> limiter(ctx.get_executor(), 1, 10s);
+  ASSERT_TRUE(limiter.try_acquire());
+  scripted_job job({{"working"}});
+  auto o = exact_options();
+  o.deadline = 0s;
+  o.limiter = limiter;
+  o.resume = {.attempts = 3, .consecutive_failures = 0};
+  auto r = run(job, o);
+  EXPECT_EQ(r.error, errc::timeout);
+  EXPECT_EQ(job.polls(), 1u);
+  EXPECT_EQ(r.stats.limiter_waited, 10s);
+}
+
+TEST_F(ResumedPoll, TryPollUntilReturnsTheResultInsteadOfThrowing) {
+  scripted_job job({{"working"}});
+  auto o = exact_options();
+  o.deadline = 3s;
+  std::optional<jobpoll::poll_result<response>> out;
+  asio::co_spawn(
+      ctx, [&]() -> asio::awaitable<void> { out = co_await jobpoll::try_poll_until(job, seed_status{}, o); },
+      asio::detached);
+  manual_clock::run(ctx);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->error, errc::timeout);
+  EXPECT_EQ(out->stats.attempts, 3u);  // at 0, 2 and 3 s
+  ASSERT_TRUE(out->response.has_value());
+  EXPECT_EQ(out->response->status, "working");
+  EXPECT_THAT(out->message, HasSubstr("deadline passed before the job finished after 3 attempts"));
+}
+
+TEST_F(ResumedPoll, TryPollUntilRejectsInvalidOptionsAsAResult) {
+  scripted_job job({{"pass"}});
+  auto o = exact_options();
+  o.initial_delay = -1s;
+  std::optional<jobpoll::poll_result<response>> out;
+  asio::co_spawn(
+      ctx, [&]() -> asio::awaitable<void> { out = co_await jobpoll::try_poll_until(job, seed_status{}, o); },
+      asio::detached);
+  manual_clock::run(ctx);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->error, errc::invalid_argument);
+  EXPECT_THAT(out->message, HasSubstr("initial_delay must not be negative"));
+  EXPECT_EQ(job.polls(), 0u);
 }
 
 }  // namespace
