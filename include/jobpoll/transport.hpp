@@ -1,0 +1,36 @@
+#pragma once
+// The transport concept: sends one request, delivers one response.
+
+#include <concepts>
+#include <utility>
+
+#include <asio/awaitable.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "jobpoll/http.hpp"
+
+namespace jobpoll {
+
+/// Sends one HTTP request and delivers one response, asynchronously:
+/// `t.async_request(http_request, token)` with completion signature
+/// `void(std::error_code, http_response)`, usable at least with
+/// `asio::use_awaitable`.
+///
+/// Contract that job clients rely on:
+/// - any HTTP status is a response, not an error;
+/// - a request that outlives `request.timeout` fails with
+///   `asio::error::timed_out`;
+/// - network failures are error codes that `error_is` matches to the
+///   `std::errc` values the core treats as transient (connection_refused,
+///   connection_reset, ...), so `is_transient_error` classifies them without
+///   knowing the transport (Asio's own codes compare equal to `std::errc`
+///   conditions only through `error_is` in Asio 1.22);
+/// - cancellation through the token's cancellation slot (terminal) abandons
+///   the request at once and completes with `asio::error::operation_aborted`;
+/// - the handler is never invoked from inside `async_request`.
+template <class T>
+concept transport = requires(T& t, http_request request) {
+  { t.async_request(std::move(request), asio::use_awaitable) } -> std::same_as<asio::awaitable<http_response>>;
+};
+
+}  // namespace jobpoll

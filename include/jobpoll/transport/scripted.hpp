@@ -1,0 +1,577 @@
+#pragma once
+// An in-memory transport that answers from a script, for tests of code that
+// sends its HTTP through a jobpoll transport: replies in order, delays and
+// per-request timeouts on any clock (manual_clock in tests), failures,
+// requests that never answer, and a record of every request received.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/associated_allocator.hpp>
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/cancellation_type.hpp>
+#include <asio/error.hpp>
+#include <asio/execution/outstanding_work.hpp>
+#include <asio/post.hpp>
+#include <asio/prefer.hpp>
+
+#include "jobpoll/clock.hpp"
+#include "jobpoll/detail/invalid_argument.hpp"
+#include "jobpoll/http.hpp"
+#include "jobpoll/transport.hpp"
+
+namespace jobpoll {
+namespace detail {
+
+template <clock Clock>
+class scripted_core;
+
+// One scripted answer: a response, an error, or nothing ever; after a delay.
+template <class Duration>
+struct scripted_reply {
+  enum class kind : unsigned char { respond, fail, hang };
+  kind what = kind::respond;
+  http_response response;
+  std::error_code error;
+  Duration delay{};
+};
+
+// "Exact, or a trailing '*' for a prefix."
+inline bool url_matches(std::string_view pattern, std::string_view url) noexcept {
+  if (!pattern.empty() && pattern.back() == '*') return url.starts_with(pattern.substr(0, pattern.size() - 1));
+  return url == pattern;
+}
+
+// One request in progress: owns its completion handler until the completion
+// is posted, then the posted completion owns it.
+class scripted_op {
+ public:
+  // Posts the handler's invocation to its associated executor; called once,
+  // and ownership passes to the posted completion.
+  virtual void post_completion(std::error_code ec, http_response response) = 0;
+  // Destroys the operation without calling its handler.
+  virtual void discard() noexcept = 0;
+
+ protected:
+  scripted_op() = default;
+  scripted_op(const scripted_op&) = delete;
+  scripted_op& operator=(const scripted_op&) = delete;
+  ~scripted_op() = default;
+};
+
+struct scripted_op_deleter {
+  void operator()(scripted_op* op) const noexcept { op->discard(); }
+};
+using scripted_op_ptr = std::unique_ptr<scripted_op, scripted_op_deleter>;
+
+// Counts requests whose handler has not run (or been destroyed) yet. Shared
+// with each operation, so a completion that outlives the transport can still
+// count itself out.
+using scripted_pending_count = std::shared_ptr<std::atomic<std::size_t>>;
+
+// An operation holding a completion handler, allocated with the handler's
+// associated allocator, tracking work on the handler's associated executor
+// (as detail::limiter_waiter_op does).
+template <class Handler, class IoExecutor>
+class scripted_op_impl final : public scripted_op {
+  using allocator_type = typename std::allocator_traits<
+      asio::associated_allocator_t<Handler>>::template rebind_alloc<scripted_op_impl>;
+  using allocator_traits = std::allocator_traits<allocator_type>;
+  using work_executor = std::decay_t<decltype(asio::prefer(
+      std::declval<const asio::associated_executor_t<Handler, IoExecutor>&>(),
+      asio::execution::outstanding_work.tracked))>;
+
+ public:
+  static scripted_op_ptr create(Handler handler, const IoExecutor& io_executor, scripted_pending_count pending) {
+    allocator_type alloc(asio::get_associated_allocator(handler));
+    scripted_op_impl* op = allocator_traits::allocate(alloc, 1);
+    try {
+      return scripted_op_ptr(::new (static_cast<void*>(op))
+                                 scripted_op_impl(std::move(handler), io_executor, std::move(pending)));
+    } catch (...) {
+      allocator_traits::deallocate(alloc, op, 1);
+      throw;
+    }
+  }
+
+  void post_completion(std::error_code ec, http_response response) override {
+    const work_executor ex = work_;
+    asio::post(ex, completion(this, ec, std::move(response)));
+  }
+
+  void discard() noexcept override {
+    clear_slot();
+    allocator_type alloc(asio::get_associated_allocator(handler_));
+    destroy(alloc);
+  }
+
+ private:
+  // Runs on the handler's executor (or is destroyed with it unrun).
+  class completion {
+   public:
+    completion(scripted_op_impl* op, std::error_code ec, http_response response) noexcept
+        : op_(op), ec_(ec), response_(std::move(response)) {}
+    completion(completion&& other) noexcept
+        : op_(std::exchange(other.op_, nullptr)), ec_(other.ec_), response_(std::move(other.response_)) {}
+    completion& operator=(completion&&) = delete;
+    ~completion() {
+      if (op_) op_->discard();
+    }
+    void operator()() { std::exchange(op_, nullptr)->finish(ec_, std::move(response_)); }
+
+   private:
+    scripted_op_impl* op_;
+    std::error_code ec_;
+    http_response response_;
+  };
+
+  scripted_op_impl(Handler handler, const IoExecutor& io_executor, scripted_pending_count pending)
+      : handler_(std::move(handler)),
+        work_(asio::prefer(asio::get_associated_executor(handler_, io_executor),
+                           asio::execution::outstanding_work.tracked)),
+        pending_(std::move(pending)) {
+    pending_->fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // The slot is cleared here, on the handler's executor, where cancellation
+  // signals are emitted: clearing it from another thread would race with an
+  // emit. Until then the slot's handler may run and find the request gone.
+  void clear_slot() noexcept {
+    auto slot = asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) slot.clear();
+  }
+
+  void finish(std::error_code ec, http_response response) {
+    clear_slot();
+    allocator_type alloc(asio::get_associated_allocator(handler_));
+    Handler handler(std::move(handler_));
+    destroy(alloc);  // free the memory before the upcall, so the handler may reuse it
+    std::move(handler)(ec, std::move(response));
+  }
+
+  void destroy(allocator_type& alloc) noexcept {
+    pending_->fetch_sub(1, std::memory_order_acq_rel);
+    this->~scripted_op_impl();
+    allocator_traits::deallocate(alloc, this, 1);
+  }
+
+  Handler handler_;
+  work_executor work_;
+  scripted_pending_count pending_;
+};
+
+}  // namespace detail
+
+/// The replies a `basic_scripted_transport` gives to requests that match one
+/// method and URL pattern, as a FIFO: each matching request consumes the
+/// front reply. Made by `basic_scripted_transport::on`, which owns it; every
+/// member may be called from any thread, also while requests are in flight.
+/// A member given a bad argument throws `std::invalid_argument` naming the
+/// route, the rule and the value received.
+template <clock Clock>
+class basic_scripted_route {
+ public:
+  using duration = typename Clock::duration;
+
+  basic_scripted_route(const basic_scripted_route&) = delete;
+  basic_scripted_route& operator=(const basic_scripted_route&) = delete;
+
+  /// Queues `response` (any status: 4xx and 5xx are responses, not errors).
+  basic_scripted_route& reply(http_response response) {
+    std::lock_guard lock(mutex_);
+    push({reply_type::kind::respond, std::move(response), {}, {}});
+    return *this;
+  }
+
+  /// Queues a response with `status` (100 to 599), `body` and `headers`.
+  basic_scripted_route& reply(int status, std::string body, http_headers headers = {}) {
+    if (status < 100 || status > 599) invalid("reply() needs an HTTP status from 100 to 599", std::to_string(status));
+    return reply(http_response{status, std::move(headers), std::move(body)});
+  }
+
+  /// Queues a failure: the request completes with `ec` (for example
+  /// `asio::error::connection_reset`) and an empty response. Throws if `ec`
+  /// is not an error.
+  basic_scripted_route& fail(std::error_code ec) {
+    if (!ec) invalid("fail() needs an error code", "no error");
+    std::lock_guard lock(mutex_);
+    push({reply_type::kind::fail, {}, ec, {}});
+    return *this;
+  }
+
+  /// Delays the reply queued next by `delay` on `Clock` (rounded up to its
+  /// tick), counted from the request's start. Throws if `delay` is negative
+  /// or a delay is already set for the next reply.
+  template <class Rep, class Period>
+  basic_scripted_route& after(std::chrono::duration<Rep, Period> delay) {
+    if (delay < delay.zero()) invalid("after() needs a delay >= 0", detail::describe(delay));
+    std::lock_guard lock(mutex_);
+    if (next_delay_)
+      invalid("after() was already called for the next reply (" + detail::describe(*next_delay_) + ")",
+              detail::describe(delay));
+    next_delay_ = std::chrono::ceil<duration>(delay);
+    return *this;
+  }
+
+  /// Queues a reply that never comes: the request completes only when it is
+  /// cancelled (`operation_aborted`), its `timeout` elapses (`timed_out`) or
+  /// the transport is destroyed (`operation_aborted`). Throws after `after()`:
+  /// a reply that never comes has no delay.
+  basic_scripted_route& hang() {
+    std::lock_guard lock(mutex_);
+    if (next_delay_) invalid("hang() cannot be delayed: after() was called before it", detail::describe(*next_delay_));
+    push({reply_type::kind::hang, {}, {}, {}});
+    return *this;
+  }
+
+  /// From now on the route keeps its last reply: once it is the only one
+  /// left, it answers every further request instead of being consumed. A
+  /// reply queued later goes behind it and is kept in turn; a kept reply that
+  /// has answered already then gives way to it, so a test can switch a route
+  /// from "working" to "done". Throws if no reply is queued.
+  basic_scripted_route& repeat() {
+    std::lock_guard lock(mutex_);
+    if (replies_.empty()) invalid("repeat() keeps the last reply, but none is queued", "an empty route");
+    repeat_ = true;
+    return *this;
+  }
+
+  /// Replies not yet consumed (a kept reply counts as one).
+  std::size_t remaining() const {
+    std::lock_guard lock(mutex_);
+    return replies_.size();
+  }
+
+  /// The method and the URL pattern this route answers, as given to `on`.
+  const std::string& method() const noexcept { return method_; }
+  const std::string& url_pattern() const noexcept { return url_pattern_; }
+
+ private:
+  using reply_type = detail::scripted_reply<duration>;
+  friend class detail::scripted_core<Clock>;
+
+  basic_scripted_route(std::mutex& mutex, std::string method, std::string url_pattern)
+      : mutex_(mutex), method_(std::move(method)), url_pattern_(std::move(url_pattern)) {}
+
+  [[noreturn]] void invalid(std::string_view rule, const std::string& got) const {
+    detail::throw_invalid("scripted_route " + method_ + " " + url_pattern_, rule, got);
+  }
+
+  // Mutex held.
+  void push(reply_type r) {
+    r.delay = next_delay_.value_or(duration::zero());
+    next_delay_.reset();
+    if (kept_served_) replies_.pop_front();
+    kept_served_ = false;
+    replies_.push_back(std::move(r));
+  }
+
+  // Mutex held. The front reply if this route matches and has one.
+  std::optional<reply_type> take(const http_request& request) {
+    if (replies_.empty() || request.method != method_ || !detail::url_matches(url_pattern_, request.url))
+      return std::nullopt;
+    if (repeat_ && replies_.size() == 1) {
+      kept_served_ = true;
+      return replies_.front();
+    }
+    reply_type r = std::move(replies_.front());
+    replies_.pop_front();
+    return r;
+  }
+
+  std::mutex& mutex_;  // the transport's: routes are read while requests start
+  const std::string method_;
+  const std::string url_pattern_;
+  std::deque<reply_type> replies_;
+  std::optional<duration> next_delay_;
+  bool repeat_ = false;
+  bool kept_served_ = false;  // the front is the kept reply and has answered a request
+};
+
+namespace detail {
+
+// The shared state of one scripted transport. Shared ownership lets timer and
+// cancellation handlers outlive the transport safely: they hold weak
+// references and do nothing once it is gone.
+template <clock Clock>
+class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> {
+ public:
+  using executor_type = asio::any_io_executor;
+  using duration = typename Clock::duration;
+  using route = basic_scripted_route<Clock>;
+
+  explicit scripted_core(const executor_type& ex) : executor_(ex) {}
+
+  const executor_type& executor() const noexcept { return executor_; }
+
+  route& add_route(std::string method, std::string url_pattern) {
+    if (method.empty())
+      throw_invalid("scripted_transport", "on() needs a method", "an empty one for \"" + url_pattern + "\"");
+    if (const auto star = url_pattern.find('*'); star != std::string::npos && star + 1 != url_pattern.size())
+      throw_invalid("scripted_transport", "on() allows '*' only at the end of a URL pattern",
+                    "\"" + url_pattern + "\"");
+    std::lock_guard lock(mutex_);
+    routes_.push_back(std::unique_ptr<route>(new route(mutex_, std::move(method), std::move(url_pattern))));
+    return *routes_.back();
+  }
+
+  template <class Handler>
+  void start(http_request request, Handler handler) {
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    scripted_op_ptr op = scripted_op_impl<Handler, executor_type>::create(std::move(handler), executor_, pending_);
+    std::lock_guard lock(mutex_);
+    plan p = plan_for(std::move(request));
+    if (p.wait && *p.wait == duration::zero()) {
+      // Never inside the initiating call: the completion is posted.
+      op.release()->post_completion(p.error, std::move(p.response));
+      return;
+    }
+    const std::uint64_t id = next_id_++;
+    auto& entry = in_flight_.emplace(id, in_flight{std::move(op), nullptr, p.error, std::move(p.response)})
+                      .first->second;
+    if (p.wait) {
+      entry.timer = std::make_unique<timer_for<Clock>>(executor_);
+      entry.timer->expires_after(*p.wait);
+      entry.timer->async_wait([weak = this->weak_from_this(), id](std::error_code ec) {
+        if (auto self = weak.lock()) self->on_timer(id, ec);
+      });
+    }
+    if (slot.is_connected()) slot.template emplace<cancel_handler>(this->weak_from_this(), id);
+  }
+
+  std::vector<http_request> requests() const {
+    std::lock_guard lock(mutex_);
+    return requests_;
+  }
+
+  std::vector<std::string> unmatched() const {
+    std::lock_guard lock(mutex_);
+    return unmatched_;
+  }
+
+  std::size_t count(std::string_view method, std::string_view url_pattern) const {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& r : requests_)
+      if (r.method == method && url_matches(url_pattern, r.url)) ++n;
+    return n;
+  }
+
+  std::size_t pending() const noexcept { return pending_->load(std::memory_order_acquire); }
+
+  // Completes every request in flight with operation_aborted and destroys
+  // their timers, whose waits then end with nothing left to do.
+  void shutdown() {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, entry] : in_flight_) {
+      entry.timer.reset();
+      entry.op.release()->post_completion(asio::error::operation_aborted, {});
+    }
+    in_flight_.clear();
+  }
+
+ private:
+  // What a request will get, and when: after `wait` (none: never, until
+  // cancelled), `error` and `response`.
+  struct plan {
+    std::optional<duration> wait;
+    std::error_code error;
+    http_response response;
+  };
+
+  struct in_flight {
+    scripted_op_ptr op;
+    std::unique_ptr<timer_for<Clock>> timer;  // none for a hang without a timeout
+    std::error_code error;                    // what the timer delivers
+    http_response response;
+  };
+
+  // Installed in a request's cancellation slot. Every cancellation type is
+  // honoured: the request is abandoned whatever the server might still do.
+  struct cancel_handler {
+    cancel_handler(std::weak_ptr<scripted_core> c, std::uint64_t i) noexcept : core(std::move(c)), id(i) {}
+
+    std::weak_ptr<scripted_core> core;
+    std::uint64_t id;
+
+    void operator()(asio::cancellation_type type) const {
+      if (type == asio::cancellation_type::none) return;
+      if (auto self = core.lock()) self->resolve(id, asio::error::operation_aborted);
+    }
+  };
+
+  // Mutex held: records the request and takes its reply from the first
+  // matching route that still has one.
+  plan plan_for(http_request request) {
+    requests_.push_back(request);
+    std::optional<typename route::reply_type> reply;
+    for (auto& r : routes_) {
+      reply = r->take(request);
+      if (reply) break;
+    }
+    if (!reply) {
+      unmatched_.push_back(request.method + " " + request.url);
+      return {duration::zero(), std::make_error_code(std::errc::function_not_supported), {}};
+    }
+    using kind = typename route::reply_type::kind;
+    std::optional<duration> timeout;
+    if (request.timeout)
+      timeout = std::max(std::chrono::ceil<duration>(*request.timeout), duration::zero());
+    // The reply was sent; a timeout shorter than its delay overtakes it.
+    if (reply->what == kind::hang) {
+      if (!timeout) return {std::nullopt, {}, {}};
+      return {*timeout, asio::error::timed_out, {}};
+    }
+    if (timeout && *timeout < reply->delay) return {*timeout, asio::error::timed_out, {}};
+    return {reply->delay, reply->error, std::move(reply->response)};
+  }
+
+  void on_timer(std::uint64_t id, std::error_code ec) {
+    std::lock_guard lock(mutex_);
+    auto it = in_flight_.find(id);
+    if (it == in_flight_.end()) return;  // cancelled, or the transport shut down
+    in_flight entry = std::move(it->second);
+    in_flight_.erase(it);
+    entry.timer.reset();
+    // A wait aborted by someone else (manual_clock::reset) aborts the request.
+    if (ec) {
+      entry.op.release()->post_completion(ec, {});
+    } else {
+      entry.op.release()->post_completion(entry.error, std::move(entry.response));
+    }
+  }
+
+  void resolve(std::uint64_t id, std::error_code ec) {
+    std::lock_guard lock(mutex_);
+    auto it = in_flight_.find(id);
+    if (it == in_flight_.end()) return;  // already completed
+    in_flight entry = std::move(it->second);
+    in_flight_.erase(it);
+    entry.timer.reset();
+    entry.op.release()->post_completion(ec, {});
+  }
+
+  const executor_type executor_;
+  const scripted_pending_count pending_ = std::make_shared<std::atomic<std::size_t>>(0);
+
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<route>> routes_;  // stable addresses: on() hands out references
+  std::vector<http_request> requests_;
+  std::vector<std::string> unmatched_;
+  std::map<std::uint64_t, in_flight> in_flight_;
+  std::uint64_t next_id_ = 0;
+};
+
+}  // namespace detail
+
+/// A `transport` that answers from a script instead of the network, for
+/// tests: `on(method, url_pattern)` returns a route to queue replies on, and
+/// every request is recorded.
+///
+/// `async_request(request, token)` completes with
+/// `void(std::error_code, http_response)`:
+/// - with the front reply of the first route (in the order `on` added them)
+///   that matches the request and still has a reply, after that reply's delay
+///   on `Clock`: its response with an empty error, or its `fail()` error;
+/// - with `asio::error::timed_out` when `request.timeout` is shorter than the
+///   reply's delay, or the reply hangs, once the timeout elapses on `Clock`
+///   (the reply is consumed all the same: it was sent; a timeout equal to the
+///   delay lets the reply through);
+/// - with `std::errc::function_not_supported` at once when no route matches
+///   or every matching route is used up; `unmatched()` then says which
+///   request it was ("GET http://..."), since an error code carries no text;
+/// - with `asio::error::operation_aborted` at once when cancelled through the
+///   token's cancellation slot (terminal, partial or total), or when the
+///   transport is destroyed; its timer is cancelled, so nothing is left
+///   pending on the clock.
+/// The handler is never invoked inside `async_request`: completions are
+/// posted to the handler's associated executor (by default the transport's).
+/// Delays and timeouts use `timer_for<Clock>` on the transport's executor, so
+/// `testing::manual_clock` drives them exactly.
+///
+/// Every member may be called from any thread. Like any Asio I/O object, the
+/// transport must be destroyed before its execution context, and a
+/// cancellation signal should be emitted where the handler runs.
+template <clock Clock = std::chrono::steady_clock>
+class basic_scripted_transport {
+ public:
+  using clock_type = Clock;
+  using executor_type = asio::any_io_executor;
+  using route = basic_scripted_route<Clock>;
+
+  /// A transport whose delays and timeouts run on `ex`.
+  explicit basic_scripted_transport(asio::any_io_executor ex) : core_(std::make_shared<core>(ex)) {}
+
+  basic_scripted_transport(const basic_scripted_transport&) = delete;
+  basic_scripted_transport& operator=(const basic_scripted_transport&) = delete;
+
+  /// Completes every request in flight with `asio::error::operation_aborted`
+  /// (posted to each handler's executor) and cancels their timers.
+  ~basic_scripted_transport() { core_->shutdown(); }
+
+  executor_type get_executor() const noexcept { return core_->executor(); }
+
+  /// A new route for requests whose method equals `method` (case-sensitive)
+  /// and whose URL equals `url_pattern`, or starts with it when it ends in
+  /// '*' (the query string is part of the URL). The reference stays valid as
+  /// long as the transport. Throws `std::invalid_argument` for an empty
+  /// method or a '*' anywhere but at the end.
+  route& on(std::string method, std::string url_pattern) {
+    return core_->add_route(std::move(method), std::move(url_pattern));
+  }
+
+  /// Sends `request` to the script (see the class comment for how it
+  /// completes). Works with every completion token.
+  template <class CompletionToken>
+  auto async_request(http_request request, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, http_response)>(
+        [c = core_.get()](auto handler, http_request r) { c->start(std::move(r), std::move(handler)); }, token,
+        std::move(request));
+  }
+
+  /// Every request received, in the order `async_request` was called
+  /// (matched or not), as a copy.
+  std::vector<http_request> requests() const { return core_->requests(); }
+
+  /// How many recorded requests have method `method` and a URL matching
+  /// `url_pattern` (as in `on`).
+  std::size_t count(std::string_view method, std::string_view url_pattern) const {
+    return core_->count(method, url_pattern);
+  }
+
+  /// "METHOD URL" of each request that completed with
+  /// `function_not_supported` because no route had a reply for it, in order.
+  std::vector<std::string> unmatched() const { return core_->unmatched(); }
+
+  /// Requests started whose handler has not run yet.
+  std::size_t pending() const noexcept { return core_->pending(); }
+
+ private:
+  using core = detail::scripted_core<Clock>;
+  std::shared_ptr<core> core_;
+};
+
+/// The scripted transport on `std::chrono::steady_clock`.
+using scripted_transport = basic_scripted_transport<>;
+
+static_assert(transport<scripted_transport>);
+
+}  // namespace jobpoll

@@ -1,0 +1,406 @@
+// The field matcher comes first and alone: it is generic over codecs and must
+// pull in neither a JSON library nor Asio.
+#include "jobpoll/field_status.hpp"
+
+#if defined(ASIO_VERSION)
+#error "field_status must not include Asio"
+#endif
+#if defined(NLOHMANN_JSON_VERSION_MAJOR)
+#error "field_status must not include nlohmann::json"
+#endif
+
+#include <gtest/gtest.h>
+
+#include "policy_helpers.hpp"
+
+#include <chrono>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include "jobpoll/codec/json.hpp"
+#include "jobpoll/status_policy.hpp"
+
+namespace {
+
+using namespace jobpoll_test;
+
+using namespace std::chrono_literals;
+using jobpoll::job_state;
+using jobpoll::json_codec;
+using jobpoll::poll_status;
+using json = nlohmann::json;
+using json_field_status = jobpoll::field_status<json_codec>;
+
+static_assert(jobpoll::status_policy<json_field_status, json>);
+static_assert(std::is_copy_constructible_v<json_field_status>);
+
+const json_codec codec{};
+
+/// The contract of the seed's reporting API: GET /transaction/get-job-data
+/// answers {"data": {"status": "working" | "pass" | "fail", ...}}.
+json_field_status seed_policy() { return json_field_status("/data/status", {{"pass"}, {"fail"}, {"working"}}); }
+
+/// The contract of the seed's job API: GET /jobs/{id} answers
+/// {"status": "pending" | "running" | "completed" | "failed" | "cancelled",
+///  "progress": 0.0 to 1.0, "error": "...", ...}, here with an ETA field.
+json_field_status job_api_policy() {
+  return json_field_status("/status", {.succeeded = {"completed"},
+                                       .failed = {"failed", "cancelled"},
+                                       .pending = {"pending", "running"}})
+      .progress_at("/progress")
+      .hint_at("/eta_seconds")
+      .failure_detail_at("/error");
+}
+
+// Bodies of the seed's reporting API (get-job-data), as its OpenAPI spec shows them.
+constexpr std::string_view seed_working_body = R"({
+    "data": {
+        "hash": "1aabac6d068eef6a7bad3fdf50a05cc8",
+        "status": "working",
+        "data": [],
+        "offset": 0,
+        "limit": 10,
+        "total": 0
+    }
+})";
+
+constexpr std::string_view seed_pass_body = R"({
+    "data": {
+        "hash": "1aabac6d068eef6a7bad3fdf50a05cc8",
+        "status": "pass",
+        "data": [
+            {
+                "id": "...",
+                "number": 123,
+                "type": "Sale",
+                "completeDate": "...",
+                "locationCode": "MAIN",
+                "salesDeviceName": "POS-1",
+                "total": 15.99,
+                "tenders": [],
+                "items": [],
+                "discount": [],
+                "isRecurringPayment": false,
+                "isRecurringRedemption": false,
+                "isRecurringSale": false,
+                "isPrepaidRedemption": false,
+                "isPrepaidSale": false,
+                "customerId": "1:234",
+                "isRecurringPlanSale": false,
+                "isRecurringPlanRedemption": false,
+                "transactionStatus": "Completed"
+            }
+        ],
+        "offset": 0,
+        "limit": 100,
+        "total": 22
+    }
+})";
+
+// The spec documents no body for "fail": the same shape with that status.
+constexpr std::string_view seed_fail_body =
+    R"({"data":{"hash":"1aabac6d068eef6a7bad3fdf50a05cc8","status":"fail","data":[],"offset":0,"limit":10,"total":0}})";
+
+poll_status classify(const json_field_status& policy, std::string_view body) { return policy(codec.decode(body)); }
+
+// --- the seed's reporting API ----------------------------------------------------
+
+TEST(FieldStatusSeedTest, WorkingIsPendingWithoutProgress) {
+  const poll_status status = classify(seed_policy(), seed_working_body);
+  EXPECT_EQ(status.state, job_state::pending);
+  EXPECT_EQ(status.error, std::error_code{});
+  EXPECT_EQ(status.detail, "status \"working\"");
+  EXPECT_EQ(status.progress, std::nullopt);
+  EXPECT_EQ(status.retry_after, std::nullopt);
+}
+
+TEST(FieldStatusSeedTest, PassSucceeds) {
+  const poll_status status = classify(seed_policy(), seed_pass_body);
+  EXPECT_EQ(status.state, job_state::succeeded);
+  EXPECT_EQ(status.error, std::error_code{});
+  EXPECT_EQ(status.detail, "status \"pass\"");
+  EXPECT_EQ(status.progress, 1.0);
+}
+
+TEST(FieldStatusSeedTest, FailFails) {
+  const poll_status status = classify(seed_policy(), seed_fail_body);
+  EXPECT_EQ(status.state, job_state::failed);
+  EXPECT_EQ(status.error, jobpoll::errc::job_failed);
+  EXPECT_EQ(status.detail, "status \"fail\"");
+}
+
+TEST(FieldStatusSeedTest, AnUnknownValueIsAPermanentErrorNamingTheExpectedOnes) {
+  const poll_status status = classify(seed_policy(), R"({"data":{"status":"pas"}})");
+  EXPECT_EQ(status.state, job_state::permanent_error);
+  EXPECT_EQ(status.error, jobpoll::errc::unknown_status);
+  EXPECT_EQ(status.detail, "unknown status \"pas\" at /data/status (expected one of: pass | fail | working)");
+}
+
+TEST(FieldStatusSeedTest, MatchingIsExactAndCaseSensitive) {
+  for (const std::string_view value : {"PASS", "Pass", " pass", "pass ", ""}) {
+    const poll_status status = seed_policy()(json{{"data", {{"status", value}}}});
+    EXPECT_EQ(status.state, job_state::permanent_error) << value;
+    EXPECT_EQ(status.error, jobpoll::errc::unknown_status) << value;
+  }
+}
+
+TEST(FieldStatusSeedTest, AMissingStatusIsADecodeErrorShowingTheBody) {
+  const poll_status status = classify(seed_policy(), R"({"data":{"hash":"1aab"}})");
+  EXPECT_EQ(status.state, job_state::permanent_error);
+  EXPECT_EQ(status.error, jobpoll::errc::decode_error);
+  EXPECT_EQ(status.detail, R"(no status at /data/status in {"data":{"hash":"1aab"}})");
+
+  // A body that is not even an object: the pointer finds nothing either.
+  const poll_status array = classify(seed_policy(), "[1,2]");
+  EXPECT_EQ(array.error, jobpoll::errc::decode_error);
+  EXPECT_EQ(array.detail, "no status at /data/status in [1,2]");
+}
+
+TEST(FieldStatusSeedTest, AMissingStatusInALongBodyShowsItsStart) {
+  const json body = {{"data", {{"items", std::string(300, 'x')}}}};
+  const poll_status status = seed_policy()(body);
+  EXPECT_EQ(status.error, jobpoll::errc::decode_error);
+  EXPECT_EQ(status.detail, "no status at /data/status in " + jobpoll::body_preview(codec.encode(body)));
+  EXPECT_TRUE(status.detail.ends_with("... (321 bytes)")) << status.detail;
+}
+
+TEST(FieldStatusSeedTest, ANullArrayOrObjectStatusIsADecodeError) {
+  EXPECT_EQ(classify(seed_policy(), R"({"data":{"status":null}})").detail,
+            R"(status at /data/status is not a string, number or boolean: null in {"data":{"status":null}})");
+  const poll_status object = classify(seed_policy(), R"({"data":{"status":{"state":"pass"}}})");
+  EXPECT_EQ(object.state, job_state::permanent_error);
+  EXPECT_EQ(object.error, jobpoll::errc::decode_error);
+  EXPECT_EQ(object.detail, R"(status at /data/status is not a string, number or boolean: {"state":"pass"} in )"
+                           R"({"data":{"status":{"state":"pass"}}})");
+}
+
+TEST(FieldStatusSeedTest, NumberAndBooleanStatusesMatchTheirSpelling) {
+  const json_field_status policy("/state", {{"2", "true"}, {"3"}, {"1"}});
+  EXPECT_EQ(policy(json{{"state", 1}}).state, job_state::pending);
+  EXPECT_EQ(policy(json{{"state", 2}}).state, job_state::succeeded);
+  EXPECT_EQ(policy(json{{"state", 2}}).detail, "status \"2\"");
+  EXPECT_EQ(policy(json{{"state", true}}).state, job_state::succeeded);
+  EXPECT_EQ(policy(json{{"state", 3}}).state, job_state::failed);
+  EXPECT_EQ(policy(json{{"state", 2.0}}).detail, "unknown status \"2.0\" at /state (expected one of: 2 | true | 3 | 1)");
+}
+
+TEST(FieldStatusSeedTest, TheEmptyPointerReadsTheWholeBody) {
+  const json_field_status policy("", {{"done"}, {}, {"busy"}});
+  EXPECT_EQ(policy(json("done")).state, job_state::succeeded);
+  EXPECT_EQ(policy(json("busy")).state, job_state::pending);
+  EXPECT_EQ(policy(json("gone")).detail,
+            "unknown status \"gone\" at \"\" (the whole body) (expected one of: done | busy)");
+}
+
+// --- the seed's job API -----------------------------------------------------------
+
+TEST(FieldStatusJobApiTest, RunningReportsProgressAndTheEtaAsAHint) {
+  const poll_status status =
+      classify(job_api_policy(), R"({"job_id":"j-1","tool":"export","status":"running","progress":0.4,)"
+                                 R"("eta_seconds":12,"result":null,"error":null})");
+  EXPECT_EQ(status.state, job_state::pending);
+  EXPECT_EQ(status.detail, "status \"running\"");
+  EXPECT_EQ(status.progress, 0.4);
+  EXPECT_EQ(status.retry_after, 12s);
+}
+
+TEST(FieldStatusJobApiTest, PendingWithoutProgressOrEta) {
+  const poll_status status = classify(job_api_policy(), R"({"job_id":"j-1","status":"pending","progress":null})");
+  EXPECT_EQ(status.state, job_state::pending);
+  EXPECT_EQ(status.detail, "status \"pending\"");
+  EXPECT_EQ(status.progress, std::nullopt);
+  EXPECT_EQ(status.retry_after, std::nullopt);
+}
+
+TEST(FieldStatusJobApiTest, CompletedSucceedsWithoutAHint) {
+  const poll_status status =
+      classify(job_api_policy(), R"({"status":"completed","progress":1.0,"eta_seconds":0,"result":{"rows":22}})");
+  EXPECT_EQ(status.state, job_state::succeeded);
+  EXPECT_EQ(status.detail, "status \"completed\"");
+  EXPECT_EQ(status.progress, 1.0);
+  EXPECT_EQ(status.retry_after, std::nullopt);
+}
+
+TEST(FieldStatusJobApiTest, FailedAndCancelledFailWithTheErrorText) {
+  const poll_status failed = classify(
+      job_api_policy(), R"({"status":"failed","progress":0.4,"eta_seconds":3,"error":"tool crashed: exit 2"})");
+  EXPECT_EQ(failed.state, job_state::failed);
+  EXPECT_EQ(failed.error, jobpoll::errc::job_failed);
+  EXPECT_EQ(failed.detail, "status \"failed\": tool crashed: exit 2");
+  EXPECT_EQ(failed.progress, std::nullopt);
+  EXPECT_EQ(failed.retry_after, std::nullopt);
+
+  const poll_status cancelled = classify(job_api_policy(), R"({"status":"cancelled"})");
+  EXPECT_EQ(cancelled.state, job_state::failed);
+  EXPECT_EQ(cancelled.detail, "status \"cancelled\"");
+}
+
+TEST(FieldStatusJobApiTest, AFailureDetailThatIsNotAScalarIsShownEncoded) {
+  EXPECT_EQ(classify(job_api_policy(), R"({"status":"failed","error":{"code":7,"message":"disk full"}})").detail,
+            R"(status "failed": {"code":7,"message":"disk full"})");
+  EXPECT_EQ(classify(job_api_policy(), R"({"status":"failed","error":null})").detail, "status \"failed\": null");
+  EXPECT_EQ(classify(job_api_policy(), R"({"status":"failed","error":42})").detail, "status \"failed\": 42");
+  EXPECT_EQ(classify(job_api_policy(), R"({"status":"failed","error":"line 1\nline 2"})").detail,
+            "status \"failed\": line 1\\x0aline 2");
+}
+
+TEST(FieldStatusJobApiTest, AnUnknownValueListsEveryExpectedOne) {
+  const poll_status status = classify(job_api_policy(), R"({"status":"queued"})");
+  EXPECT_EQ(status.state, job_state::permanent_error);
+  EXPECT_EQ(status.error, jobpoll::errc::unknown_status);
+  EXPECT_EQ(status.detail,
+            "unknown status \"queued\" at /status (expected one of: completed | failed | cancelled | pending | running)");
+}
+
+TEST(FieldStatusJobApiTest, AnUnknownValueCanBeTakenAsPending) {
+  const json_field_status policy = job_api_policy().on_unknown(jobpoll::unknown_is::pending);
+  const poll_status status = classify(policy, R"({"status":"queued","progress":0.1,"eta_seconds":30})");
+  EXPECT_EQ(status.state, job_state::pending);
+  EXPECT_EQ(status.error, std::error_code{});
+  EXPECT_EQ(status.detail,
+            "unknown status \"queued\" at /status, taken as pending (expected one of: completed | failed | cancelled "
+            "| pending | running)");
+  EXPECT_EQ(status.progress, 0.1);
+  EXPECT_EQ(status.retry_after, 30s);
+  // Known values keep their meaning; a missing status is still an error.
+  EXPECT_EQ(classify(policy, R"({"status":"completed"})").state, job_state::succeeded);
+  EXPECT_EQ(classify(policy, R"({"state":"completed"})").error, jobpoll::errc::decode_error);
+  // And back to the default.
+  json_field_status strict = policy;
+  strict.on_unknown(jobpoll::unknown_is::error);
+  EXPECT_EQ(classify(strict, R"({"status":"queued"})").error, jobpoll::errc::unknown_status);
+}
+
+// --- progress -----------------------------------------------------------------------
+
+TEST(FieldStatusProgressTest, APercentageIsScaledAndClamped) {
+  const json_field_status policy =
+      json_field_status("/status", {{"done"}, {}, {"running"}}).progress_at("/job/percent", 100);
+  const auto progress = [&](json percent) {
+    return policy(json{{"status", "running"}, {"job", {{"percent", std::move(percent)}}}}).progress;
+  };
+  EXPECT_EQ(progress(0), 0.0);
+  EXPECT_EQ(progress(25), 0.25);
+  EXPECT_EQ(progress(62.5), 0.625);
+  EXPECT_EQ(progress(100), 1.0);
+  EXPECT_EQ(progress(130), 1.0);
+  EXPECT_EQ(progress(-5), 0.0);
+  EXPECT_EQ(progress("40"), std::nullopt);  // a numeric string is not a number
+  EXPECT_EQ(progress(nullptr), std::nullopt);
+  EXPECT_EQ(policy(json{{"status", "running"}}).progress, std::nullopt);
+}
+
+TEST(FieldStatusProgressTest, AFractionIsClampedToZeroToOne) {
+  const json_field_status policy = json_field_status("/status", {{"done"}, {}, {"running"}}).progress_at("/p");
+  EXPECT_EQ(policy(json{{"status", "running"}, {"p", 0.75}}).progress, 0.75);
+  EXPECT_EQ(policy(json{{"status", "running"}, {"p", 1.5}}).progress, 1.0);
+  EXPECT_EQ(policy(json{{"status", "running"}, {"p", -0.1}}).progress, 0.0);
+  // Only pending answers report it: succeeded is always 1, failed has none.
+  EXPECT_EQ(policy(json{{"status", "done"}, {"p", 0.5}}).progress, 1.0);
+}
+
+// --- hint -------------------------------------------------------------------------------
+
+TEST(FieldStatusHintTest, AFractionalNumberOfUnitsIsAnExactWait) {
+  const json_field_status seconds = json_field_status("/status", {{"done"}, {}, {"running"}}).hint_at("/eta");
+  EXPECT_EQ(seconds(json{{"status", "running"}, {"eta", 2.5}}).retry_after, 2500ms);
+  EXPECT_EQ(seconds(json{{"status", "running"}, {"eta", 0}}).retry_after, 0ns);
+  EXPECT_EQ(seconds(json{{"status", "running"}, {"eta", 7}}).retry_after, 7s);
+
+  const json_field_status millis =
+      json_field_status("/status", {{"done"}, {}, {"running"}}).hint_at("/retry_ms", std::chrono::milliseconds{1});
+  EXPECT_EQ(millis(json{{"status", "running"}, {"retry_ms", 1500}}).retry_after, 1500ms);
+  EXPECT_EQ(millis(json{{"status", "running"}, {"retry_ms", 0.25}}).retry_after, 250us);
+}
+
+TEST(FieldStatusHintTest, NegativeNonNumberAndMissingValuesAreIgnored) {
+  const json_field_status policy = json_field_status("/status", {{"done"}, {"failed"}, {"running"}}).hint_at("/eta");
+  for (const json& eta : {json(-1), json(-0.5), json("5"), json(nullptr), json(true), json::array({5})}) {
+    EXPECT_EQ(policy(json{{"status", "running"}, {"eta", eta}}).retry_after, std::nullopt) << eta;
+  }
+  EXPECT_EQ(policy(json{{"status", "running"}}).retry_after, std::nullopt);
+}
+
+TEST(FieldStatusHintTest, AHugeWaitSaturates) {
+  const json_field_status policy = json_field_status("/status", {{"done"}, {}, {"running"}}).hint_at("/eta");
+  EXPECT_EQ(policy(json{{"status", "running"}, {"eta", 1e300}}).retry_after, std::chrono::nanoseconds::max());
+  EXPECT_EQ(policy(json{{"status", "running"}, {"eta", 9223372037}}).retry_after, std::chrono::nanoseconds::max());
+}
+
+TEST(FieldStatusHintTest, OnlyPendingAnswersCarryIt) {
+  const json_field_status policy = json_field_status("/status", {{"done"}, {"failed"}, {"running"}}).hint_at("/eta");
+  EXPECT_EQ(policy(json{{"status", "done"}, {"eta", 5}}).retry_after, std::nullopt);
+  EXPECT_EQ(policy(json{{"status", "failed"}, {"eta", 5}}).retry_after, std::nullopt);
+  EXPECT_EQ(policy(json{{"status", "other"}, {"eta", 5}}).retry_after, std::nullopt);
+}
+
+// --- constructor and configuration checks -----------------------------------------------
+
+TEST(FieldStatusValidationTest, AMalformedStatusPointerIsRejected) {
+  EXPECT_EQ(invalid_argument_message([] { json_field_status("data/status", {{"pass"}, {}, {}}); }),
+            "jobpoll::field_status: status pointer must be empty or start with '/', got \"data/status\"");
+  EXPECT_EQ(invalid_argument_message([] { json_field_status("/data~2status", {{"pass"}, {}, {}}); }),
+            "jobpoll::field_status: status pointer must follow every '~' with 0 or 1 (~0 is '~', ~1 is '/'), got "
+            "\"/data~2status\"");
+  EXPECT_EQ(invalid_argument_message([] { json_field_status("/data~", {{"pass"}, {}, {}}); }),
+            "jobpoll::field_status: status pointer must follow every '~' with 0 or 1 (~0 is '~', ~1 is '/'), got "
+            "\"/data~\"");
+}
+
+TEST(FieldStatusValidationTest, ThereMustBeASucceededValue) {
+  EXPECT_EQ(invalid_argument_message([] { json_field_status("/status", {}); }),
+            "jobpoll::field_status: succeeded must list at least one status value, got none");
+  EXPECT_EQ(invalid_argument_message([] { json_field_status("/status", {{}, {"failed"}, {"running"}}); }),
+            "jobpoll::field_status: succeeded must list at least one status value, got none");
+}
+
+TEST(FieldStatusValidationTest, AValueMayBeInOneListOnly) {
+  EXPECT_EQ(invalid_argument_message([] { json_field_status("/status", {{"done"}, {"failed", "done"}, {}}); }),
+            "jobpoll::field_status: a status value must be in one list only, got \"done\" in both succeeded and failed");
+  EXPECT_EQ(invalid_argument_message([] { json_field_status("/status", {{"done"}, {}, {"running", "done"}}); }),
+            "jobpoll::field_status: a status value must be in one list only, got \"done\" in both succeeded and "
+            "pending");
+  EXPECT_EQ(invalid_argument_message([] { json_field_status("/status", {{"done"}, {"x", "stuck"}, {"stuck"}}); }),
+            "jobpoll::field_status: a status value must be in one list only, got \"stuck\" in both failed and "
+            "pending");
+  // Repeating a value in the same list is harmless.
+  EXPECT_EQ(json_field_status("/status", {{"done", "done"}, {}, {}})(json{{"status", "done"}}).state,
+            job_state::succeeded);
+}
+
+TEST(FieldStatusValidationTest, ConfigurationPointersAndNumbersAreChecked) {
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().progress_at("progress"); }),
+            "jobpoll::field_status: progress pointer must be empty or start with '/', got \"progress\"");
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().hint_at("/eta~"); }),
+            "jobpoll::field_status: hint pointer must follow every '~' with 0 or 1 (~0 is '~', ~1 is '/'), got "
+            "\"/eta~\"");
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().failure_detail_at("error"); }),
+            "jobpoll::field_status: failure detail pointer must be empty or start with '/', got \"error\"");
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().progress_at("/p", 0); }),
+            "jobpoll::field_status: progress scale must be finite and > 0, got 0");
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().progress_at("/p", -100); }),
+            "jobpoll::field_status: progress scale must be finite and > 0, got -100");
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().progress_at("/p", std::numeric_limits<double>::infinity()); }),
+            "jobpoll::field_status: progress scale must be finite and > 0, got inf");
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().hint_at("/eta", 0ns); }),
+            "jobpoll::field_status: hint unit must be > 0ns, got 0ns");
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().hint_at("/eta", -1s); }),
+            "jobpoll::field_status: hint unit must be > 0ns, got -1000000000ns");
+}
+
+TEST(FieldStatusValidationTest, ConfigurationChainsOnNamedPolicies) {
+  json_field_status policy = seed_policy();
+  policy.progress_at("/data/done", 100).hint_at("/data/eta").failure_detail_at("/data/error");
+  const poll_status working =
+      policy(json{{"data", {{"status", "working"}, {"done", 50}, {"eta", 1.5}, {"error", nullptr}}}});
+  EXPECT_EQ(working.progress, 0.5);
+  EXPECT_EQ(working.retry_after, 1500ms);
+  EXPECT_EQ(policy(json{{"data", {{"status", "fail"}, {"error", "quota"}}}}).detail, "status \"fail\": quota");
+}
+
+}  // namespace
