@@ -85,6 +85,7 @@ inline std::string format_seconds(std::chrono::nanoseconds d) {
 /// "<reason> after N attempts in T; last: <state> (<detail>)"
 inline std::string describe_end(std::error_code ec, const poll_status& last, const poll_stats& stats) {
   std::string m = ec.message();
+  if (m.ends_with('.')) m.pop_back();  // Asio's "Operation aborted." reads as a sentence
   m += " after " + std::to_string(stats.attempts) + (stats.attempts == 1 ? " attempt" : " attempts");
   m += " in " + format_seconds(stats.elapsed);
   if (stats.attempts > 0) {

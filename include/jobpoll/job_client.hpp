@@ -1,0 +1,523 @@
+#pragma once
+// submit -> handle -> poll until terminal -> result, for any transport,
+// codec and status policy, each phase a poll_until with the caller's
+// strategies, limiter and deadline.
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include <asio/awaitable.hpp>
+#include <asio/error.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "jobpoll/clock.hpp"
+#include "jobpoll/codec.hpp"
+#include "jobpoll/detail/url_template.hpp"
+#include "jobpoll/error.hpp"
+#include "jobpoll/http.hpp"
+#include "jobpoll/http_status.hpp"
+#include "jobpoll/job_description.hpp"
+#include "jobpoll/job_status_policy.hpp"
+#include "jobpoll/poll_options.hpp"
+#include "jobpoll/poll_result.hpp"
+#include "jobpoll/poll_until.hpp"
+#include "jobpoll/transport.hpp"
+
+namespace jobpoll {
+
+/// A submitted job: what is needed to poll it again later, in this process
+/// or another, without submitting it a second time.
+struct job_handle {
+  std::string id;     ///< the handle as the server gave it (a hash, an id, a URL)
+  job_params params;  ///< the placeholder values it was submitted with
+  /// Where polling stopped: attempts made and transient failures in a row.
+  poll_progress progress;
+  /// Deadline budget left when polling stopped; `wait` uses it instead of
+  /// the options' deadline. None: not started, or no deadline.
+  std::optional<std::chrono::nanoseconds> remaining;
+};
+
+/// The result of a job that succeeded.
+template <class Value>
+struct job_result {
+  Value value;              ///< the result; a paged result is one array of every item
+  job_handle handle;        ///< the job, with its final progress
+  poll_stats stats;         ///< of the poll phase
+  std::size_t pages = 0;    ///< result requests made after the poll (fetch: 1, paged: one per page fetched)
+  http_response last_poll;  ///< the final poll answer, as received
+};
+
+/// Which step of a job a `job_error` comes from.
+enum class job_phase { submit, poll, result };
+
+/// What happened to the remote cancel request when a job client gave up on a job.
+enum class remote_cancel {
+  not_applicable,  ///< the job ended, its handle expired, or it was never submitted
+  not_configured,  ///< the job description has no cancel request
+  sent,            ///< the server accepted the cancel request (2xx, or 404/410: already gone)
+  failed,          ///< it could not be sent or the server refused it (see the message)
+};
+
+inline std::string_view to_string(job_phase p) noexcept {
+  switch (p) {
+    case job_phase::submit: return "submit";
+    case job_phase::poll: return "poll";
+    case job_phase::result: return "result";
+  }
+  return "invalid";
+}
+
+inline std::string_view to_string(remote_cancel c) noexcept {
+  switch (c) {
+    case remote_cancel::not_applicable: return "not_applicable";
+    case remote_cancel::not_configured: return "not_configured";
+    case remote_cancel::sent: return "sent";
+    case remote_cancel::failed: return "failed";
+  }
+  return "invalid";
+}
+
+template <transport Transport, codec Codec, job_status_policy<codec_value_t<Codec>> Status>
+class job_client;
+
+/// Thrown by job clients. `code()` says why (`job_failed`, `timeout`,
+/// `expired_handle`, `decode_error`, `operation_aborted`, ...), `what()`
+/// which job, which phase and what the server said; `last_response()` is the
+/// last answer as received (a failed job's payload); `handle()` is the job
+/// with its progress, to resume with `job_client::wait` (none if the submit
+/// itself failed).
+class job_error : public poll_error {
+ public:
+  job_error(std::error_code ec, std::string message, poll_status last, poll_stats stats, job_phase phase,
+            std::optional<job_handle> handle, std::optional<http_response> last_response)
+      : poll_error(ec, std::move(message), std::move(last), stats),
+        phase_(phase),
+        handle_(std::move(handle)),
+        last_response_(std::move(last_response)) {}
+
+  job_phase phase() const noexcept { return phase_; }
+  const std::optional<job_handle>& handle() const noexcept { return handle_; }
+  const std::optional<http_response>& last_response() const noexcept { return last_response_; }
+  remote_cancel cancel_state() const noexcept { return cancel_; }
+
+ private:
+  template <transport Transport, codec Codec, job_status_policy<codec_value_t<Codec>> Status>
+  friend class job_client;
+  job_phase phase_;
+  std::optional<job_handle> handle_;
+  std::optional<http_response> last_response_;
+  remote_cancel cancel_ = remote_cancel::not_applicable;
+};
+
+namespace detail {
+
+// One answer of a job API, decoded when it could be.
+template <class Value>
+struct decoded_answer {
+  http_response http;
+  std::optional<Value> value;
+  std::string decode_failure;  // why `value` is empty
+};
+
+
+}  // namespace detail
+
+/// Runs jobs of one kind (a `job_description`) over a transport, decoding
+/// with a codec and classifying poll answers with a status policy.
+///
+/// Every request (submit, polls, result pages, cancel) goes through
+/// `options.limiter` when set, with the options' backoff, retry budget,
+/// Retry-After handling and attempt timeout (also sent as the request's
+/// timeout); one deadline covers the whole job. `options.hooks` see the poll
+/// phase. The client holds the transport by pointer: the transport must
+/// outlive the client, and the client the operations it starts. Copying a
+/// client is cheap.
+template <transport Transport, codec Codec, job_status_policy<codec_value_t<Codec>> Status>
+class job_client {
+ public:
+  using value_type = codec_value_t<Codec>;
+  using answer = detail::decoded_answer<value_type>;
+
+  job_client(Transport& transport, job_description description, Status status, Codec codec = {})
+      : transport_(&transport),
+        description_(std::move(description)),
+        status_(std::move(status)),
+        codec_(std::move(codec)) {}
+
+  const job_description& description() const noexcept { return description_; }
+
+  /// Submits, polls until the job ends and fetches its result.
+  ///
+  /// Returns the result; throws `job_error` when a phase fails (see `submit`
+  /// and `wait`) and `std::system_error(errc::invalid_argument)` for a
+  /// template placeholder without a value. Cancellation through the awaiting
+  /// coroutine's cancellation slot ends it with `operation_aborted`, after
+  /// the remote cancel request when the job was already submitted.
+  template <clock Clock>
+  asio::awaitable<job_result<value_type>> run(job_params params, basic_poll_options<Clock> options) {
+    const auto end = end_of(options.deadline, Clock::now());
+    job_handle handle = co_await submit_until(std::move(params), options, end);
+    handle.remaining = left_until<Clock>(end);
+    co_return co_await wait(std::move(handle), std::move(options));
+  }
+  asio::awaitable<job_result<value_type>> run(job_params params = {}) {
+    return run(std::move(params), poll_options{});
+  }
+
+  /// Submits the job and returns its handle, without polling.
+  ///
+  /// 429 and 5xx answers and a refused connection are retried with the
+  /// backoff (honouring Retry-After); any other transport error, a timeout
+  /// included, is not, because the server may have created the job already
+  /// and a second submit could run it twice. Throws `job_error` (phase
+  /// `submit`, no handle): that transport error, `retries_exhausted`,
+  /// `timeout`, `http_error` for other non-2xx answers, `decode_error` when
+  /// the answer holds no handle where the description says.
+  template <clock Clock>
+  asio::awaitable<job_handle> submit(job_params params, basic_poll_options<Clock> options) {
+    const auto end = end_of(options.deadline, Clock::now());
+    co_return co_await submit_until(std::move(params), std::move(options), end);
+  }
+  asio::awaitable<job_handle> submit(job_params params = {}) { return submit(std::move(params), poll_options{}); }
+
+  /// Polls a submitted job until it ends, then fetches its result.
+  ///
+  /// A handle saved from an earlier poll resumes it: attempts and the retry
+  /// budget continue from `handle.progress`, and `handle.remaining` (when
+  /// set) replaces `options.deadline`. Throws `job_error` (phase `poll` or
+  /// `result`, with the handle and its progress for a later resume):
+  /// `job_failed` with the failure payload in `last_response()`, `timeout`,
+  /// `retries_exhausted`, `expired_handle` (404/410), `decode_error`
+  /// (undecodable answer, no result where the description says, pages
+  /// that stop before `total`), `unknown_status` (from the status policy),
+  /// `http_error`, or `operation_aborted` when cancelled. On cancellation,
+  /// timeout and exhausted retries the description's cancel request is sent
+  /// first, once, within `cancel_timeout` (`cancel_state()` says how it
+  /// went); a second cancellation abandons it.
+  template <clock Clock>
+  asio::awaitable<job_result<value_type>> wait(job_handle handle, basic_poll_options<Clock> options) {
+    if (handle.remaining) options.deadline = *handle.remaining;
+    const auto end = end_of(options.deadline, Clock::now());
+    basic_poll_options<Clock> polling = phase_options(options, end);
+    polling.hooks = options.hooks;
+    polling.resume = handle.progress;
+    polling.initial_delay = options.initial_delay;
+
+    http_request request = make_request(description_.poll, handle.params, &handle.id, {}, options);
+    auto polled = co_await try_poll_until(exchange(std::move(request)), poll_policy{this}, std::move(polling));
+    handle.progress = polled.stats.progress();
+    handle.remaining = left_until<Clock>(end);
+    if (polled.error) {
+      job_error failure = to_job_error(std::move(polled), job_phase::poll, handle, "polling job " + detail::in_quotes(handle.id));
+      const auto ec = failure.code();
+      if (ec == asio::error::operation_aborted || ec == errc::timeout || ec == errc::retries_exhausted) {
+        if (description_.cancel) {
+          // A fresh cancellation state: the caller's cancellation ended the
+          // poll and must not also stop the cancel request (Asio would throw
+          // at the next co_await); a new cancellation still can.
+          co_await asio::this_coro::reset_cancellation_state();
+          co_await cancel_remotely(failure, handle, options);
+        } else {
+          failure.cancel_ = remote_cancel::not_configured;
+        }
+      }
+      throw failure;
+    }
+
+    job_result<value_type> result{{}, std::move(handle), polled.stats, 0, std::move(polled.response->http)};
+    co_await collect_result(result, std::move(*polled.response->value), options, end);
+    co_return result;
+  }
+  asio::awaitable<job_result<value_type>> wait(job_handle handle) { return wait(std::move(handle), poll_options{}); }
+
+ private:
+  // The status policy of the poll phase: HTTP first, then the body, then the user's policy.
+  struct poll_policy {
+    job_client* client;
+    poll_status operator()(const answer& a) const { return client->classify_poll(a); }
+    poll_status classify_error(const std::error_code& ec) const
+      requires requires(Status& s) { { s.classify_error(ec) } -> std::convertible_to<poll_status>; }
+    {
+      return client->status_.classify_error(ec);
+    }
+  };
+
+  // The submit answer is good when it is 2xx and holds a handle. Only a
+  // refused connection surely never reached the server, so only that
+  // transport error is retried.
+  struct submit_policy {
+    job_client* client;
+    poll_status operator()(const answer& a) const {
+      if (auto s = classify_http_status(a.http, request_role::submit, std::chrono::system_clock::now())) return *s;
+      std::string why;
+      if (auto id = client->handle_in(a, why)) return poll_status::succeeded("handle " + detail::in_quotes(*id));
+      return poll_status::permanent(errc::decode_error, std::move(why));
+    }
+    poll_status classify_error(const std::error_code& ec) const {
+      if (error_is(ec, std::errc::connection_refused)) return poll_status::transient(ec, "connection refused");
+      return poll_status::permanent(ec, ec.message() + "; not retried: the server may have created the job");
+    }
+  };
+
+  // A result or page request is good when it is 2xx and decodes.
+  struct fetch_policy {
+    poll_status operator()(const answer& a) const {
+      if (auto s = classify_http_status(a.http, request_role::fetch, std::chrono::system_clock::now())) return *s;
+      if (!a.value) return undecodable(a);
+      return poll_status::succeeded("HTTP " + std::to_string(a.http.status));
+    }
+  };
+
+  // The cancel request is good when it is 2xx, or 404/410: the job is gone either way.
+  struct cancel_policy {
+    poll_status operator()(const answer& a) const {
+      if (a.http.ok() || a.http.status == 404 || a.http.status == 410) return poll_status::succeeded(describe(a.http));
+      if (auto s = classify_http_status(a.http, request_role::cancel, std::chrono::system_clock::now())) return *s;
+      return poll_status::succeeded(describe(a.http));
+    }
+  };
+
+  static poll_status undecodable(const answer& a) {
+    return poll_status::permanent(errc::decode_error, "undecodable answer (" + a.decode_failure + "): " + describe(a.http));
+  }
+
+  poll_status classify_poll(const answer& a) {
+    const auto now = std::chrono::system_clock::now();
+    if (auto s = classify_http_status(a.http, request_role::poll, now)) return *s;
+    if (!a.value) return undecodable(a);
+    poll_status s = status_(*a.value);
+    if (s.state == job_state::pending && !s.retry_after) s.retry_after = retry_after_hint(a.http, now);
+    return s;
+  }
+
+  // The handle in a submit answer, or none with `why` saying what was there instead.
+  std::optional<std::string> handle_in(const answer& a, std::string& why) const {
+    const std::string& where = description_.handle.where;
+    if (description_.handle.from == handle_source::kind::header) {
+      if (auto v = a.http.headers.find(where); v && !v->empty()) return std::string(*v);
+      why = "no " + where + " header in the submit answer: " + describe(a.http);
+      return std::nullopt;
+    }
+    if (!a.value) {
+      why = "undecodable submit answer (" + a.decode_failure + "): " + describe(a.http);
+      return std::nullopt;
+    }
+    if (const auto* at = codec_.find(*a.value, where)) {
+      if (auto text = codec_.text(*at); text && !text->empty()) return text;
+    }
+    why = "no job handle at " + (where.empty() ? std::string("the root") : where) + " in the submit answer: " + describe(a.http);
+    return std::nullopt;
+  }
+
+  template <class Clock>
+  asio::awaitable<job_handle> submit_until(job_params params, basic_poll_options<Clock> options,
+                                           std::optional<typename Clock::time_point> end) {
+    basic_poll_options<Clock> submitting = phase_options(options, end);
+    // The attempt timeout goes to the transport only: a submit that timed out is not retried.
+    submitting.attempt_timeout.reset();
+    http_request request = make_request(description_.submit, params, nullptr, {}, options);
+    auto submitted = co_await try_poll_until(exchange(std::move(request)), submit_policy{this}, std::move(submitting));
+    if (submitted.error) throw to_job_error(std::move(submitted), job_phase::submit, std::nullopt, "submitting job");
+    std::string why;
+    co_return job_handle{*handle_in(*submitted.response, why), std::move(params), {}, {}};
+  }
+
+  template <class Clock>
+  asio::awaitable<void> collect_result(job_result<value_type>& result, value_type final_answer,
+                                       const basic_poll_options<Clock>& options,
+                                       std::optional<typename Clock::time_point> end) {
+    const result_source& source = description_.result;
+    const job_handle& handle = result.handle;
+    const std::string context = "fetching the result of job " + detail::in_quotes(handle.id);
+    if (source.from == result_source::kind::poll_answer) {
+      result.value = value_at(final_answer, source.pointer, result.last_poll, handle);
+      co_return;
+    }
+    if (source.from == result_source::kind::fetch) {
+      answer fetched = co_await fetch(source.request, handle, {}, options, end, context);
+      ++result.pages;
+      result.value = value_at(*fetched.value, source.pointer, fetched.http, handle);
+      co_return;
+    }
+
+    const paging& how = source.pages;
+    value_type items = codec_.empty_array();
+    std::size_t collected = 0;
+    std::optional<std::size_t> total;
+    auto take_page = [&](const value_type& page, const http_response& http) {
+      const value_type* page_items = codec_.find(page, how.items);
+      const value_type* page_total = codec_.find(page, how.total);
+      const auto count = page_total ? codec_.number(*page_total) : std::nullopt;
+      if (!page_items || !count || *count < 0)
+        throw result_error(errc::decode_error,
+                           "page has no item array at " + how.items + " or no count at " + how.total + ": " + describe(http),
+                           http, handle);
+      total = static_cast<std::size_t>(*count);
+      try {
+        return codec_.append_elements(items, *page_items);
+      } catch (const std::exception& e) {
+        throw result_error(errc::decode_error, std::string("page items at ") + how.items + ": " + e.what(), http, handle);
+      }
+    };
+    if (how.first_page_in_poll_answer) collected += take_page(final_answer, result.last_poll);
+    while (!total || collected < *total) {
+      const job_params page{{"offset", std::to_string(how.first_offset + collected)},
+                            {"limit", std::to_string(how.page_size)}};
+      answer fetched = co_await fetch(source.request, handle, page, options, end, context);
+      ++result.pages;
+      const std::size_t added = take_page(*fetched.value, fetched.http);
+      collected += added;
+      if (added == 0 && collected < *total)
+        throw result_error(errc::decode_error,
+                           "page at offset " + std::to_string(how.first_offset + collected - added) +
+                               " has no items, but " + std::to_string(collected) + " of " + std::to_string(*total) +
+                               " were collected: " + describe(fetched.http),
+                           fetched.http, handle);
+    }
+    result.value = std::move(items);
+  }
+
+  // One result request, retried as the options say; throws job_error (phase result).
+  template <class Clock>
+  asio::awaitable<answer> fetch(const request_template& what, const job_handle& handle, const job_params& extra,
+                                const basic_poll_options<Clock>& options, std::optional<typename Clock::time_point> end,
+                                const std::string& context) {
+    http_request request = make_request(what, handle.params, &handle.id, extra, options);
+    auto fetched = co_await try_poll_until(exchange(std::move(request)), fetch_policy{}, phase_options(options, end));
+    if (fetched.error) throw to_job_error(std::move(fetched), job_phase::result, handle, context);
+    co_return std::move(*fetched.response);
+  }
+
+  // Sends the description's cancel request for a job given up on, and records how it went in `failure`.
+  template <class Clock>
+  asio::awaitable<void> cancel_remotely(job_error& failure, const job_handle& handle,
+                                        const basic_poll_options<Clock>& options) {
+    basic_poll_options<Clock> cancelling = phase_options(options, std::optional<typename Clock::time_point>{});
+    cancelling.deadline = description_.cancel_timeout;
+    cancelling.attempt_timeout = description_.cancel_timeout;
+    cancelling.max_retries = 0;
+    std::optional<http_request> request;
+    std::string outcome;
+    try {
+      request = make_request(*description_.cancel, handle.params, &handle.id, {}, cancelling);
+    } catch (const std::system_error& e) {
+      outcome = e.what();
+    }
+    if (request) {
+      auto cancelled = co_await try_poll_until(exchange(std::move(*request)), cancel_policy{}, std::move(cancelling));
+      outcome = cancelled.error ? cancelled.message : cancelled.status.detail;
+      failure.cancel_ = cancelled.error ? remote_cancel::failed : remote_cancel::sent;
+    } else {
+      failure.cancel_ = remote_cancel::failed;
+    }
+    failure.append_to_message(failure.cancel_ == remote_cancel::sent ? "; remote cancel sent (" + outcome + ")"
+                                                                     : "; remote cancel failed: " + outcome);
+  }
+
+  value_type value_at(const value_type& document, const std::string& pointer, const http_response& http,
+                      const job_handle& handle) const {
+    if (const auto* found = codec_.find(document, pointer)) return *found;
+    throw result_error(errc::decode_error, "the job succeeded but its answer has no result at " + pointer + ": " + describe(http),
+                       http, handle);
+  }
+
+  static job_error result_error(errc code, std::string why, const http_response& http, const job_handle& handle) {
+    poll_status status = poll_status::permanent(code, why);
+    return job_error(code, "fetching the result of job " + detail::in_quotes(handle.id) + ": " + why, std::move(status), {},
+                     job_phase::result, handle, http);
+  }
+
+  template <class Clock>
+  http_request make_request(const request_template& what, const job_params& params, const std::string* handle,
+                            const job_params& extra, const basic_poll_options<Clock>& options) const {
+    job_params values = params;
+    if (handle) values.insert_or_assign("handle", *handle);
+    for (const auto& [name, value] : extra) values.insert_or_assign(name, value);
+    using detail::expansion;
+    http_request request;
+    request.method = what.method;
+    request.url = detail::expand_template(what.url, values, expansion::url, "URL");
+    if (request.url.starts_with('/'))
+      request.url = detail::resolve_url(std::move(request.url),
+                                        detail::expand_template(description_.submit.url, values, expansion::url, "URL"));
+    request.body = detail::expand_template(what.body, values, expansion::body, "body");
+    for (const auto& h : what.headers)
+      request.headers.add(h.name, detail::expand_template(h.value, values, expansion::body, "header"));
+    if (!request.body.empty() && !request.headers.contains("Content-Type"))
+      request.headers.add("Content-Type", std::string(codec_.content_type()));
+    if (!request.headers.contains("Accept")) request.headers.add("Accept", std::string(codec_.content_type()));
+    request.timeout = options.attempt_timeout;
+    return request;
+  }
+
+  // The poll operation for one request: sends it, decodes a 2xx body.
+  auto exchange(http_request request) {
+    return [this, request = std::move(request)]() -> asio::awaitable<answer> {
+      // Not `answer a{co_await ...}`: g++ 12 miscompiles a co_await inside an aggregate initializer.
+      answer a;
+      a.http = co_await transport_->async_request(request, asio::use_awaitable);
+      if (a.http.ok()) {
+        try {
+          a.value.emplace(codec_.decode(a.http.body));
+        } catch (const std::exception& e) {
+          a.decode_failure = e.what();
+        }
+      }
+      co_return a;
+    };
+  }
+
+  template <class Clock>
+  static basic_poll_options<Clock> phase_options(const basic_poll_options<Clock>& options,
+                                                 std::optional<typename Clock::time_point> end) {
+    basic_poll_options<Clock> phase = options;
+    phase.deadline = end ? basic_deadline<Clock>(*end) : basic_deadline<Clock>::none();
+    phase.hooks = nullptr;
+    phase.resume = {};
+    phase.initial_delay = std::chrono::nanoseconds::zero();  // only the poll phase waits before its first request
+    return phase;
+  }
+
+  template <class Clock>
+  static std::optional<typename Clock::time_point> end_of(const basic_deadline<Clock>& deadline,
+                                                          typename Clock::time_point now) {
+    if (auto budget = deadline.budget_from(now)) return now + std::chrono::ceil<typename Clock::duration>(*budget);
+    return std::nullopt;
+  }
+
+  template <class Clock>
+  static std::optional<std::chrono::nanoseconds> left_until(std::optional<typename Clock::time_point> end) {
+    if (!end) return std::nullopt;
+    return std::max(std::chrono::nanoseconds(*end - Clock::now()), std::chrono::nanoseconds::zero());
+  }
+
+  static job_error to_job_error(poll_result<answer> r, job_phase phase, std::optional<job_handle> handle,
+                                const std::string& context) {
+    std::optional<http_response> last;
+    if (r.response) last = std::move(r.response->http);
+    return job_error(r.error, context + ": " + r.message, std::move(r.status), r.stats, phase, std::move(handle),
+                     std::move(last));
+  }
+
+  Transport* transport_;
+  job_description description_;
+  Status status_;
+  Codec codec_;
+};
+
+/// `job_client(transport, description, field_status<json_codec>(...))`:
+/// the codec is the status policy's when it names one (`codec_type`).
+template <class Transport, class Status>
+  requires requires { typename Status::codec_type; }
+job_client(Transport&, job_description, Status) -> job_client<Transport, typename Status::codec_type, Status>;
+
+template <class Transport, class Status, class Codec>
+job_client(Transport&, job_description, Status, Codec) -> job_client<Transport, Codec, Status>;
+
+}  // namespace jobpoll

@@ -1,0 +1,106 @@
+#pragma once
+// How to talk to one kind of job API: where to submit, where the handle is,
+// how to poll, where the result is, how to cancel. Plain data, no I/O.
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "jobpoll/http.hpp"
+
+namespace jobpoll {
+
+/// Values for the placeholders of a job's request templates, e.g.
+/// `{{"site", "MAIN"}, {"startDate", "1591040159"}}`.
+using job_params = std::map<std::string, std::string, std::less<>>;
+
+/// A request with placeholders. `{name}` is replaced by the value of `name`
+/// (from the `job_params`, or `handle`, `offset`, `limit` where the client
+/// supplies them), percent-encoded in the URL and as is in the body and
+/// headers; `{+name}` inserts the value as is everywhere (for a handle that
+/// is itself a path or URL, as `Location` headers are). Only braces around a
+/// plain name are placeholders, so JSON bodies pass through untouched; a
+/// placeholder without a value is an `invalid_argument` error naming it.
+/// A URL that starts with '/' is resolved against the submit URL's origin.
+struct request_template {
+  request_template() = default;
+  request_template(std::string method, std::string url, std::string body = {}, http_headers headers = {})
+      : method(std::move(method)), url(std::move(url)), body(std::move(body)), headers(std::move(headers)) {}
+
+  std::string method = "GET";
+  std::string url;
+  std::string body;        ///< sent with the codec's content type unless `headers` set one
+  http_headers headers;
+};
+
+/// Where the answer to the submit request carries the job's handle.
+struct handle_source {
+  enum class kind { body, header };
+  kind from = kind::body;
+  std::string where;  ///< a pointer into the decoded body, or a header name
+
+  /// The text at `pointer` in the decoded body, e.g. "/data/hash" or "/job_id".
+  static handle_source body(std::string pointer) { return {kind::body, std::move(pointer)}; }
+  /// The value of a header, e.g. "Location" or "Operation-Location".
+  static handle_source header(std::string name) { return {kind::header, std::move(name)}; }
+};
+
+/// How a paged result is read: every page is fetched until `total` items
+/// have been collected, and the items of all pages are returned as one array.
+struct paging {
+  std::string items;               ///< pointer to a page's array of items, e.g. "/data/data"
+  std::string total;               ///< pointer to the total item count, e.g. "/data/total"
+  std::size_t page_size = 100;     ///< the value of {limit}
+  std::size_t first_offset = 0;    ///< the value of {offset} for the first item
+  /// The final poll answer already holds the first page (as the load-job
+  /// contract's does): it is used, and fetching starts after its items.
+  bool first_page_in_poll_answer = false;
+};
+
+/// Where the job's result is once the job has succeeded.
+struct result_source {
+  enum class kind { poll_answer, fetch, paged };
+  kind from = kind::poll_answer;
+  std::string pointer;            ///< where the result is in the answer ("" is the whole document)
+  request_template request;       ///< for fetch and paged; placeholders {handle}, {offset}, {limit}
+  paging pages;                   ///< for paged
+
+  /// The result is in the final poll answer, at `pointer`.
+  static result_source in_poll_answer(std::string pointer = "") {
+    return {kind::poll_answer, std::move(pointer), {}, {}};
+  }
+  /// The result is fetched with `request` (e.g. GET .../jobs/{handle}/result), at `pointer`.
+  static result_source fetch(request_template request, std::string pointer = "") {
+    return {kind::fetch, std::move(pointer), std::move(request), {}};
+  }
+  /// The result is every page of `request`, read as `how` says.
+  static result_source paged(request_template request, paging how) {
+    return {kind::paged, {}, std::move(request), std::move(how)};
+  }
+};
+
+/// One kind of job API, described as data.
+///
+/// ```
+/// jobpoll::job_description export_job;
+/// export_job.submit = {"POST", base + "/transaction/load-job?site={site}"};
+/// export_job.handle = jobpoll::handle_source::body("/data/hash");
+/// export_job.poll = {"GET", base + "/transaction/get-job-data?hash={handle}"};
+/// ```
+struct job_description {
+  request_template submit;  ///< placeholders: the job_params
+  handle_source handle;
+  request_template poll;    ///< placeholders: the job_params and {handle}
+  result_source result = result_source::in_poll_answer();
+  /// Sent once when the caller cancels the poll or its deadline or retry
+  /// budget runs out (never after the job ended or its handle expired).
+  std::optional<request_template> cancel;
+  /// How long the cancel request may take, limiter wait included.
+  std::chrono::nanoseconds cancel_timeout = std::chrono::seconds(10);
+};
+
+}  // namespace jobpoll
