@@ -8,25 +8,21 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <optional>
 #include <system_error>
-#include <type_traits>
 #include <utility>
 
 #include <asio/any_io_executor.hpp>
-#include <asio/associated_allocator.hpp>
 #include <asio/associated_cancellation_slot.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/cancellation_type.hpp>
 #include <asio/error.hpp>
-#include <asio/execution/outstanding_work.hpp>
 #include <asio/post.hpp>
-#include <asio/prefer.hpp>
 #include <asio/strand.hpp>
 
 #include "jobpoll/clock.hpp"
+#include "jobpoll/detail/handler_op.hpp"
 #include "jobpoll/limiter_budget.hpp"
 
 namespace jobpoll {
@@ -89,86 +85,9 @@ class waiter_queue {
   std::size_t size_ = 0;
 };
 
-// A waiter holding a completion handler, allocated with the handler's
-// associated allocator, tracking work on the handler's associated executor.
+// A waiter holding its completion handler.
 template <class Handler, class IoExecutor>
-class limiter_waiter_op final : public limiter_waiter {
-  using allocator_type = typename std::allocator_traits<
-      asio::associated_allocator_t<Handler>>::template rebind_alloc<limiter_waiter_op>;
-  using allocator_traits = std::allocator_traits<allocator_type>;
-  using work_executor = std::decay_t<decltype(asio::prefer(
-      std::declval<const asio::associated_executor_t<Handler, IoExecutor>&>(),
-      asio::execution::outstanding_work.tracked))>;
-
- public:
-  static limiter_waiter_op* create(Handler handler, const IoExecutor& io_executor) {
-    allocator_type alloc(asio::get_associated_allocator(handler));
-    limiter_waiter_op* op = allocator_traits::allocate(alloc, 1);
-    try {
-      return ::new (static_cast<void*>(op)) limiter_waiter_op(std::move(handler), io_executor);
-    } catch (...) {
-      allocator_traits::deallocate(alloc, op, 1);
-      throw;
-    }
-  }
-
-  void post_completion(std::error_code ec) override {
-    const work_executor ex = work_;
-    asio::post(ex, completion(this, ec));
-  }
-
-  void discard() noexcept override {
-    clear_slot();
-    allocator_type alloc(asio::get_associated_allocator(handler_));
-    destroy(alloc);
-  }
-
- private:
-  // Runs on the handler's executor (or is destroyed with it unrun).
-  class completion {
-   public:
-    completion(limiter_waiter_op* op, std::error_code ec) noexcept : op_(op), ec_(ec) {}
-    completion(completion&& other) noexcept : op_(std::exchange(other.op_, nullptr)), ec_(other.ec_) {}
-    completion& operator=(completion&&) = delete;
-    ~completion() {
-      if (op_) op_->discard();
-    }
-    void operator()() { std::exchange(op_, nullptr)->finish(ec_); }
-
-   private:
-    limiter_waiter_op* op_;
-    std::error_code ec_;
-  };
-
-  limiter_waiter_op(Handler handler, const IoExecutor& io_executor)
-      : handler_(std::move(handler)),
-        work_(asio::prefer(asio::get_associated_executor(handler_, io_executor),
-                           asio::execution::outstanding_work.tracked)) {}
-
-  // The slot is cleared here, on the handler's executor, where cancellation
-  // signals are emitted: clearing it from the granting thread would race with
-  // an emit. Until then the slot's handler may run and find this waiter alive.
-  void clear_slot() noexcept {
-    auto slot = asio::get_associated_cancellation_slot(handler_);
-    if (slot.is_connected()) slot.clear();
-  }
-
-  void finish(std::error_code ec) {
-    clear_slot();
-    allocator_type alloc(asio::get_associated_allocator(handler_));
-    Handler handler(std::move(handler_));
-    destroy(alloc);  // free the memory before the upcall, so the handler may reuse it
-    std::move(handler)(ec);
-  }
-
-  void destroy(allocator_type& alloc) noexcept {
-    this->~limiter_waiter_op();
-    allocator_traits::deallocate(alloc, this, 1);
-  }
-
-  Handler handler_;
-  work_executor work_;
-};
+using limiter_waiter_op = handler_op<limiter_waiter, Handler, IoExecutor, std::error_code>;
 
 // The shared state of one limiter. Shared ownership lets the strand jobs, the
 // timer handler and the cancellation handlers outlive the limiter object

@@ -23,17 +23,15 @@
 #include <vector>
 
 #include <asio/any_io_executor.hpp>
-#include <asio/associated_allocator.hpp>
 #include <asio/associated_cancellation_slot.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/cancellation_type.hpp>
 #include <asio/error.hpp>
-#include <asio/execution/outstanding_work.hpp>
 #include <asio/post.hpp>
-#include <asio/prefer.hpp>
 
 #include "jobpoll/clock.hpp"
+#include "jobpoll/detail/handler_op.hpp"
 #include "jobpoll/detail/invalid_argument.hpp"
 #include "jobpoll/http.hpp"
 #include "jobpoll/transport.hpp"
@@ -60,6 +58,11 @@ inline bool url_matches(std::string_view pattern, std::string_view url) noexcept
   return url == pattern;
 }
 
+// Counts requests whose handler has not run (or been destroyed) yet. Shared
+// with each operation, so a completion that outlives the transport can still
+// count itself out.
+using scripted_pending_count = std::shared_ptr<std::atomic<std::size_t>>;
+
 // One request in progress: owns its completion handler until the completion
 // is posted, then the posted completion owns it.
 class scripted_op {
@@ -71,10 +74,15 @@ class scripted_op {
   virtual void discard() noexcept = 0;
 
  protected:
-  scripted_op() = default;
+  explicit scripted_op(scripted_pending_count pending) : pending_(std::move(pending)) {
+    pending_->fetch_add(1, std::memory_order_relaxed);
+  }
   scripted_op(const scripted_op&) = delete;
   scripted_op& operator=(const scripted_op&) = delete;
-  ~scripted_op() = default;
+  ~scripted_op() { pending_->fetch_sub(1, std::memory_order_acq_rel); }
+
+ private:
+  scripted_pending_count pending_;
 };
 
 struct scripted_op_deleter {
@@ -82,101 +90,10 @@ struct scripted_op_deleter {
 };
 using scripted_op_ptr = std::unique_ptr<scripted_op, scripted_op_deleter>;
 
-// Counts requests whose handler has not run (or been destroyed) yet. Shared
-// with each operation, so a completion that outlives the transport can still
-// count itself out.
-using scripted_pending_count = std::shared_ptr<std::atomic<std::size_t>>;
 
-// An operation holding a completion handler, allocated with the handler's
-// associated allocator, tracking work on the handler's associated executor
-// (as detail::limiter_waiter_op does).
+// A request holding its completion handler.
 template <class Handler, class IoExecutor>
-class scripted_op_impl final : public scripted_op {
-  using allocator_type = typename std::allocator_traits<
-      asio::associated_allocator_t<Handler>>::template rebind_alloc<scripted_op_impl>;
-  using allocator_traits = std::allocator_traits<allocator_type>;
-  using work_executor = std::decay_t<decltype(asio::prefer(
-      std::declval<const asio::associated_executor_t<Handler, IoExecutor>&>(),
-      asio::execution::outstanding_work.tracked))>;
-
- public:
-  static scripted_op_ptr create(Handler handler, const IoExecutor& io_executor, scripted_pending_count pending) {
-    allocator_type alloc(asio::get_associated_allocator(handler));
-    scripted_op_impl* op = allocator_traits::allocate(alloc, 1);
-    try {
-      return scripted_op_ptr(::new (static_cast<void*>(op))
-                                 scripted_op_impl(std::move(handler), io_executor, std::move(pending)));
-    } catch (...) {
-      allocator_traits::deallocate(alloc, op, 1);
-      throw;
-    }
-  }
-
-  void post_completion(std::error_code ec, http_response response) override {
-    const work_executor ex = work_;
-    asio::post(ex, completion(this, ec, std::move(response)));
-  }
-
-  void discard() noexcept override {
-    clear_slot();
-    allocator_type alloc(asio::get_associated_allocator(handler_));
-    destroy(alloc);
-  }
-
- private:
-  // Runs on the handler's executor (or is destroyed with it unrun).
-  class completion {
-   public:
-    completion(scripted_op_impl* op, std::error_code ec, http_response response) noexcept
-        : op_(op), ec_(ec), response_(std::move(response)) {}
-    completion(completion&& other) noexcept
-        : op_(std::exchange(other.op_, nullptr)), ec_(other.ec_), response_(std::move(other.response_)) {}
-    completion& operator=(completion&&) = delete;
-    ~completion() {
-      if (op_) op_->discard();
-    }
-    void operator()() { std::exchange(op_, nullptr)->finish(ec_, std::move(response_)); }
-
-   private:
-    scripted_op_impl* op_;
-    std::error_code ec_;
-    http_response response_;
-  };
-
-  scripted_op_impl(Handler handler, const IoExecutor& io_executor, scripted_pending_count pending)
-      : handler_(std::move(handler)),
-        work_(asio::prefer(asio::get_associated_executor(handler_, io_executor),
-                           asio::execution::outstanding_work.tracked)),
-        pending_(std::move(pending)) {
-    pending_->fetch_add(1, std::memory_order_relaxed);
-  }
-
-  // The slot is cleared here, on the handler's executor, where cancellation
-  // signals are emitted: clearing it from another thread would race with an
-  // emit. Until then the slot's handler may run and find the request gone.
-  void clear_slot() noexcept {
-    auto slot = asio::get_associated_cancellation_slot(handler_);
-    if (slot.is_connected()) slot.clear();
-  }
-
-  void finish(std::error_code ec, http_response response) {
-    clear_slot();
-    allocator_type alloc(asio::get_associated_allocator(handler_));
-    Handler handler(std::move(handler_));
-    destroy(alloc);  // free the memory before the upcall, so the handler may reuse it
-    std::move(handler)(ec, std::move(response));
-  }
-
-  void destroy(allocator_type& alloc) noexcept {
-    pending_->fetch_sub(1, std::memory_order_acq_rel);
-    this->~scripted_op_impl();
-    allocator_traits::deallocate(alloc, this, 1);
-  }
-
-  Handler handler_;
-  work_executor work_;
-  scripted_pending_count pending_;
-};
+using scripted_op_impl = handler_op<scripted_op, Handler, IoExecutor, std::error_code, http_response>;
 
 }  // namespace detail
 
@@ -336,7 +253,7 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
   template <class Handler>
   void start(http_request request, Handler handler) {
     auto slot = asio::get_associated_cancellation_slot(handler);
-    scripted_op_ptr op = scripted_op_impl<Handler, executor_type>::create(std::move(handler), executor_, pending_);
+    scripted_op_ptr op(scripted_op_impl<Handler, executor_type>::create(std::move(handler), executor_, pending_));
     std::lock_guard lock(mutex_);
     plan p = plan_for(std::move(request));
     if (p.wait && *p.wait == duration::zero()) {
