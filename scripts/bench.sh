@@ -18,11 +18,11 @@ source scripts/deps.sh
 reps=${REPS:-5}
 many_reps=${MANY_REPS:-3}
 dir=build-bench
-all=(poll_overhead many_pollers limiter_throughput)
+all=(poll_overhead many_pollers limiter_throughput curl_transport)
 selected=("$@")
 ((${#selected[@]})) || selected=("${all[@]}")
 for name in "${selected[@]}"; do
-  case $name in poll_overhead | many_pollers | limiter_throughput) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
+  case $name in poll_overhead | many_pollers | limiter_throughput | curl_transport) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
 done
 
 header() { printf '\n==== %s ====\n' "$*"; }

@@ -1,0 +1,198 @@
+#pragma once
+// One request as it travels through curl_transport: what curl reads (method,
+// URL, header list, body), what it writes (header lines, body), and the
+// completion handler waiting for the response.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <curl/curl.h>
+
+#include "jobpoll/detail/handler_op.hpp"
+#include "jobpoll/detail/invalid_argument.hpp"
+#include "jobpoll/http.hpp"
+
+namespace jobpoll::detail {
+
+// RFC 9110 token characters: what a method or a header name may contain.
+inline bool is_http_token(std::string_view s) noexcept {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (!alnum && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+inline std::string quote_for_message(std::string_view s) { return "\"" + body_preview(s, 80) + "\""; }
+
+/// Throws `std::invalid_argument` naming the first part of `request` that
+/// cannot be sent as it is: a method or header name that is not an HTTP
+/// token, a header value with CR, LF or NUL (it would split the request), a
+/// HEAD request with a body. The URL is curl's to judge (CURLE_URL_MALFORMAT).
+inline void validate_request(const http_request& request) {
+  if (!is_http_token(request.method))
+    throw_invalid("curl_transport", "the method must be an HTTP token (letters, digits, !#$%&'*+-.^_`|~)",
+                  quote_for_message(request.method));
+  for (const http_header& h : request.headers) {
+    if (!is_http_token(h.name))
+      throw_invalid("curl_transport", "a header name must be an HTTP token (letters, digits, !#$%&'*+-.^_`|~)",
+                    quote_for_message(h.name));
+    if (h.value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+      throw_invalid("curl_transport", "the value of header \"" + h.name + "\" must not contain CR, LF or NUL",
+                    quote_for_message(h.value));
+  }
+  if (request.method == "HEAD" && !request.body.empty())
+    throw_invalid("curl_transport", "a HEAD request cannot carry a body",
+                  "a body of " + std::to_string(request.body.size()) + " bytes");
+}
+
+struct curl_slist_deleter {
+  void operator()(curl_slist* list) const noexcept { curl_slist_free_all(list); }
+};
+using curl_slist_ptr = std::unique_ptr<curl_slist, curl_slist_deleter>;
+
+// The non-template part of a request. Built on the initiating thread, then
+// touched only on the transport's strand until its completion is posted.
+class curl_request {
+ public:
+  curl_request(const curl_request&) = delete;
+  curl_request& operator=(const curl_request&) = delete;
+
+  const std::uint64_t id;
+  const std::string method;
+  const std::string url;
+  const std::string body;               // what CURLOPT_POSTFIELDS points into
+  const bool sends_body;                // POST, PUT, PATCH, or any method with a body
+  const curl_slist_ptr header_list;     // CURLOPT_HTTPHEADER
+  const std::chrono::nanoseconds timeout;
+  const std::size_t max_body;
+
+  // Set by the cancellation slot's handler, read on the strand: a cancel that
+  // arrives before the request reaches the strand is seen there.
+  std::atomic<bool> cancel_requested{false};
+
+  CURL* easy = nullptr;                 // while the request is in the multi handle
+  char error_buffer[CURL_ERROR_SIZE] = {};
+  std::error_code callback_error;       // why on_body refused data
+  http_response response;               // filled on success, before the completion is posted
+
+  // Posts the handler's invocation with (ec, response) to its executor; once.
+  virtual void post_completion(std::error_code ec, http_response response) = 0;
+  // Destroys the request without calling its handler.
+  virtual void discard() noexcept = 0;
+
+  // CURLOPT_WRITEFUNCTION: appends to the body, up to max_body bytes.
+  static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* self) noexcept {
+    auto& r = *static_cast<curl_request*>(self);
+    const std::size_t n = size * count;
+    if (r.body_.size() + n > r.max_body) {
+      r.callback_error = std::make_error_code(std::errc::message_size);
+      return 0;  // anything but n makes curl fail with CURLE_WRITE_ERROR
+    }
+    try {
+      r.body_.append(data, n);
+    } catch (const std::bad_alloc&) {
+      r.callback_error = std::make_error_code(std::errc::not_enough_memory);
+      return 0;
+    }
+    return n;
+  }
+
+  // CURLOPT_HEADERFUNCTION: one line at a time. A status line starts a new
+  // header block (after "100 Continue", a proxy's CONNECT answer); the blank
+  // line ends it; trailers after the body are not headers and are dropped.
+  static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* self) noexcept {
+    auto& r = *static_cast<curl_request*>(self);
+    const std::size_t n = size * count;
+    std::string_view line(data, n);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+    try {
+      if (line.starts_with("HTTP/")) {
+        r.header_lines_.clear();
+        r.in_header_block_ = true;
+      } else if (line.empty()) {
+        r.in_header_block_ = false;
+      } else if (r.in_header_block_) {
+        r.add_header_line(line);
+      }
+    } catch (const std::bad_alloc&) {
+      r.callback_error = std::make_error_code(std::errc::not_enough_memory);
+      return 0;
+    }
+    return n;
+  }
+
+  // The received headers and body as a response with `status`.
+  void take_response(int status) {
+    response.status = status;
+    for (http_header& h : header_lines_) response.headers.add(std::move(h.name), std::move(h.value));
+    response.body = std::move(body_);
+  }
+
+ protected:
+  curl_request(http_request&& request, std::chrono::nanoseconds timeout, std::size_t max_body, std::uint64_t id)
+      : id(id),
+        method(std::move(request.method)),
+        url(std::move(request.url)),
+        body(std::move(request.body)),
+        sends_body(method != "HEAD" && (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH")),
+        header_list(make_header_list(request.headers, sends_body)),
+        timeout(timeout),
+        max_body(max_body) {}
+  ~curl_request() = default;
+
+ private:
+  // "Name: value" lines; "Name;" is curl's way to send an empty value, and
+  // "Name:" removes a header curl would add: "Expect: 100-continue" (an
+  // extra round trip before large bodies) and, for a body sent without a
+  // Content-Type, curl's "application/x-www-form-urlencoded" guess.
+  static curl_slist_ptr make_header_list(const http_headers& headers, bool sends_body) {
+    curl_slist_ptr list;
+    auto append = [&](const std::string& line) {
+      curl_slist* grown = curl_slist_append(list.get(), line.c_str());
+      if (grown == nullptr) throw std::bad_alloc();
+      static_cast<void>(list.release());
+      list.reset(grown);
+    };
+    for (const http_header& h : headers) append(h.value.empty() ? h.name + ";" : h.name + ": " + h.value);
+    if (!headers.contains("Expect")) append("Expect:");
+    if (sends_body && !headers.contains("Content-Type")) append("Content-Type:");
+    return list;
+  }
+
+  void add_header_line(std::string_view line) {
+    auto trim = [](std::string_view s) {
+      while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+      while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+      return s;
+    };
+    if ((line.front() == ' ' || line.front() == '\t') && !header_lines_.empty()) {
+      // Obsolete line folding (RFC 9112 section 5.2): continues the previous value.
+      header_lines_.back().value.append(" ").append(trim(line));
+      return;
+    }
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) return;  // not a header line
+    header_lines_.push_back({std::string(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1)))});
+  }
+
+  std::vector<http_header> header_lines_;
+  bool in_header_block_ = false;
+  std::string body_;
+};
+
+// A request holding its completion handler.
+template <class Handler, class IoExecutor>
+using curl_request_op = handler_op<curl_request, Handler, IoExecutor, std::error_code, http_response>;
+
+}  // namespace jobpoll::detail

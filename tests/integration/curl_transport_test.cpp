@@ -1,0 +1,681 @@
+// curl_transport against the loopback job server (tests/server/job_server.py):
+// requests as the server logged them, responses as it sent them, network
+// failures as error codes, timeouts, cancellation, destruction, concurrency.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <jobpoll/poll_until.hpp>
+#include <jobpoll/transport/curl.hpp>
+
+#include "loopback_server.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using jobpoll::curl_category;
+using jobpoll::curl_options;
+using jobpoll::curl_transport;
+using jobpoll::http_request;
+using jobpoll::http_response;
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+
+struct outcome {
+  std::error_code ec;
+  http_response response;
+};
+
+std::error_code curl_code(CURLcode c) { return {c, curl_category()}; }
+
+// A loopback port nothing listens on: bound, then closed.
+int closed_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("bind() failed");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class curl_transport_test : public ::testing::Test {
+ protected:
+  jobpoll::test::loopback_server server;
+  asio::io_context ctx;
+
+  http_request request(std::string method, std::string path, std::string body = {}) const {
+    http_request r;
+    r.method = std::move(method);
+    r.url = server.url(path);
+    r.body = std::move(body);
+    return r;
+  }
+
+  // Runs the context until `done` holds; 30 s without any handler is a failure guard.
+  void run_until(const std::function<bool()>& done) {
+    ctx.restart();
+    while (!done()) ASSERT_NE(ctx.run_one_for(30s), 0u) << "no handler ran for 30 s";
+  }
+
+  // Runs the context until the server has logged `n` requests (a failure guard of 30 s).
+  void run_until_logged(std::size_t n) {
+    const auto guard = std::chrono::steady_clock::now() + 30s;
+    ctx.restart();
+    while (server.log().size() < n) {
+      ctx.poll();
+      ASSERT_LT(std::chrono::steady_clock::now(), guard) << "the server logged fewer than " << n << " requests";
+    }
+  }
+
+  // Runs the context until it has nothing left to do (30 s: a guard against hanging).
+  void run_until_out_of_work() {
+    ctx.restart();
+    ctx.run_for(30s);
+    ASSERT_TRUE(ctx.stopped()) << "work left after 30 s";
+  }
+
+  outcome send(curl_transport& t, http_request r) {
+    std::optional<outcome> out;
+    t.async_request(std::move(r), [&](std::error_code ec, http_response response) {
+      out = outcome{ec, std::move(response)};
+    });
+    run_until([&] { return out.has_value(); });
+    return out.value_or(outcome{});
+  }
+};
+
+// --- requests and responses ----------------------------------------------------
+
+TEST_F(curl_transport_test, PostSendsMethodHeadersAndBodyAsGiven) {
+  curl_transport t(ctx.get_executor());
+  http_request r = request("POST", "/v1/jobs", R"({"tool":"export","steps":1})");
+  r.headers.add("Content-Type", "application/json");
+  r.headers.add("X-Trace", "abc 123");
+  r.headers.add("X-Empty", "");
+  const outcome o = send(t, std::move(r));
+
+  ASSERT_EQ(o.ec, std::error_code());
+  EXPECT_EQ(o.response.status, 202);
+  EXPECT_EQ(o.response.headers.find("Location"), "/v1/jobs/job-1");
+  EXPECT_EQ(o.response.headers.find("content-type"), "application/json");
+  EXPECT_EQ(json::parse(o.response.body), (json{{"job_id", "job-1"}, {"status", "pending"}}));
+
+  const json log = server.log();
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0]["method"], "POST");
+  EXPECT_EQ(log[0]["path"], "/v1/jobs");
+  EXPECT_EQ(log[0]["body"], R"({"tool":"export","steps":1})");
+  const json& h = log[0]["headers"];
+  EXPECT_EQ(h["Content-Type"], "application/json");
+  EXPECT_EQ(h["X-Trace"], "abc 123");
+  EXPECT_EQ(h["X-Empty"], "");
+  EXPECT_EQ(h["Content-Length"], "27");
+  EXPECT_EQ(h["User-Agent"], "jobpoll/0.1.0");
+  EXPECT_FALSE(h.contains("Expect"));
+}
+
+TEST_F(curl_transport_test, GetAndDeleteReachTheJob) {
+  server.request("POST", "/v1/jobs", R"({"steps":3})");
+  curl_transport t(ctx.get_executor());
+
+  const outcome got = send(t, request("GET", "/v1/jobs/job-1?verbose=1"));
+  ASSERT_EQ(got.ec, std::error_code());
+  EXPECT_EQ(got.response.status, 200);
+  EXPECT_EQ(json::parse(got.response.body)["status"], "pending");
+
+  const outcome deleted = send(t, request("DELETE", "/v1/jobs/job-1"));
+  ASSERT_EQ(deleted.ec, std::error_code());
+  EXPECT_EQ(deleted.response.status, 200);
+  EXPECT_EQ(json::parse(deleted.response.body), (json{{"job_id", "job-1"}, {"status", "cancelled"}}));
+
+  const json log = server.log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[1]["method"], "GET");
+  EXPECT_EQ(log[1]["query"], "verbose=1");
+  EXPECT_EQ(log[1]["body"], "");
+  EXPECT_EQ(log[2]["method"], "DELETE");
+  EXPECT_EQ(log[2]["path"], "/v1/jobs/job-1");
+  EXPECT_EQ(log[2]["body"], "");
+  EXPECT_FALSE(log[2]["headers"].contains("Content-Length"));
+  EXPECT_EQ(server.jobs()["jobs"][0]["cancelled"], true);
+}
+
+TEST_F(curl_transport_test, CustomMethodWithABodyAndNoContentTypeGuess) {
+  server.request("POST", "/v1/jobs");
+  curl_transport t(ctx.get_executor());
+  const outcome o = send(t, request("PATCH", "/v1/jobs/job-1", "name=x&y=1"));
+
+  ASSERT_EQ(o.ec, std::error_code());
+  EXPECT_EQ(o.response.status, 405);
+  EXPECT_EQ(json::parse(o.response.body), (json{{"error", "method PATCH not allowed on /v1/jobs/job-1"}}));
+  const json log = server.log();
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[1]["method"], "PATCH");
+  EXPECT_EQ(log[1]["body"], "name=x&y=1");
+  EXPECT_EQ(log[1]["headers"]["Content-Length"], "10");
+  EXPECT_FALSE(log[1]["headers"].contains("Content-Type"));  // not curl's form-urlencoded guess
+}
+
+TEST_F(curl_transport_test, HeadGetsHeadersWithoutABodyWhateverItsLength) {
+  curl_options options;
+  options.max_response_bytes = 10;  // smaller than the Content-Length the answer announces
+  curl_transport t(ctx.get_executor(), options);
+  const outcome o = send(t, request("HEAD", "/v1/jobs/job-1"));
+  ASSERT_EQ(o.ec, std::error_code());
+  EXPECT_EQ(o.response.status, 501);  // http.server has no HEAD handler here
+  EXPECT_EQ(o.response.body, "");
+  ASSERT_TRUE(o.response.headers.contains("Content-Length"));
+  EXPECT_GT(std::stoul(std::string(*o.response.headers.find("Content-Length"))), 10u);
+}
+
+TEST_F(curl_transport_test, ErrorStatusesAreResponsesWithHeadersAndBody) {
+  server.script("GET", "/v1/jobs/job-9",
+                json::array({{{"status", 404}, {"body", "no such job"}},
+                             {{"status", 503},
+                              {"headers", {{"Retry-After", "7"}, {"X-Reason", "maintenance"}}},
+                              {"body", "try later"}}}));
+  curl_transport t(ctx.get_executor());
+
+  const outcome not_found = send(t, request("GET", "/v1/jobs/job-9"));
+  ASSERT_EQ(not_found.ec, std::error_code());
+  EXPECT_EQ(not_found.response.status, 404);
+  EXPECT_EQ(not_found.response.body, "no such job");
+
+  const outcome unavailable = send(t, request("GET", "/v1/jobs/job-9"));
+  ASSERT_EQ(unavailable.ec, std::error_code());
+  EXPECT_EQ(unavailable.response.status, 503);
+  EXPECT_EQ(unavailable.response.body, "try later");
+  EXPECT_EQ(unavailable.response.headers.find("Retry-After"), "7");
+  EXPECT_EQ(unavailable.response.headers.find("X-Reason"), "maintenance");
+  EXPECT_EQ(unavailable.response.headers.find("Content-Length"), "9");
+}
+
+TEST_F(curl_transport_test, RedirectsAreResponsesNotFollowed) {
+  server.script("GET", "/old", json::array({{{"status", 302}, {"headers", {{"Location", "/v1/jobs/job-1"}}}}}));
+  curl_transport t(ctx.get_executor());
+  const outcome o = send(t, request("GET", "/old"));
+  ASSERT_EQ(o.ec, std::error_code());
+  EXPECT_EQ(o.response.status, 302);
+  EXPECT_EQ(o.response.headers.find("Location"), "/v1/jobs/job-1");
+  EXPECT_EQ(server.log().size(), 1u);
+}
+
+TEST_F(curl_transport_test, SequentialRequestsReuseOneConnection) {
+  server.request("POST", "/v1/jobs", R"({"steps":0})");
+  curl_transport t(ctx.get_executor());
+  for (int i = 0; i < 5; ++i) {
+    const outcome o = send(t, request("GET", "/v1/jobs/job-1"));
+    ASSERT_EQ(o.ec, std::error_code());
+    EXPECT_EQ(o.response.status, 200);
+  }
+  EXPECT_EQ(t.connections_opened(), 1u);
+  EXPECT_EQ(server.log().size(), 6u);
+}
+
+TEST_F(curl_transport_test, HostNamesAreResolved) {
+  // A name rather than an address (libcurl 7.88 answers "localhost" itself;
+  // AnUnknownHostIsNotTransient goes through its resolver thread).
+  curl_transport t(ctx.get_executor());
+  http_request r;
+  r.url = "http://localhost:" + std::to_string(server.port()) + "/v1/jobs/none";
+  const outcome o = send(t, std::move(r));
+  ASSERT_EQ(o.ec, std::error_code());
+  EXPECT_EQ(o.response.status, 404);
+  EXPECT_EQ(server.log()[0]["headers"]["Host"], "localhost:" + std::to_string(server.port()));
+  run_until_out_of_work();
+}
+
+TEST_F(curl_transport_test, AnIdleTransportLeavesItsContextFreeToReturn) {
+  curl_transport t(ctx.get_executor());
+  const outcome o = send(t, request("GET", "/v1/jobs/none"));
+  ASSERT_EQ(o.ec, std::error_code());
+  EXPECT_EQ(o.response.status, 404);
+  // A cached connection and an idle multi handle leave no wait pending:
+  // run() returns at once.
+  run_until_out_of_work();
+}
+
+TEST_F(curl_transport_test, OneMegabyteBodiesBothWays) {
+  const std::string big(1 << 20, 'x');
+  curl_transport t(ctx.get_executor());
+  const std::string job = json{{"steps", 0}, {"result", big}}.dump();
+  const outcome submitted = send(t, request("POST", "/v1/jobs", job));
+  ASSERT_EQ(submitted.ec, std::error_code());
+  EXPECT_EQ(submitted.response.status, 202);
+  EXPECT_EQ(server.log()[0]["body"].get<std::string>().size(), job.size());
+
+  const outcome fetched = send(t, request("GET", "/v1/jobs/job-1"));
+  ASSERT_EQ(fetched.ec, std::error_code());
+  EXPECT_EQ(fetched.response.status, 200);
+  const json answer = json::parse(fetched.response.body);
+  EXPECT_EQ(answer["status"], "completed");
+  EXPECT_EQ(answer["result"], big);
+}
+
+TEST_F(curl_transport_test, ABodyOverTheLimitFailsWithMessageSize) {
+  server.script("GET", "/big",
+                json::array({{{"status", 200}, {"body", std::string(100, 'a')}},
+                             {{"status", 200}, {"body", std::string(101, 'b')}}}));
+  std::vector<std::string> details;
+  curl_options options;
+  options.max_response_bytes = 100;
+  options.on_error = [&](std::string_view method, std::string_view url, std::error_code ec, std::string_view detail) {
+    details.push_back(std::string(method) + " " + std::string(url) + " " + ec.message() + ": " + std::string(detail));
+  };
+  curl_transport t(ctx.get_executor(), options);
+
+  const outcome at_limit = send(t, request("GET", "/big"));
+  ASSERT_EQ(at_limit.ec, std::error_code());
+  EXPECT_EQ(at_limit.response.body, std::string(100, 'a'));
+
+  const outcome over = send(t, request("GET", "/big"));
+  EXPECT_EQ(over.ec, std::make_error_code(std::errc::message_size));
+  EXPECT_EQ(over.ec.message(), "Message too long");
+  EXPECT_EQ(over.response.status, 0);
+  EXPECT_EQ(over.response.body, "");
+  EXPECT_EQ(details, std::vector<std::string>{"GET " + server.url("/big") +
+                                              " Message too long: the response body is larger than "
+                                              "max_response_bytes (100)"});
+}
+
+// --- network failures ------------------------------------------------------------
+
+TEST_F(curl_transport_test, ResetInTheMiddleOfTheResponseIsAConnectionReset) {
+  server.script("GET", "/reset", json::array({{{"action", "reset"}}}));
+  curl_transport t(ctx.get_executor());
+  const outcome o = send(t, request("GET", "/reset"));
+  EXPECT_EQ(o.ec, curl_code(CURLE_RECV_ERROR));
+  EXPECT_EQ(o.ec, std::errc::connection_reset);
+  EXPECT_TRUE(jobpoll::is_transient_error(o.ec));
+  EXPECT_EQ(o.response.status, 0);
+}
+
+TEST_F(curl_transport_test, CloseWithoutAnswerIsAConnectionReset) {
+  server.script("GET", "/close", json::array({{{"action", "close"}}}));
+  curl_transport t(ctx.get_executor());
+  const outcome o = send(t, request("GET", "/close"));
+  EXPECT_EQ(o.ec, curl_code(CURLE_GOT_NOTHING));
+  EXPECT_EQ(o.ec, std::errc::connection_reset);
+  EXPECT_EQ(o.ec.message(), "Server returned nothing (no headers, no data)");
+  EXPECT_TRUE(jobpoll::is_transient_error(o.ec));
+}
+
+TEST_F(curl_transport_test, NothingListeningIsConnectionRefused) {
+  const int port = closed_port();
+  std::vector<std::string> details;
+  curl_options options;
+  options.on_error = [&](std::string_view, std::string_view, std::error_code, std::string_view detail) {
+    details.emplace_back(detail);
+  };
+  curl_transport t(ctx.get_executor(), options);
+  http_request r;
+  r.url = "http://127.0.0.1:" + std::to_string(port) + "/v1/jobs";
+  const outcome o = send(t, std::move(r));
+  EXPECT_EQ(o.ec, curl_code(CURLE_COULDNT_CONNECT));
+  EXPECT_EQ(o.ec, std::errc::connection_refused);
+  EXPECT_EQ(o.ec.category().name(), std::string("curl"));
+  EXPECT_EQ(o.ec.message(), "Couldn't connect to server");
+  EXPECT_TRUE(jobpoll::is_transient_error(o.ec));
+  ASSERT_EQ(details.size(), 1u);
+  EXPECT_THAT(details[0], HasSubstr("127.0.0.1 port " + std::to_string(port)));
+}
+
+TEST_F(curl_transport_test, AnUnknownHostIsNotTransient) {
+  // A reserved name (RFC 2606) no resolver knows; it goes through curl's
+  // threaded resolver, whose wake-up socket the transport watches but never closes.
+  std::vector<std::string> details;
+  curl_options options;
+  options.on_error = [&](std::string_view, std::string_view, std::error_code, std::string_view detail) {
+    details.emplace_back(detail);
+  };
+  curl_transport t(ctx.get_executor(), options);
+  http_request r;
+  r.url = "http://jobpoll-test.invalid/v1/jobs";
+  r.timeout = 120s;  // a guard: an offline resolver may take its own timeouts to answer
+  const outcome o = send(t, std::move(r));
+  EXPECT_EQ(o.ec, curl_code(CURLE_COULDNT_RESOLVE_HOST));
+  EXPECT_FALSE(jobpoll::is_transient_error(o.ec));
+  EXPECT_EQ(details, std::vector<std::string>{"Could not resolve host: jobpoll-test.invalid"});
+  EXPECT_EQ(t.connections_opened(), 0u);
+  run_until_out_of_work();
+}
+
+TEST_F(curl_transport_test, MalformedUrlAndOtherSchemesAreInvalidArguments) {
+  curl_transport t(ctx.get_executor());
+  http_request bad;
+  bad.url = "http://exa mple.com:99999999/";
+  const outcome malformed = send(t, std::move(bad));
+  EXPECT_EQ(malformed.ec, curl_code(CURLE_URL_MALFORMAT));
+  EXPECT_EQ(malformed.ec, std::errc::invalid_argument);
+  EXPECT_FALSE(jobpoll::is_transient_error(malformed.ec));
+
+  http_request file;
+  file.url = "file:///etc/passwd";
+  const outcome unsupported = send(t, std::move(file));
+  EXPECT_EQ(unsupported.ec, curl_code(CURLE_UNSUPPORTED_PROTOCOL));
+  EXPECT_EQ(unsupported.ec, std::errc::invalid_argument);
+  EXPECT_EQ(unsupported.response.body, "");
+}
+
+// --- timeouts --------------------------------------------------------------------
+
+TEST_F(curl_transport_test, ARequestOutlivingItsTimeoutFailsWithTimedOut) {
+  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}}));
+  curl_transport t(ctx.get_executor());
+  http_request r = request("GET", "/slow");
+  r.timeout = 200ms;
+  const outcome o = send(t, std::move(r));
+  EXPECT_EQ(o.ec, asio::error::timed_out);
+  EXPECT_TRUE(jobpoll::is_transient_error(o.ec));
+  EXPECT_EQ(t.in_flight(), 0u);
+}
+
+TEST_F(curl_transport_test, TheDefaultTimeoutAppliesWhenTheRequestHasNone) {
+  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}}));
+  curl_options options;
+  options.default_timeout = 200ms;
+  curl_transport t(ctx.get_executor(), options);
+  const outcome o = send(t, request("GET", "/slow"));
+  EXPECT_EQ(o.ec, asio::error::timed_out);
+}
+
+TEST_F(curl_transport_test, AZeroTimeoutFailsWithoutSending) {
+  curl_transport t(ctx.get_executor());
+  http_request r = request("GET", "/v1/jobs/job-1");
+  r.timeout = 0ns;
+  const outcome o = send(t, std::move(r));
+  EXPECT_EQ(o.ec, asio::error::timed_out);
+  EXPECT_EQ(server.log().size(), 0u);
+}
+
+// --- cancellation and destruction ---------------------------------------------
+
+TEST_F(curl_transport_test, CancellingARequestInFlightAbortsIt) {
+  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}}));
+  curl_transport t(ctx.get_executor());
+  asio::cancellation_signal signal;
+  std::optional<outcome> out;
+  t.async_request(request("GET", "/slow"),
+                  asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, http_response response) {
+                    out = outcome{ec, std::move(response)};
+                  }));
+  EXPECT_EQ(t.in_flight(), 1u);
+  run_until_logged(1);  // the request is at the server, which holds it for 10 s
+  ASSERT_FALSE(out.has_value());
+  signal.emit(asio::cancellation_type::terminal);
+  run_until([&] { return out.has_value(); });
+  EXPECT_EQ(out->ec, asio::error::operation_aborted);
+  EXPECT_EQ(out->response.status, 0);
+  EXPECT_EQ(t.in_flight(), 0u);
+
+  // The transport carries on: a new connection for the next request.
+  const outcome next = send(t, request("GET", "/v1/jobs/none"));
+  EXPECT_EQ(next.ec, std::error_code());
+  EXPECT_EQ(next.response.status, 404);
+  EXPECT_EQ(t.connections_opened(), 2u);
+}
+
+TEST_F(curl_transport_test, EveryCancellationTypeAbortsARequestBeforeItIsSent) {
+  curl_transport t(ctx.get_executor());
+  for (auto type : {asio::cancellation_type::terminal, asio::cancellation_type::partial,
+                    asio::cancellation_type::total}) {
+    asio::cancellation_signal signal;
+    std::optional<outcome> out;
+    t.async_request(request("GET", "/v1/jobs/none"),
+                    asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, http_response response) {
+                      out = outcome{ec, std::move(response)};
+                    }));
+    signal.emit(type);  // before the context ran: the request has not reached curl
+    run_until([&] { return out.has_value(); });
+    EXPECT_EQ(out->ec, asio::error::operation_aborted);
+  }
+  EXPECT_EQ(t.in_flight(), 0u);
+  EXPECT_EQ(server.log().size(), 0u);
+  EXPECT_EQ(t.connections_opened(), 0u);
+}
+
+TEST_F(curl_transport_test, DestructionAbortsEveryRequestInFlight) {
+  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}, {{"delay_ms", 10000}}, {{"delay_ms", 10000}}}));
+  std::vector<std::error_code> results;
+  {
+    curl_transport t(ctx.get_executor());
+    for (int i = 0; i < 3; ++i)
+      t.async_request(request("GET", "/slow"), [&](std::error_code ec, http_response) { results.push_back(ec); });
+    run_until_logged(3);
+    EXPECT_EQ(t.in_flight(), 3u);
+    EXPECT_TRUE(results.empty());
+  }
+  run_until([&] { return results.size() == 3; });
+  EXPECT_EQ(results, std::vector<std::error_code>(3, asio::error::operation_aborted));
+  // Sockets and timer are gone with the transport: nothing is left to run.
+  run_until_out_of_work();
+}
+
+TEST_F(curl_transport_test, DestroyedWithAContextThatNeverRunsAgainLeaksNothing) {
+  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}, {{"delay_ms", 10000}}}));
+  auto witness = std::make_shared<int>(0);
+  bool called = false;
+  {
+    asio::io_context own;
+    curl_transport t(own.get_executor());
+    for (int i = 0; i < 2; ++i)
+      t.async_request(request("GET", "/slow"), [&, w = witness](std::error_code, http_response) { called = true; });
+    const auto guard = std::chrono::steady_clock::now() + 30s;
+    while (server.log().size() < 2) {
+      own.poll();
+      ASSERT_LT(std::chrono::steady_clock::now(), guard) << "the server logged fewer than 2 requests";
+    }
+    EXPECT_EQ(witness.use_count(), 3);
+  }  // the transport, then the context: the handlers are destroyed, never called
+  EXPECT_FALSE(called);
+  EXPECT_EQ(witness.use_count(), 1);
+}
+
+// --- concurrency and completion tokens -------------------------------------------
+
+TEST_F(curl_transport_test, HundredConcurrentRequestsAreAllAnswered) {
+  server.request("POST", "/v1/jobs", R"({"steps":0})");
+  curl_transport t(ctx.get_executor());
+  std::vector<int> statuses;
+  std::vector<std::error_code> errors;
+  for (int i = 0; i < 100; ++i) {
+    t.async_request(request("GET", "/v1/jobs/job-1"), [&](std::error_code ec, http_response response) {
+      if (ec) errors.push_back(ec);
+      statuses.push_back(response.status);
+    });
+  }
+  EXPECT_EQ(t.in_flight(), 100u);
+  run_until([&] { return statuses.size() == 100; });
+  EXPECT_THAT(errors, ::testing::IsEmpty());
+  EXPECT_EQ(statuses, std::vector<int>(100, 200));
+  EXPECT_EQ(t.in_flight(), 0u);
+  EXPECT_EQ(server.log().size(), 101u);
+}
+
+TEST_F(curl_transport_test, UsableFromSeveralThreads) {
+  server.request("POST", "/v1/jobs", R"({"steps":0})");
+  auto work = asio::make_work_guard(ctx);
+  std::vector<std::thread> runners;
+  for (int i = 0; i < 2; ++i) runners.emplace_back([this] { ctx.run(); });
+  std::vector<int> statuses(100);
+  {
+    curl_transport t(ctx.get_executor());
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 4; ++c) {
+      clients.emplace_back([&, c] {
+        std::vector<std::future<http_response>> answers;
+        for (int i = 0; i < 25; ++i) answers.push_back(t.async_request(request("GET", "/v1/jobs/job-1"), asio::use_future));
+        for (int i = 0; i < 25; ++i) statuses[static_cast<std::size_t>(c * 25 + i)] = answers[static_cast<std::size_t>(i)].get().status;
+      });
+    }
+    for (auto& c : clients) c.join();
+    EXPECT_EQ(t.in_flight(), 0u);
+  }
+  work.reset();
+  for (auto& r : runners) r.join();
+  EXPECT_EQ(statuses, std::vector<int>(100, 200));
+}
+
+asio::awaitable<int> status_of(curl_transport* t, http_request r) {
+  http_response response = co_await t->async_request(std::move(r), asio::use_awaitable);
+  co_return response.status;
+}
+
+TEST_F(curl_transport_test, WorksWithAwaitableFutureAndCallback) {
+  curl_transport t(ctx.get_executor());
+
+  std::future<int> by_coroutine = asio::co_spawn(ctx, status_of(&t, request("GET", "/v1/jobs/a")), asio::use_future);
+  std::future<http_response> by_future = t.async_request(request("GET", "/v1/jobs/b"), asio::use_future);
+  std::optional<int> by_callback;
+  t.async_request(request("GET", "/v1/jobs/c"),
+                  [&](std::error_code ec, http_response response) { by_callback = ec ? -1 : response.status; });
+  run_until_out_of_work();
+  // use_future completions run on the system executor's thread, not ctx's.
+  ASSERT_EQ(by_coroutine.wait_for(30s), std::future_status::ready);
+  ASSERT_EQ(by_future.wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(by_coroutine.get(), 404);
+  EXPECT_EQ(by_future.get().status, 404);
+  EXPECT_EQ(by_callback, 404);
+}
+
+TEST_F(curl_transport_test, AwaitableFailuresThrowTheErrorCode) {
+  server.script("GET", "/close", json::array({{{"action", "close"}}}));
+  curl_transport t(ctx.get_executor());
+  std::future<int> f = asio::co_spawn(ctx, status_of(&t, request("GET", "/close")), asio::use_future);
+  run_until_out_of_work();
+  ASSERT_EQ(f.wait_for(30s), std::future_status::ready);
+  try {
+    f.get();
+    ADD_FAILURE() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), curl_code(CURLE_GOT_NOTHING));
+  }
+}
+
+TEST_F(curl_transport_test, TheCompletionIsNeverInvokedInsideAsyncRequest) {
+  curl_transport t(ctx.get_executor());
+  bool called = false;
+  http_request r = request("GET", "/v1/jobs/x");
+  r.timeout = 0ns;  // completes without any I/O
+  t.async_request(std::move(r), [&](std::error_code, http_response) { called = true; });
+  EXPECT_FALSE(called);
+  run_until([&] { return called; });
+}
+
+// --- bad input ----------------------------------------------------------------------
+
+template <class F>
+std::string thrown_message(F f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(nothing thrown)";
+}
+
+TEST_F(curl_transport_test, RequestsThatCannotBeSentAsGivenThrow) {
+  curl_transport t(ctx.get_executor());
+  auto send_now = [&](http_request r) { t.async_request(std::move(r), [](std::error_code, http_response) {}); };
+
+  http_request bad_method = request("GE T", "/");
+  EXPECT_EQ(thrown_message([&] { send_now(bad_method); }),
+            "jobpoll::curl_transport: the method must be an HTTP token (letters, digits, !#$%&'*+-.^_`|~), "
+            "got \"GE T\"");
+  http_request bad_name = request("GET", "/");
+  bad_name.headers.add("X Bad", "1");
+  EXPECT_EQ(thrown_message([&] { send_now(bad_name); }),
+            "jobpoll::curl_transport: a header name must be an HTTP token (letters, digits, !#$%&'*+-.^_`|~), "
+            "got \"X Bad\"");
+  http_request split = request("GET", "/");
+  split.headers.add("X-Ok", "1\r\nX-Injected: 2");
+  EXPECT_EQ(thrown_message([&] { send_now(split); }),
+            "jobpoll::curl_transport: the value of header \"X-Ok\" must not contain CR, LF or NUL, "
+            "got \"1\\x0d\\x0aX-Injected: 2\"");
+  http_request head = request("HEAD", "/", "body");
+  EXPECT_EQ(thrown_message([&] { send_now(head); }),
+            "jobpoll::curl_transport: a HEAD request cannot carry a body, got a body of 4 bytes");
+  EXPECT_EQ(t.in_flight(), 0u);
+}
+
+TEST_F(curl_transport_test, BadOptionsThrowNamingTheField) {
+  auto make = [&](curl_options o) { curl_transport t(ctx.get_executor(), std::move(o)); };
+  curl_options zero_timeout;
+  zero_timeout.default_timeout = 0ms;
+  EXPECT_EQ(thrown_message([&] { make(zero_timeout); }),
+            "jobpoll::curl_options: default_timeout must be positive, got 0ns");
+  curl_options negative_connect;
+  negative_connect.connect_timeout = -1ms;
+  EXPECT_EQ(thrown_message([&] { make(negative_connect); }),
+            "jobpoll::curl_options: connect_timeout must be positive, got -1000000ns");
+  curl_options negative_hosts;
+  negative_hosts.max_connections_per_host = -2;
+  EXPECT_EQ(thrown_message([&] { make(negative_hosts); }),
+            "jobpoll::curl_options: max_connections_per_host must be 0 (no limit) or positive, got -2");
+  curl_options no_body;
+  no_body.max_response_bytes = 0;
+  EXPECT_EQ(thrown_message([&] { make(no_body); }), "jobpoll::curl_options: max_response_bytes must be positive, got 0");
+  curl_options split_agent;
+  split_agent.user_agent = "a\nb";
+  EXPECT_EQ(thrown_message([&] { make(split_agent); }),
+            "jobpoll::curl_options: user_agent must not contain CR, LF or NUL, got \"a\\x0ab\"");
+}
+
+// --- the error category ---------------------------------------------------------
+
+TEST(curl_category, NamesCodesAndMapsThemToConditions) {
+  EXPECT_EQ(curl_category().name(), std::string("curl"));
+  EXPECT_EQ(curl_code(CURLE_COULDNT_CONNECT).message(), curl_easy_strerror(CURLE_COULDNT_CONNECT));
+  EXPECT_EQ(curl_code(CURLE_COULDNT_CONNECT), std::errc::connection_refused);
+  for (CURLcode c : {CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_HTTP2_STREAM}) {
+    EXPECT_EQ(curl_code(c), std::errc::connection_reset) << c;
+    EXPECT_TRUE(jobpoll::is_transient_error(curl_code(c))) << c;
+  }
+  EXPECT_EQ(curl_code(CURLE_OPERATION_TIMEDOUT), std::errc::timed_out);
+  EXPECT_EQ(curl_code(CURLE_URL_MALFORMAT), std::errc::invalid_argument);
+  EXPECT_EQ(curl_code(CURLE_UNSUPPORTED_PROTOCOL), std::errc::invalid_argument);
+  EXPECT_EQ(curl_code(CURLE_PEER_FAILED_VERIFICATION), std::errc::permission_denied);
+  EXPECT_EQ(curl_code(CURLE_SSL_CONNECT_ERROR), std::errc::protocol_error);
+  EXPECT_EQ(curl_code(CURLE_FILESIZE_EXCEEDED), std::errc::message_size);
+  // Not retried: a DNS typo, TLS failures, malformed requests.
+  for (CURLcode c : {CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_PEER_FAILED_VERIFICATION,
+                     CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CACERT_BADFILE, CURLE_URL_MALFORMAT}) {
+    EXPECT_FALSE(jobpoll::is_transient_error(curl_code(c))) << c;
+  }
+  EXPECT_EQ(curl_code(CURLE_COULDNT_RESOLVE_HOST).default_error_condition(),
+            std::error_condition(CURLE_COULDNT_RESOLVE_HOST, curl_category()));
+}
+
+}  // namespace

@@ -1,0 +1,744 @@
+#!/usr/bin/env python3
+"""A scriptable HTTP/1.1 job server on loopback, for jobpoll's integration tests,
+demo and benchmarks. Python 3 standard library only.
+
+Usage
+-----
+    python3 job_server.py [--port 0] [--host 127.0.0.1] [--quota N/SECONDS]
+                          [--log-requests] [--ignore-stdin]
+
+--port           port to bind; 0 (the default) lets the OS choose a free port.
+--host           address to bind (default 127.0.0.1).
+--quota N/S      admit at most N requests in any sliding window of S real seconds
+                 (S may be fractional); more answer 429. Off by default.
+--log-requests   print one line per request to stderr (silent by default).
+--ignore-stdin   do not exit when stdin reaches EOF (for shell scripts that start
+                 the server in the background, where stdin is /dev/null).
+
+Once bound, the server prints exactly one line "PORT <n>" to stdout and flushes.
+It exits with status 0 on SIGTERM or SIGINT, and when its stdin reaches EOF
+(unless --ignore-stdin): a test process that dies closes the pipe and so never
+leaves a server behind.
+
+Every response carries Content-Length and, unless scripted, Content-Type
+application/json. Connections are kept alive (HTTP/1.1). Errors are
+{"error": "<what was wrong and what was received>"}.
+
+Job API (the /v1 jobs)
+----------------------
+POST /v1/jobs
+    Body (JSON object, every field optional; an empty body is {}):
+      "tool": str, "params": object,
+      "steps": int >= 0     GETs that answer non-terminal before the terminal
+                            answer (default 2),
+      "outcome": "completed" | "failed" (default "completed"),
+      "result": any         (default {"tool": tool, "params": params}),
+      "error": str          (default "job failed"),
+      "eta_seconds": number reported while the job runs,
+      "items": int >= 0     the result is also a paged list of that many items
+                            {"n": i}, served at /v1/jobs/{id}/result.
+    -> 202 {"job_id": "job-<n>", "status": "pending"}, Location: /v1/jobs/job-<n>.
+    Ids are job-1, job-2, ... in submission order. Malformed body -> 400.
+GET /v1/jobs/{id}
+    Every GET advances the job one step: progress depends only on the number
+    of polls, never on wall time. With `steps` = S, poll number p (from 1):
+      p <= S: 200 {"job_id", "status": "pending" (p = 1) or "running",
+                   "progress": round(p / (S + 1), 3), "eta_seconds" (if set)}
+      p >  S: 200 {"job_id", "status": "completed", "progress": 1.0, "result"}
+              or  {"job_id", "status": "failed", "error",
+                   "progress": round(S / (S + 1), 3)}, repeated on every later GET.
+    A cancelled job answers 200 {"job_id", "status": "cancelled"}.
+    Unknown id -> 404 {"error": "unknown job <id>"}.
+DELETE /v1/jobs/{id}
+    -> 200 {"job_id", "status": "cancelled"} and marks the job cancelled;
+    unknown id -> 404.
+GET /v1/jobs/{id}/result?offset=O&limit=L   (O defaults to 0, L to 10)
+    -> 200 {"items": [{"n": O}, ... up to L items], "offset": O, "limit": L,
+            "total": items}
+    409 {"error": "job not completed"} until the job has answered "completed";
+    404 for an unknown id or a job submitted without "items";
+    400 for an offset or limit that is not a non-negative integer.
+
+Reporting-export API (load-job / get-job-data)
+----------------------------------------------
+POST /transaction/load-job?startDate=..&endDate=..&site=..   (GET accepted too)
+    -> 200 {"data": {"hash": H}}, H = md5("load-job-<n>") in hex (32 lowercase
+    hex digits), n = 1, 2, ... in submission order. The job takes the server
+    config (working_polls, outcome, total, page_limit) as it is at submission.
+GET /transaction/get-job-data?hash=H[&offset=O&limit=L]   (O defaults to 0,
+    L to page_limit)
+    The first `working_polls` GETs find the job working and advance it:
+      200 {"data": {"hash": H, "status": "working", "data": [], "offset": 0,
+                    "limit": L, "total": 0}}
+    then, on every later GET, with outcome "pass":
+      200 {"data": {"hash": H, "status": "pass", "data": [items O .. O+L),
+                    "offset": O, "limit": L, "total": total}}
+      where item i (from 0) is {"id": "tx-<i>", "number": i, "type": "Sale",
+      "total": 10.5 + i}; or with outcome "fail":
+      200 {"data": {"hash": H, "status": "fail", "data": [], "offset": 0,
+                    "limit": L, "total": 0, "message": "report failed"}}
+    Unknown hash -> 404 {"error": "unknown hash"}; no hash -> 400.
+
+Quota
+-----
+With --quota N/S or the config's "quota", every non-control request counts
+(any path, any method, scripted or not). A request that finds N admitted
+requests in the last S seconds is not admitted:
+    429 {"error": "quota exceeded"}, Retry-After: <whole seconds until the
+    oldest admitted request leaves the window, at least 1>.
+A rejected request does not count, consumes no scripted reply and does not
+advance a job. The quota is checked before scripted replies.
+
+Control endpoints (never counted, never logged, never scripted)
+---------------------------------------------------------------
+POST /_control/script
+    {"method": "GET", "path": "/v1/jobs/job-1", "responses": [reply, ...]}
+    Queues replies for the next requests whose method and path (without the
+    query) match; a path ending in "*" matches every path with that prefix.
+    Each POST adds one entry; the first entry (in posting order) that matches
+    a request and still has replies answers it with its next reply. Once the
+    queues are empty the normal behaviour resumes. A scripted reply does not
+    advance a job. A reply is an object:
+      {"status": 503, "headers": {"Retry-After": "1"}, "body": "text"}
+          answers with that status, exactly those headers (plus Content-Length,
+          Server and Date) and the body verbatim (default empty);
+      {"status": 200, "json": any, "headers": {...}}
+          the same with the value JSON-encoded and Content-Type
+          application/json unless "headers" names one;
+      {"delay_ms": 10000, ...}
+          waits that long first (without blocking other requests), then
+          answers with the rest of the reply, or normally if it has no status
+          or action (a normal answer does advance the job). A delay cut short
+          by server shutdown or /_control/reset closes the connection without
+          answering;
+      {"action": "reset"}
+          sends a status line and headers announcing Content-Length 1000, then
+          10 bytes, then closes with SO_LINGER {1, 0}: the client sees a TCP RST
+          in the middle of the response;
+      {"action": "close"}
+          closes the connection without writing anything.
+    A "Connection: close" header in a reply closes the connection after it.
+    -> 200 {"method", "path", "queued": number of replies}; 400 if malformed.
+POST /_control/config
+    any of {"working_polls": int >= 0, "outcome": "pass" | "fail",
+            "total": int >= 0, "page_limit": int >= 0,
+            "quota": {"limit": int >= 1, "window_s": number > 0} or null}
+    -> 200 the resulting config. Setting "quota" forgets the admitted requests.
+GET /_control/log
+    -> 200 [{"method", "path", "query" (raw query string), "headers": {name: value}
+             (a repeated name's values joined with ", "),
+             "body": str, "status": int sent (null after reset, close or a cut
+             delay), "scripted": bool}] for every non-control request, in
+    arrival order.
+GET /_control/jobs
+    -> 200 {"jobs": [{"id", "kind": "v1" | "load-job", "submits": 1,
+                      "polls": GETs answered normally, "cancelled": bool,
+                      "status": current status}],
+            "load_jobs": submitted load-jobs, "v1_jobs": submitted v1 jobs}
+    (a load-job's id is its hash).
+POST /_control/reset
+    Clears jobs, scripts, the log and the quota window, restores the startup
+    config (--quota included), restarts ids at 1 and cuts scripted delays
+    short. -> 200 the config.
+"""
+
+import argparse
+import collections
+import copy
+import hashlib
+import http.server
+import json
+import math
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+
+DEFAULT_CONFIG = {"working_polls": 2, "outcome": "pass", "total": 22, "page_limit": 10, "quota": None}
+
+
+class BadRequest(Exception):
+    """The request is malformed; the message says what was wrong and what was received."""
+
+
+class Reply:
+    """One complete HTTP answer: status, header pairs and body bytes."""
+
+    def __init__(self, status, body=b"", headers=None):
+        self.status = status
+        self.body = body
+        self.headers = list(headers or [])
+
+    @staticmethod
+    def json(status, value, headers=None):
+        return Reply(status, json.dumps(value).encode(), [("Content-Type", "application/json")] + list(headers or []))
+
+
+def error(status, message):
+    return Reply.json(status, {"error": message})
+
+
+def parse_json_body(body):
+    """The body as a JSON value; an empty body is {}."""
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadRequest(f"malformed JSON body ({e}): {body[:200]!r}") from None
+
+
+def check_int(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BadRequest(f'"{name}" must be an integer >= {minimum}, got {json.dumps(value)}')
+    return value
+
+
+def query_int(query, name, default):
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        value = int(values[0])
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise BadRequest(f"{name} must be a non-negative integer, got {values[0]!r}")
+    return value
+
+
+def check_script_reply(reply):
+    """Rejects a scripted reply the handler could not carry out."""
+    if not isinstance(reply, dict):
+        raise BadRequest(f"a scripted reply must be an object, got {json.dumps(reply)}")
+    unknown = set(reply) - {"status", "headers", "body", "json", "delay_ms", "action"}
+    if unknown:
+        raise BadRequest(f"unknown field(s) {sorted(unknown)} in scripted reply {json.dumps(reply)}")
+    if "status" in reply:
+        status = reply["status"]
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise BadRequest(f"scripted status must be an integer in [100, 599], got {json.dumps(status)}")
+    if "action" in reply:
+        if reply["action"] not in ("reset", "close"):
+            raise BadRequest(f'scripted action must be "reset" or "close", got {json.dumps(reply["action"])}')
+        if set(reply) & {"status", "headers", "body", "json"}:
+            raise BadRequest(f"a scripted action takes no status, headers or body: {json.dumps(reply)}")
+    elif set(reply) & {"headers", "body", "json"} and "status" not in reply:
+        raise BadRequest(f"a scripted reply with headers or a body needs a status: {json.dumps(reply)}")
+    if "body" in reply and "json" in reply:
+        raise BadRequest(f'a scripted reply has "body" or "json", not both: {json.dumps(reply)}')
+    if "body" in reply and not isinstance(reply["body"], str):
+        raise BadRequest(f'scripted "body" must be a string, got {json.dumps(reply["body"])}')
+    headers = reply.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise BadRequest(f'scripted "headers" must map names to strings, got {json.dumps(headers)}')
+    if any(name.lower() == "content-length" for name in headers):
+        raise BadRequest('scripted "headers" must not set Content-Length (the server computes it; '
+                         'use {"action": "reset"} for a cut-off body)')
+    delay = reply.get("delay_ms", 0)
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        raise BadRequest(f'scripted "delay_ms" must be a non-negative number, got {json.dumps(delay)}')
+
+
+def scripted_reply(reply):
+    """The Reply a scripted reply with a status describes."""
+    headers = list(reply.get("headers", {}).items())
+    if "json" in reply:
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            headers.append(("Content-Type", "application/json"))
+        return Reply(reply["status"], json.dumps(reply["json"]).encode(), headers)
+    return Reply(reply["status"], reply.get("body", "").encode(), headers)
+
+
+class State:
+    """Everything the handlers share; every method takes the one lock."""
+
+    def __init__(self, startup_config):
+        self.lock = threading.Lock()
+        self.startup_config = startup_config
+        self.shutting_down = threading.Event()
+        self._clear()
+
+    def _clear(self):
+        self.config = copy.deepcopy(self.startup_config)
+        self.jobs = {}  # id (or hash) -> job dict, in submission order
+        self.v1_count = 0
+        self.load_count = 0
+        self.scripts = []  # [{"method", "path", "replies": deque}]
+        self.log = []
+        self.admitted = collections.deque()  # monotonic times of admitted requests
+        # Set by reset and shutdown to cut scripted delays short; replaced by reset.
+        self.wake = threading.Event()
+        if self.shutting_down.is_set():
+            self.wake.set()
+
+    # --- arrival: log, quota, script ------------------------------------------
+
+    def arrive(self, method, path, query, headers, body):
+        """Logs a non-control request; returns (log entry, quota Reply or None,
+        scripted reply or None, the event that cuts its delay short). The event
+        is taken now, so a reset after the request is logged always cuts it."""
+        with self.lock:
+            entry = {"method": method, "path": path, "query": query, "headers": headers,
+                     "body": body.decode("utf-8", "replace"), "status": None, "scripted": False}
+            self.log.append(entry)
+            rejected = self._check_quota()
+            if rejected:
+                entry["status"] = rejected.status
+                return entry, rejected, None, self.wake
+            for script in self.scripts:
+                if script["method"] == method and self._path_matches(script["path"], path):
+                    reply = script["replies"].popleft()
+                    if not script["replies"]:
+                        self.scripts.remove(script)
+                    entry["scripted"] = True
+                    return entry, None, reply, self.wake
+            return entry, None, None, self.wake
+
+    @staticmethod
+    def _path_matches(pattern, path):
+        return path.startswith(pattern[:-1]) if pattern.endswith("*") else path == pattern
+
+    def _check_quota(self):
+        quota = self.config["quota"]
+        if quota is None:
+            return None
+        now = time.monotonic()
+        window = quota["window_s"]
+        while self.admitted and self.admitted[0] <= now - window:
+            self.admitted.popleft()
+        if len(self.admitted) < quota["limit"]:
+            self.admitted.append(now)
+            return None
+        retry_after = max(1, math.ceil(self.admitted[0] + window - now))
+        return Reply.json(429, {"error": "quota exceeded"}, [("Retry-After", str(retry_after))])
+
+    def record(self, entry, status):
+        """Notes the status sent for a logged request."""
+        with self.lock:
+            entry["status"] = status
+
+    # --- the normal behaviour -------------------------------------------------
+
+    def handle(self, method, path, query, body):
+        """The normal answer to a non-control request."""
+        with self.lock:
+            try:
+                return self._route(method, path, urllib.parse.parse_qs(query), body)
+            except BadRequest as e:
+                return error(400, str(e))
+
+    def _route(self, method, path, query, body):
+        parts = path.strip("/").split("/")
+        if path == "/v1/jobs":
+            return self._submit_v1(body) if method == "POST" else self._not_allowed(method, path)
+        if len(parts) == 3 and parts[:2] == ["v1", "jobs"]:
+            if method == "GET":
+                return self._poll_v1(parts[2])
+            if method == "DELETE":
+                return self._cancel_v1(parts[2])
+            return self._not_allowed(method, path)
+        if len(parts) == 4 and parts[:2] == ["v1", "jobs"] and parts[3] == "result":
+            return self._result_v1(parts[2], query) if method == "GET" else self._not_allowed(method, path)
+        if path == "/transaction/load-job":
+            return self._load_job() if method in ("POST", "GET") else self._not_allowed(method, path)
+        if path == "/transaction/get-job-data":
+            return self._get_job_data(query) if method == "GET" else self._not_allowed(method, path)
+        return error(404, f"no route for {method} {path}")
+
+    @staticmethod
+    def _not_allowed(method, path):
+        return error(405, f"method {method} not allowed on {path}")
+
+    def _submit_v1(self, body):
+        spec = parse_json_body(body)
+        if not isinstance(spec, dict):
+            raise BadRequest(f"the job must be a JSON object, got {json.dumps(spec)[:200]}")
+        tool = spec.get("tool")
+        params = spec.get("params", {})
+        steps = check_int("steps", spec.get("steps", 2))
+        outcome = spec.get("outcome", "completed")
+        if outcome not in ("completed", "failed"):
+            raise BadRequest(f'"outcome" must be "completed" or "failed", got {json.dumps(outcome)}')
+        eta = spec.get("eta_seconds")
+        if eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float))):
+            raise BadRequest(f'"eta_seconds" must be a number, got {json.dumps(eta)}')
+        items = spec.get("items")
+        if items is not None:
+            check_int("items", items)
+        self.v1_count += 1
+        job_id = f"job-{self.v1_count}"
+        self.jobs[job_id] = {
+            "id": job_id, "kind": "v1", "polls": 0, "cancelled": False, "steps": steps, "outcome": outcome,
+            "result": spec.get("result", {"tool": tool, "params": params}),
+            "error": spec.get("error", "job failed"), "eta_seconds": eta, "items": items,
+        }
+        return Reply.json(202, {"job_id": job_id, "status": "pending"}, [("Location", f"/v1/jobs/{job_id}")])
+
+    @staticmethod
+    def _v1_status(job):
+        if job["cancelled"]:
+            return "cancelled"
+        if job["polls"] == 0:
+            return "pending"
+        if job["polls"] <= job["steps"]:
+            return "pending" if job["polls"] == 1 else "running"
+        return job["outcome"]
+
+    def _poll_v1(self, job_id):
+        job = self.jobs.get(job_id)
+        if job is None or job["kind"] != "v1":
+            return error(404, f"unknown job {job_id}")
+        job["polls"] += 1
+        status = self._v1_status(job)
+        answer = {"job_id": job_id, "status": status}
+        if status in ("pending", "running"):
+            answer["progress"] = round(job["polls"] / (job["steps"] + 1), 3)
+            if job["eta_seconds"] is not None:
+                answer["eta_seconds"] = job["eta_seconds"]
+        elif status == "completed":
+            answer.update(progress=1.0, result=job["result"])
+        elif status == "failed":
+            answer.update(error=job["error"], progress=round(job["steps"] / (job["steps"] + 1), 3))
+        return Reply.json(200, answer)
+
+    def _cancel_v1(self, job_id):
+        job = self.jobs.get(job_id)
+        if job is None or job["kind"] != "v1":
+            return error(404, f"unknown job {job_id}")
+        job["cancelled"] = True
+        return Reply.json(200, {"job_id": job_id, "status": "cancelled"})
+
+    def _result_v1(self, job_id, query):
+        job = self.jobs.get(job_id)
+        if job is None or job["kind"] != "v1":
+            return error(404, f"unknown job {job_id}")
+        offset = query_int(query, "offset", 0)
+        limit = query_int(query, "limit", 10)
+        if self._v1_status(job) != "completed":
+            return error(409, "job not completed")
+        if job["items"] is None:
+            return error(404, f'job {job_id} has no paged result (it was submitted without "items")')
+        page = [{"n": i} for i in range(offset, min(offset + limit, job["items"]))]
+        return Reply.json(200, {"items": page, "offset": offset, "limit": limit, "total": job["items"]})
+
+    def _load_job(self):
+        self.load_count += 1
+        digest = hashlib.md5(f"load-job-{self.load_count}".encode()).hexdigest()
+        self.jobs[digest] = {"id": digest, "kind": "load-job", "polls": 0, "cancelled": False,
+                             **{k: self.config[k] for k in ("working_polls", "outcome", "total", "page_limit")}}
+        return Reply.json(200, {"data": {"hash": digest}})
+
+    @staticmethod
+    def _load_status(job):
+        return "working" if job["polls"] <= job["working_polls"] else job["outcome"]
+
+    def _get_job_data(self, query):
+        digest = query.get("hash", [""])[0]
+        if not digest:
+            raise BadRequest("get-job-data needs a hash query parameter, got none")
+        job = self.jobs.get(digest)
+        if job is None or job["kind"] != "load-job":
+            return error(404, "unknown hash")
+        offset = query_int(query, "offset", 0)
+        limit = query_int(query, "limit", job["page_limit"])
+        job["polls"] += 1
+        status = self._load_status(job)
+        data = {"hash": digest, "status": status, "data": [], "offset": 0, "limit": limit, "total": 0}
+        if status == "pass":
+            data.update(offset=offset, total=job["total"], data=[
+                {"id": f"tx-{i}", "number": i, "type": "Sale", "total": 10.5 + i}
+                for i in range(offset, min(offset + limit, job["total"]))])
+        elif status == "fail":
+            data["message"] = "report failed"
+        return Reply.json(200, {"data": data})
+
+    # --- control --------------------------------------------------------------
+
+    def control(self, method, path, body):
+        """The answer to a /_control/ request."""
+        routes = {("POST", "/_control/script"): self._script, ("POST", "/_control/config"): self._configure,
+                  ("GET", "/_control/log"): self._log, ("GET", "/_control/jobs"): self._jobs,
+                  ("POST", "/_control/reset"): self._reset}
+        route = routes.get((method, path))
+        if route is None:
+            return error(404, f"no control route for {method} {path}")
+        with self.lock:
+            try:
+                return route(body)
+            except BadRequest as e:
+                return error(400, str(e))
+
+    def _script(self, body):
+        spec = parse_json_body(body)
+        if not isinstance(spec, dict):
+            raise BadRequest(f"a script must be a JSON object, got {json.dumps(spec)[:200]}")
+        method, path, replies = spec.get("method"), spec.get("path"), spec.get("responses")
+        if not isinstance(method, str) or not method:
+            raise BadRequest(f'a script needs "method" (a string), got {json.dumps(method)}')
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise BadRequest(f'a script needs "path" (starting with "/"), got {json.dumps(path)}')
+        if not isinstance(replies, list) or not replies:
+            raise BadRequest(f'a script needs "responses" (a non-empty list), got {json.dumps(replies)}')
+        for reply in replies:
+            check_script_reply(reply)
+        self.scripts.append({"method": method.upper(), "path": path, "replies": collections.deque(replies)})
+        return Reply.json(200, {"method": method.upper(), "path": path, "queued": len(replies)})
+
+    def _configure(self, body):
+        changes = parse_json_body(body)
+        if not isinstance(changes, dict):
+            raise BadRequest(f"the config must be a JSON object, got {json.dumps(changes)[:200]}")
+        unknown = set(changes) - set(DEFAULT_CONFIG)
+        if unknown:
+            raise BadRequest(f"unknown config field(s) {sorted(unknown)}; known: {sorted(DEFAULT_CONFIG)}")
+        config = dict(self.config)
+        for name in ("working_polls", "total", "page_limit"):
+            if name in changes:
+                config[name] = check_int(name, changes[name])
+        if "outcome" in changes:
+            if changes["outcome"] not in ("pass", "fail"):
+                raise BadRequest(f'"outcome" must be "pass" or "fail", got {json.dumps(changes["outcome"])}')
+            config["outcome"] = changes["outcome"]
+        if "quota" in changes:
+            config["quota"] = check_quota(changes["quota"])
+            self.admitted.clear()
+        self.config = config
+        return Reply.json(200, config)
+
+    def _log(self, _body):
+        return Reply.json(200, self.log)
+
+    def _jobs(self, _body):
+        jobs = [{"id": job["id"], "kind": job["kind"], "submits": 1, "polls": job["polls"],
+                 "cancelled": job["cancelled"],
+                 "status": self._v1_status(job) if job["kind"] == "v1" else self._load_status(job)}
+                for job in self.jobs.values()]
+        return Reply.json(200, {"jobs": jobs, "load_jobs": self.load_count, "v1_jobs": self.v1_count})
+
+    def _reset(self, _body):
+        self.wake.set()
+        self._clear()
+        return Reply.json(200, self.config)
+
+    def shut_down(self):
+        """Cuts every scripted delay short (now and later)."""
+        with self.lock:
+            self.shutting_down.set()
+            self.wake.set()
+
+
+def check_quota(quota):
+    """A quota from the config: null, or {"limit": N >= 1, "window_s": S > 0}."""
+    if quota is None:
+        return None
+    if not isinstance(quota, dict) or set(quota) != {"limit", "window_s"}:
+        raise BadRequest(f'"quota" must be null or {{"limit": N, "window_s": S}}, got {json.dumps(quota)}')
+    check_int("quota.limit", quota["limit"], 1)
+    window = quota["window_s"]
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or window <= 0:
+        raise BadRequest(f'"quota.window_s" must be a number > 0, got {json.dumps(window)}')
+    return {"limit": quota["limit"], "window_s": window}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body in one segment: otherwise the body waits ~40 ms for the
+    # client's delayed ACK (Nagle), and every sequential request with it.
+    disable_nagle_algorithm = True
+
+    def do_GET(self):
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _dispatch(self):
+        state = self.server.state
+        url = urllib.parse.urlsplit(self.path)
+        try:
+            body = self._read_body()
+        except BadRequest as e:
+            self.close_connection = True
+            self._send(error(400, str(e)))
+            return
+        if url.path.startswith("/_control/"):
+            self._send(state.control(self.command, url.path, body))
+            return
+        headers = {}
+        for name, value in self.headers.items():
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        entry, rejected, script, wake = state.arrive(self.command, url.path, url.query, headers, body)
+        if rejected:
+            self._answer(entry, rejected)
+        elif script is None:
+            self._answer(entry, state.handle(self.command, url.path, url.query, body))
+        # An Event wait, not time.sleep: reset and shutdown cut it short.
+        elif script.get("delay_ms", 0) > 0 and wake.wait(script["delay_ms"] / 1000):
+            self._drop(reset=False, why="delay cut short")
+        elif script.get("action") == "close":
+            self._drop(reset=False, why="scripted close")
+        elif script.get("action") == "reset":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 1000\r\n\r\n0123456789")
+            self._drop(reset=True, why="scripted reset")
+        elif "status" in script:
+            self._answer(entry, scripted_reply(script), "scripted ")
+        else:
+            self._answer(entry, state.handle(self.command, url.path, url.query, body), "delayed ")
+
+    def _answer(self, entry, reply, kind=""):
+        """Logs the status (before sending, so a client that reads the log right
+        after the answer sees it) and sends the reply."""
+        self.server.state.record(entry, reply.status)
+        if self.server.log_requests:
+            self._print(f"{self.command} {self.path} -> {kind}{reply.status}")
+        self._send(reply)
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = b""
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    raise ConnectionAbortedError("the client closed the connection in the middle of a chunked body")
+                try:
+                    size = int(line.split(b";")[0], 16)
+                except ValueError:
+                    raise BadRequest(f"malformed chunk size line {line[:100]!r}") from None
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return body
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    raise ConnectionAbortedError("the client closed the connection in the middle of a chunk")
+                body += chunk
+                self.rfile.readline(65537)
+        length = self.headers.get("Content-Length", "0")
+        try:
+            size = int(length)
+        except ValueError:
+            size = -1
+        if size < 0:
+            raise BadRequest(f"Content-Length must be a non-negative integer, got {length!r}")
+        body = self.rfile.read(size)
+        if len(body) < size:
+            raise ConnectionAbortedError("the client closed the connection in the middle of a request body")
+        return body
+
+    def _send(self, reply):
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def _drop(self, reset, why):
+        """Closes the connection at once; with `reset`, with an RST instead of a FIN."""
+        if self.server.log_requests:
+            self._print(f"{self.command} {self.path} -> no answer ({why})")
+        self.close_connection = True
+        if reset:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The socket closes only once the file made from it (rfile) is closed too;
+        # wfile writes to the socket directly and must stay open for http.server's flush.
+        self.rfile.close()
+        self.connection.close()
+
+    def send_error(self, code, message=None, explain=None):
+        """Errors found by http.server itself (bad request line, unknown method) as JSON."""
+        self.close_connection = True
+        self._send(error(code, message or self.responses.get(code, ("error",))[0]))
+
+    def log_request(self, code="-", size="-"):
+        """Requests are printed with their outcome by _answer and _drop (with --log-requests)."""
+
+    def log_message(self, format, *args):
+        if self.server.log_requests:
+            self._print(format % args)
+
+    def _print(self, line):
+        sys.stderr.write(f"job_server {self.address_string()}: {line}\n")
+        sys.stderr.flush()
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024  # the benchmarks open 1,000 connections at once
+
+    def __init__(self, address, state, log_requests):
+        self.state = state
+        self.log_requests = log_requests
+        super().__init__(address, Handler)
+
+    def handle_error(self, request, client_address):
+        """A client that goes away mid-exchange is normal here; anything else is printed."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class Stop(Exception):
+    """Raised in the main thread by SIGTERM and SIGINT."""
+
+
+def parse_quota_option(text):
+    try:
+        limit, window = text.split("/")
+        quota = {"limit": int(limit), "window_s": float(window)}
+        return check_quota(quota)
+    except (ValueError, BadRequest) as e:
+        raise argparse.ArgumentTypeError(f"--quota wants N/SECONDS (e.g. 20/15), got {text!r} ({e})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Scriptable HTTP/1.1 job server for jobpoll's tests.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--quota", type=parse_quota_option, default=None)
+    parser.add_argument("--log-requests", action="store_true")
+    parser.add_argument("--ignore-stdin", action="store_true")
+    args = parser.parse_args()
+
+    state = State({**DEFAULT_CONFIG, "quota": args.quota})
+    server = Server((args.host, args.port), state, args.log_requests)
+    threading.Thread(target=server.serve_forever, name="serve_forever", daemon=True).start()
+
+    def stop(_signum, _frame):
+        # A second signal while shutting down must not interrupt the shutdown.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise Stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        sys.stdout.write(f"PORT {server.server_address[1]}\n")
+        sys.stdout.flush()
+        if args.ignore_stdin:
+            while True:
+                signal.pause()
+        while os.read(sys.stdin.fileno(), 4096):
+            pass
+    except Stop:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        state.shut_down()
+    # No server.shutdown(): it waits up to half a second for serve_forever to
+    # notice, and handler threads may be blocked on idle keep-alive
+    # connections. Ending the process closes every socket at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
