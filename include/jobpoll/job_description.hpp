@@ -8,8 +8,12 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <utility>
 
+#include "jobpoll/detail/url_template.hpp"
+#include "jobpoll/error.hpp"
 #include "jobpoll/http.hpp"
 
 namespace jobpoll {
@@ -36,6 +40,48 @@ struct request_template {
   std::string body;        ///< sent with the codec's content type unless `headers` set one
   http_headers headers;
 };
+
+/// Which part of a request a template is: values are percent-encoded in a URL.
+enum class template_part { url, body, header };
+
+/// `text` with its placeholders replaced by `values`, as `request_template`
+/// describes. Throws `std::system_error(errc::invalid_argument)` naming a
+/// placeholder without a value, the template and the names that have one:
+/// callers may check templates this way before sending anything.
+inline std::string expand_template(std::string_view text, const job_params& values, template_part part) {
+  std::string out;
+  out.reserve(text.size());
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto open = text.find('{', i);
+    if (open == std::string_view::npos) break;
+    const auto close = text.find('}', open + 1);
+    if (close == std::string_view::npos) break;
+    const std::string_view inside = text.substr(open + 1, close - open - 1);
+    const bool raw = inside.starts_with('+');
+    const std::string_view name = raw ? inside.substr(1) : inside;
+    out.append(text.substr(i, open - i));
+    if (!detail::is_placeholder_name(name)) {
+      out += '{';
+      i = open + 1;
+      continue;
+    }
+    const auto found = values.find(name);
+    if (found == values.end()) {
+      std::string known;
+      for (const auto& entry : values) known += (known.empty() ? "" : ", ") + entry.first;
+      static constexpr std::string_view part_names[] = {"URL", "body", "header"};
+      throw std::system_error(errc::invalid_argument,
+                              std::string(part_names[static_cast<int>(part)]) + " template \"" + std::string(text) +
+                                  "\" uses {" + std::string(inside) + "}, which has no value (known: " +
+                                  (known.empty() ? "none" : known) + ")");
+    }
+    out += raw || part != template_part::url ? found->second : detail::percent_encode(found->second);
+    i = close + 1;
+  }
+  out.append(text.substr(i));
+  return out;
+}
 
 /// Where the answer to the submit request carries the job's handle.
 struct handle_source {
