@@ -3,7 +3,9 @@
     conan create . --build=missing          # package it (tests off)
 
 Consumers: `requires = "jobpoll/0.1.0"`, then with CMakeDeps
-`find_package(jobpoll CONFIG REQUIRED)` and `jobpoll::jobpoll`.
+`find_package(jobpoll CONFIG REQUIRED)` and `jobpoll::jobpoll`. The options
+with_json and with_curl add the leaf targets jobpoll::json (nlohmann_json)
+and jobpoll::curl (libcurl).
 """
 import os
 import re
@@ -24,6 +26,8 @@ class JobpollConan(ConanFile):
     topics = ("asio", "coroutines", "polling", "rate-limiting", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
+    options = {"with_json": [True, False], "with_curl": [True, False]}
+    default_options = {"with_json": True, "with_curl": True}
     exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "LICENSE"
     no_copy_source = True
 
@@ -40,6 +44,10 @@ class JobpollConan(ConanFile):
     def requirements(self):
         # Public headers include Asio's: consumers get its headers and defines.
         self.requires("asio/1.22.1", transitive_headers=True)
+        if self.options.with_json:
+            self.requires("nlohmann_json/3.11.2", transitive_headers=True)
+        if self.options.with_curl:
+            self.requires("libcurl/[>=7.78 <9]", transitive_headers=True)
 
     def package_id(self):
         self.info.clear()
@@ -52,6 +60,7 @@ class JobpollConan(ConanFile):
         tc.cache_variables["JOBPOLL_BUILD_TESTS"] = False
         tc.cache_variables["JOBPOLL_BUILD_EXAMPLES"] = False
         tc.cache_variables["JOBPOLL_BUILD_BENCH"] = False
+        tc.cache_variables["JOBPOLL_BUILD_TOOLS"] = False
         tc.cache_variables["JOBPOLL_INSTALL"] = True
         # cmake/JobpollAsio.cmake looks for asio.hpp; point it at Conan's Asio.
         tc.cache_variables["JOBPOLL_ASIO_INCLUDE_DIR"] = \
@@ -73,10 +82,24 @@ class JobpollConan(ConanFile):
 
     def package_info(self):
         self.cpp_info.set_property("cmake_file_name", "jobpoll")
-        self.cpp_info.set_property("cmake_target_name", "jobpoll::jobpoll")
-        self.cpp_info.bindirs = []
-        self.cpp_info.libdirs = []
+        core = self.cpp_info.components["core"]
+        core.set_property("cmake_target_name", "jobpoll::jobpoll")
+        core.bindirs = []
+        core.libdirs = []
+        core.requires = ["asio::asio"]
         # The same usage requirements as the CMake package (cmake/JobpollAsio.cmake):
         # clang 14 with libstdc++ only enables Asio's coroutines when told to.
         if self.settings.get_safe("compiler") == "clang":
-            self.cpp_info.defines.append("ASIO_HAS_CO_AWAIT=1")
+            core.defines.append("ASIO_HAS_CO_AWAIT=1")
+        if self.options.with_json:
+            json = self.cpp_info.components["json"]
+            json.set_property("cmake_target_name", "jobpoll::json")
+            json.bindirs = []
+            json.libdirs = []
+            json.requires = ["core", "nlohmann_json::nlohmann_json"]
+        if self.options.with_curl:
+            curl = self.cpp_info.components["curl"]
+            curl.set_property("cmake_target_name", "jobpoll::curl")
+            curl.bindirs = []
+            curl.libdirs = []
+            curl.requires = ["core", "libcurl::libcurl"]

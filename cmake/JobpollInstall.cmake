@@ -10,13 +10,11 @@
 # tests/packaging/check_install_layout.cmake checks exactly this list, and the
 # vcpkg port (ports/jobpoll) and conanfile.py rely on it.
 #
-# Adding a component later (e.g. jobpoll::curl, a leaf with its own dependency):
-#   install(TARGETS jobpoll_curl EXPORT jobpoll-curl-targets)
-#   install(EXPORT jobpoll-curl-targets NAMESPACE jobpoll:: DESTINATION ${JOBPOLL_INSTALL_CMAKEDIR})
-#   install(FILES cmake/jobpoll-curl.cmake DESTINATION ${JOBPOLL_INSTALL_CMAKEDIR})
-# where cmake/jobpoll-curl.cmake calls _jobpoll_find_component_dependency(curl CURL)
-# and includes jobpoll-curl-targets.cmake (see cmake/jobpollConfig.cmake.in);
-# users then write find_package(jobpoll CONFIG REQUIRED COMPONENTS curl).
+# Components, each a leaf target with its own third-party dependency, add
+#   <prefix>/share/cmake/jobpoll/jobpoll-<name>.cmake           finds the dependency
+#   <prefix>/share/cmake/jobpoll/jobpoll-<name>-targets.cmake   jobpoll::<name>
+# for users of find_package(jobpoll CONFIG REQUIRED COMPONENTS json curl):
+#   json: jobpoll::json on nlohmann_json; curl: jobpoll::curl on CURL.
 include(CMakePackageConfigHelpers)
 
 install(TARGETS jobpoll EXPORT jobpollTargets)
@@ -55,3 +53,16 @@ install(FILES
   DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
 # Not CMAKE_INSTALL_DOCDIR: that cache variable names the top-level project.
 install(FILES "${jobpoll_SOURCE_DIR}/LICENSE" DESTINATION "${CMAKE_INSTALL_DATAROOTDIR}/doc/jobpoll")
+
+# --- components -------------------------------------------------------------------
+foreach(_jobpoll_component IN ITEMS json curl)
+  if(TARGET jobpoll_${_jobpoll_component})
+    install(TARGETS jobpoll_${_jobpoll_component} EXPORT jobpoll-${_jobpoll_component}-targets)
+    install(EXPORT jobpoll-${_jobpoll_component}-targets
+      NAMESPACE jobpoll::
+      FILE jobpoll-${_jobpoll_component}-targets.cmake
+      DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
+    install(FILES "${jobpoll_SOURCE_DIR}/cmake/jobpoll-${_jobpoll_component}.cmake"
+      DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
+  endif()
+endforeach()

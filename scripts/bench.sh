@@ -3,8 +3,9 @@
 # runs them, each against its hand-written Asio baseline in the same process,
 # then prints every ratio once more at the end. About 3-4 minutes on 2 cores.
 #
-#   scripts/bench.sh                      all three
-#   scripts/bench.sh poll_overhead ...    a subset: poll_overhead, many_pollers, limiter_throughput
+#   scripts/bench.sh                      all four
+#   scripts/bench.sh poll_overhead ...    a subset: poll_overhead, many_pollers, limiter_throughput,
+#                                         curl_transport (against the loopback job server)
 #
 # REPS=<n> sets the Google Benchmark repetitions (default 5; medians are
 # compared); MANY_REPS=<n> the fresh-process runs per many_pollers

@@ -3,9 +3,8 @@
 # Debian 12 packages that building and testing jobpoll needs, and nothing
 # when they are all there already.
 
-# The one list of system packages jobpoll's build, tests, examples and
-# benchmarks use. Add new dependencies here (e.g. libcurl4-openssl-dev,
-# nlohmann-json3-dev).
+# The one list of system packages jobpoll's build, tests, examples, tool and
+# benchmarks use. Add new dependencies here.
 JOBPOLL_APT_PACKAGES=(
   g++                 # the main compiler (pulls libc6-dev, libstdc++-12-dev)
   clang               # the second compiler
@@ -15,6 +14,10 @@ JOBPOLL_APT_PACKAGES=(
   libgtest-dev
   libgmock-dev
   libbenchmark-dev
+  libcurl4-openssl-dev  # jobpoll::curl, the HTTP transport (libcurl 7.88, OpenSSL 3, HTTP/2)
+  nlohmann-json3-dev    # jobpoll::json, the JSON codec
+  libcli11-dev          # the jobpoll command-line tool's flag parser
+  python3               # the loopback job server of the integration tests and the demo
 )
 
 jobpoll_missing_packages() {

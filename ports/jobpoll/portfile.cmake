@@ -11,12 +11,15 @@ get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 # Header-only: one (release) configuration is enough.
 set(VCPKG_BUILD_TYPE release)
 
+# The features json and curl bring nlohmann-json and curl; jobpoll's CMake
+# then finds them and installs the components jobpoll::json and jobpoll::curl.
 vcpkg_cmake_configure(
   SOURCE_PATH "${SOURCE_PATH}"
   OPTIONS
     -DJOBPOLL_BUILD_TESTS=OFF
     -DJOBPOLL_BUILD_EXAMPLES=OFF
     -DJOBPOLL_BUILD_BENCH=OFF
+    -DJOBPOLL_BUILD_TOOLS=OFF
     -DJOBPOLL_INSTALL=ON
 )
 vcpkg_cmake_install()

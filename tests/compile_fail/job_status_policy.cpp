@@ -8,5 +8,5 @@ int main() {
   asio::io_context ctx;
   jobpoll::scripted_transport transport(ctx.get_executor());
   auto status = [](const std::string& body) { return body == "done"; };  // not a poll_status, not a document
-  jobpoll::job_client client(transport, {}, status, jobpoll::json_codec{});
+  jobpoll::job_client<jobpoll::scripted_transport, jobpoll::json_codec, decltype(status)> client(transport, {}, status);
 }

@@ -29,8 +29,9 @@ set(expected ${headers}
   ${package_dir}/jobpollTargets.cmake
   ${package_dir}/JobpollAsio.cmake
   share/doc/jobpoll/LICENSE)
-# Components add their files here: ${package_dir}/jobpoll-<name>.cmake and
-# ${package_dir}/jobpoll-<name>-targets.cmake.
+foreach(component IN ITEMS json curl)
+  list(APPEND expected ${package_dir}/jobpoll-${component}.cmake ${package_dir}/jobpoll-${component}-targets.cmake)
+endforeach()
 file(GLOB_RECURSE installed RELATIVE "${PREFIX}" "${PREFIX}/*")
 # Per-configuration export files (jobpollTargets-<config>.cmake) only appear
 # for targets with binaries; a header-only package has none.
