@@ -11,7 +11,6 @@
 #include <functional>
 #include <optional>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include <asio/bind_cancellation_slot.hpp>
@@ -28,17 +27,17 @@
 #include <jobpoll/retry_after.hpp>
 #include <jobpoll/transport/curl.hpp>
 
+#include "job_outcome.hpp"
 #include "loopback_server.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
+using namespace jobpoll_test;
 using testing::HasSubstr;
 using json = nlohmann::json;
 using status_type = jobpoll::field_status<jobpoll::json_codec>;
 using client_type = jobpoll::job_client<jobpoll::curl_transport, jobpoll::json_codec, status_type>;
-using result_type = jobpoll::job_result<json>;
-using outcome = std::variant<result_type, jobpoll::job_error>;
 
 class FaultMatrix : public ::testing::Test {
  protected:
@@ -70,38 +69,18 @@ class FaultMatrix : public ::testing::Test {
     return o;
   }
 
-  outcome finish(asio::awaitable<result_type> op, asio::cancellation_slot slot = {}) {
-    std::optional<outcome> out;
-    asio::co_spawn(ctx, std::move(op), asio::bind_cancellation_slot(slot, [&](std::exception_ptr e, result_type r) {
-                     if (!e) return out.emplace(std::move(r)), void();
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const jobpoll::job_error& error) {
-                       out.emplace(error);
-                     }
-                   }));
+  job_outcome finish(asio::awaitable<job_result> op, asio::cancellation_slot slot = {}) {
+    std::optional<job_outcome> out;
+    asio::co_spawn(ctx, std::move(op), store_outcome(out, slot));
     ctx.run();
     ctx.restart();
     EXPECT_TRUE(out.has_value());
-    return out ? std::move(*out) : outcome{};
+    return out ? std::move(*out) : job_outcome{};
   }
 
-  outcome run_job(const json& body, jobpoll::poll_options o) {
+  job_outcome run_job(const json& body, jobpoll::poll_options o) {
     jobpoll::job_params params{{"body", body.dump()}};
     return finish(client.run(params, std::move(o)));
-  }
-
-  static const result_type& success(const outcome& v) {
-    if (const auto* e = std::get_if<jobpoll::job_error>(&v)) ADD_FAILURE() << "job failed: " << e->what();
-    static const result_type none{};
-    const auto* r = std::get_if<result_type>(&v);
-    return r ? *r : none;
-  }
-  static const jobpoll::job_error& failure(const outcome& v) {
-    static const jobpoll::job_error none({}, "", {}, {}, jobpoll::job_phase::submit, {}, {});
-    const auto* e = std::get_if<jobpoll::job_error>(&v);
-    if (!e) ADD_FAILURE() << "the job succeeded";
-    return e ? *e : none;
   }
 
   // Requests the server answered or cut, as "METHOD path" lines.
@@ -280,7 +259,7 @@ TEST_F(FaultMatrix, CancellationWhileARequestIsInFlightEndsAtOnceAndCancelsRemot
   };
   watch();
   const auto o = fast();
-  auto job = [&]() -> asio::awaitable<result_type> {
+  auto job = [&]() -> asio::awaitable<job_result> {
     jobpoll::job_params params{{"body", json{{"steps", 3}}.dump()}};
     try {
       jobpoll::job_handle handle = co_await client.submit(params, o);

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <optional>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include <asio/bind_cancellation_slot.hpp>
@@ -22,16 +21,18 @@
 #include <jobpoll/testing/manual_clock.hpp>
 #include <jobpoll/transport/scripted.hpp>
 
+#include "job_outcome.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
+using namespace jobpoll_test;
 using jobpoll::testing::manual_clock;
 using testing::HasSubstr;
 using json = nlohmann::json;
 using transport_type = jobpoll::basic_scripted_transport<manual_clock>;
 using status_type = jobpoll::field_status<jobpoll::json_codec>;
 using client_type = jobpoll::job_client<transport_type, jobpoll::json_codec, status_type>;
-using result_type = jobpoll::job_result<json>;
 using options = jobpoll::basic_poll_options<manual_clock>;
 
 constexpr const char* base = "http://api.test";
@@ -100,40 +101,16 @@ class JobClientTest : public ::testing::Test {
 
   // Runs `op` to its end on the manual clock; the job's result or its error.
   template <class Op>
-  std::variant<result_type, jobpoll::job_error> finish(Op op, asio::cancellation_slot slot = {}) {
-    std::optional<std::variant<result_type, jobpoll::job_error>> out;
-    asio::co_spawn(ctx, std::move(op), asio::bind_cancellation_slot(slot, [&](std::exception_ptr e, result_type r) {
-                     if (!e) {
-                       out.emplace(std::move(r));
-                       return;
-                     }
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const jobpoll::job_error& error) {
-                       out.emplace(error);
-                     }
-                   }));
+  job_outcome finish(Op op, asio::cancellation_slot slot = {}) {
+    std::optional<job_outcome> out;
+    asio::co_spawn(ctx, std::move(op), store_outcome(out, slot));
     manual_clock::run(ctx);
     EXPECT_TRUE(out.has_value()) << "the job did not finish";
-    return out ? std::move(*out) : std::variant<result_type, jobpoll::job_error>{};
+    return out ? std::move(*out) : job_outcome{};
   }
 
-  std::variant<result_type, jobpoll::job_error> run(client_type& client, jobpoll::job_params params, options o) {
+  job_outcome run(client_type& client, jobpoll::job_params params, options o) {
     return finish(client.run(std::move(params), std::move(o)));
-  }
-
-  static const result_type& success(const std::variant<result_type, jobpoll::job_error>& v) {
-    if (const auto* e = std::get_if<jobpoll::job_error>(&v)) ADD_FAILURE() << "job failed: " << e->what();
-    static const result_type none{};
-    const auto* r = std::get_if<result_type>(&v);
-    return r ? *r : none;
-  }
-
-  static const jobpoll::job_error& failure(const std::variant<result_type, jobpoll::job_error>& v) {
-    static const jobpoll::job_error none({}, "", {}, {}, jobpoll::job_phase::submit, {}, {});
-    const auto* e = std::get_if<jobpoll::job_error>(&v);
-    if (!e) ADD_FAILURE() << "the job succeeded";
-    return e ? *e : none;
   }
 
   std::vector<std::string> sent() const {
@@ -520,7 +497,7 @@ TEST_F(JobClientTest, PagesThatStopBeforeTheTotalAreAnErrorNotAShortResult) {
 TEST_F(JobClientTest, PlaceholderWithoutAValueIsAnInvalidArgumentNamingIt) {
   client_type client(transport, load_job(), load_job_status());
   std::optional<std::string> what;
-  asio::co_spawn(ctx, client.run({}, exact()), [&](std::exception_ptr e, result_type) {
+  asio::co_spawn(ctx, client.run({}, exact()), [&](std::exception_ptr e, job_result) {
     try {
       std::rethrow_exception(e);
     } catch (const std::system_error& error) {
