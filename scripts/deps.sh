@@ -18,6 +18,8 @@ JOBPOLL_APT_PACKAGES=(
   nlohmann-json3-dev    # jobpoll::json, the JSON codec
   libcli11-dev          # the jobpoll command-line tool's flag parser
   python3               # the loopback job server of the integration tests and the demo
+  openssl               # certificates for the TLS integration tests
+  ca-certificates       # the system CA bundle libcurl verifies against by default (the TLS tests expect it)
 )
 
 jobpoll_missing_packages() {

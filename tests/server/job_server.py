@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""A scriptable HTTP/1.1 job server on loopback, for jobpoll's integration tests,
-demo and benchmarks. Python 3 standard library only.
+"""A scriptable HTTP/1.1 job server on loopback (HTTPS with --tls-cert and --tls-key),
+for jobpoll's integration tests, demo and benchmarks. Python 3 standard library only.
 
 Usage
 -----
     python3 job_server.py [--port 0] [--host 127.0.0.1] [--quota N/SECONDS]
                           [--log-requests] [--ignore-stdin]
+                          [--tls-cert FILE --tls-key FILE]
 
 --port           port to bind; 0 (the default) lets the OS choose a free port.
 --host           address to bind (default 127.0.0.1).
@@ -14,6 +15,14 @@ Usage
 --log-requests   print one line per request to stderr (silent by default).
 --ignore-stdin   do not exit when stdin reaches EOF (for shell scripts that start
                  the server in the background, where stdin is /dev/null).
+--tls-cert FILE  serve HTTPS instead of HTTP, with this certificate chain (PEM, the
+                 server's certificate first); needs --tls-key. Every endpoint works
+                 the same over TLS, control endpoints included. ALPN offers
+                 http/1.1 only.
+--tls-key FILE   the unencrypted PEM private key of --tls-cert; needs --tls-cert.
+                 A client that rejects the certificate just ends its connection:
+                 nothing is logged and nothing is printed (one line with
+                 --log-requests).
 
 Once bound, the server prints exactly one line "PORT <n>" to stdout and flushes.
 It exits with status 0 on SIGTERM or SIGINT, and when its stdin reaches EOF
@@ -152,6 +161,7 @@ import math
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -662,6 +672,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.server.log_requests:
             self._print(format % args)
 
+    def setup(self):
+        """Over TLS, the handshake first (in this connection's thread): a client
+        that rejects the certificate raises here and is dropped by handle_error."""
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.do_handshake()
+            except OSError as e:
+                if self.server.log_requests:
+                    self._print(f"TLS handshake failed: {e}")
+                raise
+        super().setup()
+
     def _print(self, line):
         sys.stderr.write(f"job_server {self.address_string()}: {line}\n")
         sys.stderr.flush()
@@ -672,14 +694,20 @@ class Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024  # the benchmarks open 1,000 connections at once
 
-    def __init__(self, address, state, log_requests):
+    def __init__(self, address, state, log_requests, tls_context=None):
         self.state = state
         self.log_requests = log_requests
         super().__init__(address, Handler)
+        if tls_context is not None:
+            # No handshake in accept(): it would run on the serve_forever thread,
+            # where one slow or failing client holds up every other connection.
+            # Handler.setup does it in the connection's own thread.
+            self.socket = tls_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def handle_error(self, request, client_address):
-        """A client that goes away mid-exchange is normal here; anything else is printed."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
+        """A client that goes away mid-exchange, or ends a TLS handshake because it
+        rejects the certificate, is normal here; anything else is printed."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
             return
         super().handle_error(request, client_address)
 
@@ -697,17 +725,38 @@ def parse_quota_option(text):
         raise argparse.ArgumentTypeError(f"--quota wants N/SECONDS (e.g. 20/15), got {text!r} ({e})")
 
 
+def tls_context(parser, cert, key):
+    """The server's TLS context for --tls-cert and --tls-key (None for plain HTTP);
+    a usage error if only one is given or the pair cannot be loaded."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        parser.error(f"--tls-cert and --tls-key go together, got only {'--tls-cert' if key is None else '--tls-key'}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except OSError as e:
+        parser.error(f"cannot load --tls-cert {cert!r} with --tls-key {key!r}: {e}")
+    # The handler speaks HTTP/1.1 only: a client that offers h2 settles on http/1.1.
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 def main():
-    parser = argparse.ArgumentParser(description="Scriptable HTTP/1.1 job server for jobpoll's tests.")
+    parser = argparse.ArgumentParser(
+        description="Scriptable HTTP/1.1 job server for jobpoll's tests (HTTPS with --tls-cert and --tls-key).")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--quota", type=parse_quota_option, default=None)
     parser.add_argument("--log-requests", action="store_true")
     parser.add_argument("--ignore-stdin", action="store_true")
+    parser.add_argument("--tls-cert", metavar="FILE")
+    parser.add_argument("--tls-key", metavar="FILE")
     args = parser.parse_args()
+    tls = tls_context(parser, args.tls_cert, args.tls_key)
 
     state = State({**DEFAULT_CONFIG, "quota": args.quota})
-    server = Server((args.host, args.port), state, args.log_requests)
+    server = Server((args.host, args.port), state, args.log_requests, tls)
     threading.Thread(target=server.serve_forever, name="serve_forever", daemon=True).start()
 
     def stop(_signum, _frame):
