@@ -416,12 +416,18 @@ class job_client {
     } catch (const std::system_error& e) {
       outcome = e.what();
     }
+    failure.cancel_ = remote_cancel::failed;
     if (request) {
-      auto cancelled = co_await try_poll_until(exchange(std::move(*request)), cancel_policy{}, std::move(cancelling));
-      outcome = cancelled.error ? cancelled.message : cancelled.status.detail;
-      failure.cancel_ = cancelled.error ? remote_cancel::failed : remote_cancel::sent;
-    } else {
-      failure.cancel_ = remote_cancel::failed;
+      // Bounded as a whole: a poll's first limiter wait is not held to its
+      // deadline, but a cancel must not wait out a long limiter pause.
+      auto send = [&] { return try_poll_until(exchange(*request), cancel_policy{}, cancelling); };
+      std::optional<poll_result<answer>> cancelled;
+      if (!co_await detail::poll_with_timeout<Clock>(send, description_.cancel_timeout, cancelled)) {
+        outcome = "no answer within " + detail::format_seconds(description_.cancel_timeout) + ", limiter wait included";
+      } else {
+        outcome = cancelled->error ? cancelled->message : cancelled->status.detail;
+        if (!cancelled->error) failure.cancel_ = remote_cancel::sent;
+      }
     }
     failure.append_to_message(failure.cancel_ == remote_cancel::sent ? "; remote cancel sent (" + outcome + ")"
                                                                      : "; remote cancel failed: " + outcome);

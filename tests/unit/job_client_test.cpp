@@ -376,6 +376,26 @@ TEST_F(JobClientTest, RemoteCancelFailureIsReportedNotHidden) {
   EXPECT_THAT(e.what(), HasSubstr("HTTP 403, body: forbidden"));
 }
 
+TEST_F(JobClientTest, RemoteCancelGivesUpWhenTheLimiterHoldsItPastTheCancelTimeout) {
+  auto d = job_api();
+  d.cancel_timeout = 3s;
+  transport.on("POST", std::string(base) + "/v1/jobs").reply(202, "{}", {{"Location", "/v1/jobs/job-1"}});
+  transport.on("GET", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"running"})").repeat();
+  jobpoll::basic_sliding_window_limiter<manual_clock> limiter(ctx.get_executor(), 2, 1h);
+  client_type client(transport, d, job_api_status());
+  options o = exact();
+  o.deadline = 5s;
+  o.limiter = limiter;
+  jobpoll::job_params params{{"tool", "t"}};
+  const auto outcome_e = run(client, params, o);
+  const auto& e = failure(outcome_e);
+  EXPECT_EQ(e.code(), jobpoll::errc::timeout);  // the second poll could not start before the deadline
+  EXPECT_EQ(e.cancel_state(), jobpoll::remote_cancel::failed);
+  EXPECT_THAT(e.what(), HasSubstr("; remote cancel failed: no answer within 3.000s, limiter wait included"));
+  EXPECT_EQ(transport.count("DELETE", "*"), 0u);
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 8s);  // the deadline, then the cancel timeout
+}
+
 TEST_F(JobClientTest, WithoutACancelRequestTheErrorSaysSo) {
   transport.on("POST", std::string(base) + "/transaction/load-job?site=S").reply(200, R"({"data":{"hash":"h1"}})");
   transport.on("GET", std::string(base) + "/transaction/get-job-data?hash=h1").reply(200, working()).repeat();
