@@ -40,6 +40,7 @@
 #include <jobpoll/transport/curl.hpp>
 
 #include "job_outcome.hpp"
+#include "curl_exchange.hpp"
 #include "loopback_server.hpp"
 
 namespace {
@@ -55,18 +56,11 @@ using json = nlohmann::json;
 using status_type = jobpoll::field_status<jobpoll::json_codec>;
 using client_type = jobpoll::job_client<jobpoll::curl_transport, jobpoll::json_codec, status_type>;
 
-struct outcome {
-  std::error_code ec;
-  http_response response;
-};
-
 // What `on_error` reported for one failed request.
 struct report {
   std::error_code ec;
   std::string detail;
 };
-
-std::error_code curl_code(CURLcode c) { return {c, curl_category()}; }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -182,20 +176,7 @@ class curl_tls_test : public ::testing::Test {
     return r;
   }
 
-  // Runs the context until `done` holds; 30 s without any handler is a failure guard.
-  void run_until(const std::function<bool()>& done) {
-    ctx.restart();
-    while (!done()) ASSERT_NE(ctx.run_one_for(30s), 0u) << "no handler ran for 30 s";
-  }
-
-  outcome send(curl_transport& t, http_request r) {
-    std::optional<outcome> out;
-    t.async_request(std::move(r), [&](std::error_code ec, http_response response) {
-      out = outcome{ec, std::move(response)};
-    });
-    run_until([&] { return out.has_value(); });
-    return out.value_or(outcome{});
-  }
+  outcome send(curl_transport& t, http_request r) { return jobpoll_test::send(ctx, t, std::move(r)); }
 
   // Default options, except that every failure `on_error` reports is appended to `reports`.
   curl_options reporting() {

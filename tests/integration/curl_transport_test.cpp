@@ -33,11 +33,14 @@
 #include <jobpoll/poll_until.hpp>
 #include <jobpoll/transport/curl.hpp>
 
+#include "curl_exchange.hpp"
 #include "loopback_server.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
+using jobpoll_test::curl_code;
+using jobpoll_test::outcome;
 using jobpoll::curl_category;
 using jobpoll::curl_options;
 using jobpoll::curl_transport;
@@ -45,13 +48,6 @@ using jobpoll::http_request;
 using jobpoll::http_response;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
-
-struct outcome {
-  std::error_code ec;
-  http_response response;
-};
-
-std::error_code curl_code(CURLcode c) { return {c, curl_category()}; }
 
 // A loopback port nothing listens on: bound, then closed.
 int closed_port() {
@@ -83,12 +79,6 @@ class curl_transport_test : public ::testing::Test {
     return r;
   }
 
-  // Runs the context until `done` holds; 30 s without any handler is a failure guard.
-  void run_until(const std::function<bool()>& done) {
-    ctx.restart();
-    while (!done()) ASSERT_NE(ctx.run_one_for(30s), 0u) << "no handler ran for 30 s";
-  }
-
   // Runs the context until the server has logged `n` requests (a failure guard of 30 s).
   void run_until_logged(std::size_t n) {
     const auto guard = std::chrono::steady_clock::now() + 30s;
@@ -106,14 +96,17 @@ class curl_transport_test : public ::testing::Test {
     ASSERT_TRUE(ctx.stopped()) << "work left after 30 s";
   }
 
-  outcome send(curl_transport& t, http_request r) {
-    std::optional<outcome> out;
-    t.async_request(std::move(r), [&](std::error_code ec, http_response response) {
-      out = outcome{ec, std::move(response)};
-    });
-    run_until([&] { return out.has_value(); });
-    return out.value_or(outcome{});
+  // Options whose on_error appends curl's account of each failure to `details`.
+  static curl_options collecting_details(std::vector<std::string>& details) {
+    curl_options options;
+    options.on_error = [&details](std::string_view, std::string_view, std::error_code, std::string_view detail) {
+      details.emplace_back(detail);
+    };
+    return options;
   }
+
+  outcome send(curl_transport& t, http_request r) { return jobpoll_test::send(ctx, t, std::move(r)); }
+  void run_until(const std::function<bool()>& done) { jobpoll_test::run_until(ctx, done); }
 };
 
 // --- requests and responses ----------------------------------------------------
@@ -335,10 +328,7 @@ TEST_F(curl_transport_test, CloseWithoutAnswerIsAConnectionReset) {
 TEST_F(curl_transport_test, NothingListeningIsConnectionRefused) {
   const int port = closed_port();
   std::vector<std::string> details;
-  curl_options options;
-  options.on_error = [&](std::string_view, std::string_view, std::error_code, std::string_view detail) {
-    details.emplace_back(detail);
-  };
+  curl_options options = collecting_details(details);
   curl_transport t(ctx.get_executor(), options);
   http_request r;
   r.url = "http://127.0.0.1:" + std::to_string(port) + "/v1/jobs";
@@ -356,10 +346,7 @@ TEST_F(curl_transport_test, AnUnknownHostIsNotTransient) {
   // A reserved name (RFC 2606) no resolver knows; it goes through curl's
   // threaded resolver, whose wake-up socket the transport watches but never closes.
   std::vector<std::string> details;
-  curl_options options;
-  options.on_error = [&](std::string_view, std::string_view, std::error_code, std::string_view detail) {
-    details.emplace_back(detail);
-  };
+  curl_options options = collecting_details(details);
   curl_transport t(ctx.get_executor(), options);
   http_request r;
   r.url = "http://jobpoll-test.invalid/v1/jobs";
