@@ -24,6 +24,7 @@ enum class errc {
   poll_exception,     ///< the poll operation threw an exception that is not a std::system_error
   permanent_error,    ///< a status policy called an attempt permanent without a more precise code
   invalid_argument,   ///< a poll option or argument was out of range
+  invalid_checkpoint, ///< a batch checkpoint is unreadable, corrupt or another batch's
 };
 
 namespace detail {
@@ -47,6 +48,7 @@ class error_category_impl final : public std::error_category {
       case errc::poll_exception: return "poll operation threw an exception";
       case errc::permanent_error: return "permanent error";
       case errc::invalid_argument: return "invalid argument";
+      case errc::invalid_checkpoint: return "invalid batch checkpoint";
     }
     return "unknown jobpoll error " + std::to_string(value);
   }

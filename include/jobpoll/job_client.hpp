@@ -63,9 +63,16 @@ struct job_result {
 /// Which step of a job a `job_error` comes from.
 enum class job_phase { submit, poll, result };
 
+/// What `job_client::wait` does with the remote job when its caller cancels
+/// the wait (a timeout or exhausted retries always cancel it remotely).
+enum class on_cancel {
+  cancel_job,  ///< send the description's cancel request: the job is given up
+  keep_job,    ///< leave it running: the handle in the error polls it again later
+};
+
 /// What happened to the remote cancel request when a job client gave up on a job.
 enum class remote_cancel {
-  not_applicable,  ///< the job ended, its handle expired, or it was never submitted
+  not_applicable,  ///< the job ended, its handle expired, it was never submitted, or it was kept (`on_cancel::keep_job`)
   not_configured,  ///< the job description has no cancel request
   sent,            ///< the server accepted the cancel request (2xx, or 404/410: already gone)
   failed,          ///< it could not be sent or the server refused it (see the message)
@@ -206,9 +213,12 @@ class job_client {
   /// `http_error`, or `operation_aborted` when cancelled. On cancellation,
   /// timeout and exhausted retries the description's cancel request is sent
   /// first, once, within `cancel_timeout` (`cancel_state()` says how it
-  /// went); a second cancellation abandons it.
+  /// went); a second cancellation abandons it. With `on_cancel::keep_job` a
+  /// cancellation sends nothing: the job keeps running and the error's
+  /// handle (progress and remaining budget included) resumes it.
   template <clock Clock>
-  asio::awaitable<job_result<value_type>> wait(job_handle handle, basic_poll_options<Clock> options) {
+  asio::awaitable<job_result<value_type>> wait(job_handle handle, basic_poll_options<Clock> options,
+                                               on_cancel when_cancelled) {
     if (handle.remaining) options.deadline = *handle.remaining;
     const auto end = end_of(options.deadline, Clock::now());
     basic_poll_options<Clock> polling = phase_options(options, end);
@@ -223,7 +233,8 @@ class job_client {
     if (polled.error) {
       job_error failure = to_job_error(std::move(polled), job_phase::poll, handle, "polling job " + detail::in_quotes(handle.id));
       const auto ec = failure.code();
-      if (ec == asio::error::operation_aborted || ec == errc::timeout || ec == errc::retries_exhausted) {
+      const bool aborted = ec == asio::error::operation_aborted;
+      if ((aborted && when_cancelled == on_cancel::cancel_job) || ec == errc::timeout || ec == errc::retries_exhausted) {
         if (description_.cancel) {
           // A fresh cancellation state: the caller's cancellation ended the
           // poll and must not also stop the cancel request (Asio would throw
@@ -240,6 +251,10 @@ class job_client {
     job_result<value_type> result{{}, std::move(handle), polled.stats, 0, std::move(polled.response->http)};
     co_await collect_result(result, std::move(*polled.response->value), options, end);
     co_return result;
+  }
+  template <clock Clock>
+  asio::awaitable<job_result<value_type>> wait(job_handle handle, basic_poll_options<Clock> options) {
+    return wait(std::move(handle), std::move(options), on_cancel::cancel_job);
   }
   asio::awaitable<job_result<value_type>> wait(job_handle handle) { return wait(std::move(handle), poll_options{}); }
 

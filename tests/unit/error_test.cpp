@@ -18,7 +18,7 @@ TEST(ErrorCategory, NameAndMessages) {
   std::error_code ec = errc::timeout;
   EXPECT_EQ(&ec.category(), &jobpoll::error_category());
   EXPECT_EQ(ec.message(), "deadline passed before the job finished");
-  for (int v = static_cast<int>(errc::timeout); v <= static_cast<int>(errc::permanent_error); ++v) {
+  for (int v = static_cast<int>(errc::timeout); v <= static_cast<int>(errc::invalid_checkpoint); ++v) {
     std::error_code e(v, jobpoll::error_category());
     EXPECT_THAT(e.message(), ::testing::Not(HasSubstr("unknown jobpoll error"))) << v;
   }

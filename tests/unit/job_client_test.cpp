@@ -360,6 +360,44 @@ TEST_F(JobClientTest, CallerCancellationSendsTheRemoteCancel) {
                                            "GET http://api.test/v1/jobs/job-1", "DELETE http://api.test/v1/jobs/job-1"));
 }
 
+TEST_F(JobClientTest, KeepJobCancellationSendsNothingAndReturnsAResumableHandle) {
+  transport.on("GET", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"running"})").repeat();
+  client_type client(transport, job_api(), job_api_status());
+  asio::cancellation_signal stop;
+  jobpoll::poll_hooks hooks;
+  hooks.on_poll = [&](const jobpoll::poll_event& e) {
+    if (e.attempt == 3) stop.emit(asio::cancellation_type::terminal);
+  };
+  options o = exact();
+  o.hooks = &hooks;
+  o.deadline = 60s;
+  jobpoll::job_handle handle{"/v1/jobs/job-1", {{"tool", "t"}}, {}, {}};
+  const auto outcome_e = finish(client.wait(handle, o, jobpoll::on_cancel::keep_job), stop.slot());
+  const auto& e = failure(outcome_e);
+  EXPECT_EQ(e.code(), asio::error::operation_aborted);
+  EXPECT_EQ(e.cancel_state(), jobpoll::remote_cancel::not_applicable);
+  EXPECT_THAT(e.what(), testing::Not(HasSubstr("remote cancel")));
+  ASSERT_TRUE(e.handle().has_value());
+  EXPECT_EQ(e.handle()->id, "/v1/jobs/job-1");
+  EXPECT_EQ(e.handle()->progress.attempts, 3u);
+  EXPECT_EQ(e.handle()->remaining, 56s);  // polls at 0, 2 and 4 s of 60 s
+  EXPECT_EQ(transport.count("DELETE", "*"), 0u);
+}
+
+TEST_F(JobClientTest, KeepJobStillCancelsRemotelyOnTimeout) {
+  transport.on("GET", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"running"})").repeat();
+  transport.on("DELETE", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"cancelled"})");
+  client_type client(transport, job_api(), job_api_status());
+  options o = exact();
+  o.deadline = 3s;
+  jobpoll::job_handle handle{"/v1/jobs/job-1", {{"tool", "t"}}, {}, {}};
+  const auto outcome_e = finish(client.wait(handle, o, jobpoll::on_cancel::keep_job));
+  const auto& e = failure(outcome_e);
+  EXPECT_EQ(e.code(), jobpoll::errc::timeout);
+  EXPECT_EQ(e.cancel_state(), jobpoll::remote_cancel::sent);
+  EXPECT_EQ(transport.count("DELETE", "*"), 1u);
+}
+
 TEST_F(JobClientTest, RemoteCancelFailureIsReportedNotHidden) {
   transport.on("POST", std::string(base) + "/v1/jobs").reply(202, "{}", {{"Location", "/v1/jobs/job-1"}});
   transport.on("GET", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"running"})").repeat();
