@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "jobpoll/job_client.hpp"
 #include "jobpoll/job_description.hpp"
@@ -56,6 +57,17 @@ inline constexpr bool is_terminal(batch_job_state s) noexcept {
 /// One item of a batch's input: the parameters of one job (the seed's "job
 /// configuration"). A skipped entry is recorded but never submitted.
 struct batch_entry {
+  batch_entry() = default;
+  /// An entry to run; implicit, so a `job_params` is an entry.
+  batch_entry(job_params params) : params(std::move(params)) {}  // NOLINT(google-explicit-constructor)
+  /// An entry recorded as skipped, with why.
+  static batch_entry skipped(job_params params, std::string reason) {
+    batch_entry e(std::move(params));
+    e.skip = true;
+    e.skip_reason = std::move(reason);
+    return e;
+  }
+
   job_params params;
   bool skip = false;
   std::string skip_reason;

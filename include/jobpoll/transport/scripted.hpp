@@ -31,8 +31,8 @@
 #include <asio/post.hpp>
 
 #include "jobpoll/clock.hpp"
-#include "jobpoll/detail/handler_op.hpp"
 #include "jobpoll/detail/invalid_argument.hpp"
+#include "jobpoll/detail/request_op.hpp"
 #include "jobpoll/http.hpp"
 #include "jobpoll/transport.hpp"
 
@@ -57,43 +57,6 @@ inline bool url_matches(std::string_view pattern, std::string_view url) noexcept
   if (!pattern.empty() && pattern.back() == '*') return url.starts_with(pattern.substr(0, pattern.size() - 1));
   return url == pattern;
 }
-
-// Counts requests whose handler has not run (or been destroyed) yet. Shared
-// with each operation, so a completion that outlives the transport can still
-// count itself out.
-using scripted_pending_count = std::shared_ptr<std::atomic<std::size_t>>;
-
-// One request in progress: owns its completion handler until the completion
-// is posted, then the posted completion owns it.
-class scripted_op {
- public:
-  // Posts the handler's invocation to its associated executor; called once,
-  // and ownership passes to the posted completion.
-  virtual void post_completion(std::error_code ec, http_response response) = 0;
-  // Destroys the operation without calling its handler.
-  virtual void discard() noexcept = 0;
-
- protected:
-  explicit scripted_op(scripted_pending_count pending) : pending_(std::move(pending)) {
-    pending_->fetch_add(1, std::memory_order_relaxed);
-  }
-  scripted_op(const scripted_op&) = delete;
-  scripted_op& operator=(const scripted_op&) = delete;
-  ~scripted_op() { pending_->fetch_sub(1, std::memory_order_acq_rel); }
-
- private:
-  scripted_pending_count pending_;
-};
-
-struct scripted_op_deleter {
-  void operator()(scripted_op* op) const noexcept { op->discard(); }
-};
-using scripted_op_ptr = std::unique_ptr<scripted_op, scripted_op_deleter>;
-
-
-// A request holding its completion handler.
-template <class Handler, class IoExecutor>
-using scripted_op_impl = handler_op<scripted_op, Handler, IoExecutor, std::error_code, http_response>;
 
 }  // namespace detail
 
@@ -253,7 +216,7 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
   template <class Handler>
   void start(http_request request, Handler handler) {
     auto slot = asio::get_associated_cancellation_slot(handler);
-    scripted_op_ptr op(scripted_op_impl<Handler, executor_type>::create(std::move(handler), executor_, pending_));
+    request_op_ptr op(request_op_impl<Handler, executor_type>::create(std::move(handler), executor_, pending_));
     std::lock_guard lock(mutex_);
     plan p = plan_for(std::move(request));
     if (p.wait && *p.wait == duration::zero()) {
@@ -315,7 +278,7 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
   };
 
   struct in_flight {
-    scripted_op_ptr op;
+    request_op_ptr op;
     std::unique_ptr<timer_for<Clock>> timer;  // none for a hang without a timeout
     std::error_code error;                    // what the timer delivers
     http_response response;
@@ -387,7 +350,7 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
   }
 
   const executor_type executor_;
-  const scripted_pending_count pending_ = std::make_shared<std::atomic<std::size_t>>(0);
+  const pending_count pending_ = std::make_shared<std::atomic<std::size_t>>(0);
 
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<route>> routes_;  // stable addresses: on() hands out references

@@ -1,0 +1,652 @@
+// batch_runner on the in-memory job API and the manual clock: the cap on jobs
+// in flight, the shared limiter, per-job deadlines, resubmission lineage,
+// skipping, the circuit breaker, stop/grace/abandon, checkpoint and resume,
+// the audit log, asserted exactly in virtual time.
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <jobpoll/batch/audit_log.hpp>
+#include <jobpoll/batch/batch_runner.hpp>
+#include <jobpoll/batch/checkpoint.hpp>
+#include <jobpoll/codec/json.hpp>
+#include <jobpoll/field_status.hpp>
+#include <jobpoll/sliding_window_limiter.hpp>
+#include <jobpoll/testing/manual_clock.hpp>
+
+#include "memory_job_api.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using jobpoll::batch_end;
+using jobpoll::batch_job;
+using jobpoll::batch_job_state;
+using jobpoll::batch_status;
+using jobpoll::testing::manual_clock;
+using testing::ElementsAre;
+using testing::HasSubstr;
+using json = nlohmann::json;
+using api_type = jobpoll_test::memory_job_api;
+using status_type = jobpoll::field_status<jobpoll::json_codec>;
+using client_type = jobpoll::job_client<api_type, jobpoll::json_codec, status_type>;
+using runner_type = jobpoll::batch_runner<client_type, manual_clock>;
+using options_type = jobpoll::basic_batch_options<manual_clock>;
+namespace fs = std::filesystem;
+
+jobpoll::job_description memory_jobs() {
+  jobpoll::job_description d;
+  d.submit = {"POST", "http://jobs.test/jobs", R"({"name":"{name}","polls":{polls},"outcome":"{outcome}"})"};
+  d.handle = jobpoll::handle_source::body("/id");
+  d.poll = {"GET", "/jobs/{handle}"};
+  d.result = jobpoll::result_source::in_poll_answer("/result");
+  d.cancel = jobpoll::request_template{"DELETE", "/jobs/{handle}"};
+  return d;
+}
+
+status_type memory_status() {
+  return status_type("/status", {.succeeded = {"completed"}, .failed = {"failed"}, .pending = {"running"}});
+}
+
+jobpoll::batch_entry entry(std::string name, int polls = 1, std::string outcome = "completed") {
+  return jobpoll::job_params{{"name", std::move(name)}, {"polls", std::to_string(polls)}, {"outcome", std::move(outcome)}};
+}
+
+// `n` entries "e0".."e<n-1>", each answering running `polls` times.
+std::vector<jobpoll::batch_entry> entries(std::size_t n, int polls = 1) {
+  std::vector<jobpoll::batch_entry> out;
+  for (std::size_t k = 0; k < n; ++k) out.push_back(entry("e" + std::to_string(k), polls));
+  return out;
+}
+
+std::vector<batch_job_state> states(const std::vector<batch_job>& jobs) {
+  std::vector<batch_job_state> out;
+  for (const auto& j : jobs) out.push_back(j.state);
+  return out;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class BatchRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    manual_clock::reset();
+    dir = fs::temp_directory_path() /
+          ("jobpoll-batch-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  void TearDown() override {
+    EXPECT_EQ(manual_clock::pending_waits(), 0u);
+    EXPECT_EQ(api.in_flight(), 0u);
+    fs::remove_all(dir);
+  }
+
+  // Exact waits: 1 s interval, 1 s backoff, no jitter.
+  options_type options() {
+    options_type o;
+    o.job.interval = jobpoll::fixed_interval{1s};
+    o.job.backoff = jobpoll::fixed_interval{1s};
+    o.max_in_flight = 2;
+    o.checkpoint_interval = 0s;
+    return o;
+  }
+
+  // Runs the batch to its end on the manual clock.
+  jobpoll::batch_report run(runner_type& runner, asio::cancellation_slot slot = {}) {
+    std::optional<jobpoll::batch_report> report;
+    std::exception_ptr failure;
+    asio::co_spawn(ctx, runner.run(),
+                   asio::bind_cancellation_slot(slot, [&](std::exception_ptr e, jobpoll::batch_report r) {
+                     failure = e;
+                     report = std::move(r);
+                   }));
+    manual_clock::run(ctx);
+    if (failure) std::rethrow_exception(failure);
+    EXPECT_TRUE(report.has_value()) << "the batch did not finish";
+    return report.value_or(jobpoll::batch_report{});
+  }
+
+  runner_type make(std::vector<jobpoll::batch_entry> es, options_type o, runner_type::result_handler on_result = {}) {
+    return runner_type(ctx.get_executor(), client, std::move(es), std::move(o), std::move(on_result));
+  }
+
+  asio::io_context ctx;
+  api_type api{ctx.get_executor()};
+  client_type client{api, memory_jobs(), memory_status()};
+  fs::path dir;
+};
+
+TEST_F(BatchRunnerTest, RunsEveryJobOnceAndDeliversEveryResult) {
+  std::vector<std::string> results;
+  auto runner = make(entries(10), options(), [&](const batch_job& job, jobpoll::job_result<json>& r) {
+    results.push_back(job.params.at("name") + "=" + r.value.at("name").get<std::string>());
+  });
+  const auto report = run(runner);
+  EXPECT_EQ(report.end, batch_end::finished);
+  EXPECT_EQ(report.reason, "no job left to run");
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  EXPECT_EQ(report.summary.counts[batch_job_state::completed], 10u);
+  EXPECT_EQ(report.summary.fulfilled_entries, 10u);
+  EXPECT_EQ(results.size(), 10u);
+  EXPECT_EQ(std::set<std::string>(results.begin(), results.end()).size(), 10u);
+  EXPECT_EQ(results.front(), "e0=e0");
+  EXPECT_EQ(api.submits(), 10u);
+  for (int k = 0; k < 10; ++k) EXPECT_EQ(api.submits_named("e" + std::to_string(k)), 1u) << k;
+  for (const batch_job& j : runner.jobs()) {
+    ASSERT_TRUE(j.handle.has_value());
+    EXPECT_EQ(j.handle->progress.attempts, 2u);  // running once, then completed
+    EXPECT_TRUE(j.submitted.has_value());
+    EXPECT_TRUE(j.ended.has_value());
+    EXPECT_EQ(j.error, "");
+  }
+  // Two at a time, each job 1 s (two polls 1 s apart): five rounds.
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 5s);
+}
+
+TEST_F(BatchRunnerTest, CapOnJobsInFlightHoldsAtAllTimes) {
+  auto es = entries(0);
+  for (int k = 0; k < 30; ++k) es.push_back(entry("e" + std::to_string(k), k % 5));
+  auto o = options();
+  o.max_in_flight = 4;
+  std::size_t most = 0;
+  runner_type* self = nullptr;
+  o.on_progress = [&](const jobpoll::batch_counts& counts, const batch_job&) {
+    EXPECT_LE(counts.in_flight(), 4u);
+    most = std::max(most, counts.in_flight());
+    if (self) {
+      EXPECT_LE(self->in_flight(), 4u);
+    }
+  };
+  auto runner = make(es, o);
+  self = &runner;
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  EXPECT_EQ(report.peak_in_flight, 4u);
+  EXPECT_EQ(most, 4u);
+  EXPECT_LE(api.max_in_flight(), 4u);
+}
+
+TEST_F(BatchRunnerTest, OneAtATimeRunsInEntryOrder) {
+  auto o = options();
+  o.max_in_flight = 1;
+  std::vector<std::string> order;
+  auto runner = make(entries(4), o, [&](const batch_job& job, auto&) { order.push_back(job.handle->id); });
+  run(runner);
+  EXPECT_THAT(order, ElementsAre("j1", "j2", "j3", "j4"));
+  EXPECT_EQ(api.max_in_flight(), 1u);
+}
+
+TEST_F(BatchRunnerTest, EveryRequestGoesThroughTheSharedLimiter) {
+  jobpoll::basic_sliding_window_limiter<manual_clock> limiter(ctx.get_executor(), 3, 10s);
+  auto o = options();
+  o.max_in_flight = 4;
+  o.job.limiter = limiter;
+  auto runner = make(entries(4), o);
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  // 4 submits + 8 polls = 12 requests, 3 per 10 s: the last starts at 30 s.
+  EXPECT_EQ(limiter.statistics().granted, 12u);
+  EXPECT_EQ(api.requests(), 12u);
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 30s);
+}
+
+TEST_F(BatchRunnerTest, PerJobDeadlineFailsTheJobAndCancelsItRemotely) {
+  auto es = entries(2);
+  es.push_back(entry("slow", 100));
+  auto o = options();
+  o.max_in_flight = 3;
+  o.job.deadline = 5s;
+  auto runner = make(es, o);
+  const auto report = run(runner);
+  EXPECT_EQ(report.end, batch_end::finished);
+  EXPECT_EQ(report.summary.status, batch_status::failed);
+  EXPECT_THAT(report.summary.failed_job_ids, ElementsAre(3u));
+  const batch_job& slow = runner.jobs()[2];
+  EXPECT_EQ(slow.state, batch_job_state::failed);
+  EXPECT_EQ(slow.error_code, "jobpoll:1");  // errc::timeout
+  EXPECT_THAT(slow.error, HasSubstr("deadline passed before the job finished"));
+  EXPECT_THAT(slow.error, HasSubstr("remote cancel sent"));
+  EXPECT_TRUE(api.cancelled("j3"));
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 5s);
+}
+
+TEST_F(BatchRunnerTest, FailedJobIsResubmittedAsAChildNamingItsParent) {
+  std::vector<jobpoll::batch_entry> es{entry("ok"), entry("bad", 1, "failed")};
+  auto o = options();
+  o.max_resubmits = 1;
+  o.resubmit = [](const batch_job& failed) {
+    jobpoll::job_params fixed = failed.params;
+    fixed["outcome"] = "completed";
+    return std::optional<jobpoll::resubmission>({fixed, "outcome corrected after: " + failed.error_code});
+  };
+  auto runner = make(es, o);
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  ASSERT_EQ(runner.jobs().size(), 3u);
+  const batch_job& parent = runner.jobs()[1];
+  const batch_job& child = runner.jobs()[2];
+  EXPECT_EQ(parent.state, batch_job_state::failed);
+  EXPECT_TRUE(parent.skipped);
+  EXPECT_EQ(parent.skip_reason, "resubmitted as job 3");
+  EXPECT_THAT(parent.error, HasSubstr("job failed"));
+  EXPECT_EQ(child.entry, 1u);
+  EXPECT_EQ(child.parent, 2u);
+  EXPECT_EQ(child.attempt, 2u);
+  EXPECT_EQ(child.params.at("outcome"), "completed");
+  EXPECT_EQ(child.override_reason, "outcome corrected after: jobpoll:2");
+  EXPECT_EQ(child.state, batch_job_state::completed);
+  EXPECT_EQ(report.summary.total_jobs, 3u);
+  EXPECT_EQ(report.summary.counts.skipped, 1u);
+  EXPECT_EQ(api.submits_named("bad"), 2u);
+}
+
+TEST_F(BatchRunnerTest, ResubmissionsStopAfterTheBudget) {
+  auto o = options();
+  o.max_resubmits = 2;
+  auto runner = make({entry("bad", 0, "failed")}, o);
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::failed);
+  ASSERT_EQ(runner.jobs().size(), 3u);
+  EXPECT_THAT(report.summary.failed_job_ids, ElementsAre(3u));  // parents are skipped
+  EXPECT_EQ(runner.jobs()[1].parent, 1u);
+  EXPECT_EQ(runner.jobs()[2].parent, 2u);
+  EXPECT_EQ(runner.jobs()[2].attempt, 3u);
+  EXPECT_FALSE(runner.jobs()[2].skipped);
+  EXPECT_EQ(runner.jobs()[2].override_reason, "");  // same parameters, no reason given
+  EXPECT_EQ(api.submits_named("bad"), 3u);
+}
+
+TEST_F(BatchRunnerTest, ResubmitPolicyMayGiveUp) {
+  auto o = options();
+  o.max_resubmits = 5;
+  o.resubmit = [](const batch_job&) { return std::optional<jobpoll::resubmission>(); };
+  auto runner = make({entry("bad", 0, "failed")}, o);
+  const auto report = run(runner);
+  EXPECT_EQ(runner.jobs().size(), 1u);
+  EXPECT_EQ(report.summary.status, batch_status::failed);
+}
+
+TEST_F(BatchRunnerTest, SkippedJobsAreRecordedButNeverSubmitted) {
+  auto es = entries(3);
+  es[1].skip = true;
+  es[1].skip_reason = "not needed this cycle";
+  auto runner = make(es, options());
+  runner.skip(3, "skipped by hand");
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  EXPECT_EQ(report.summary.counts.skipped, 2u);
+  EXPECT_EQ(report.summary.fulfilled_entries, 3u);
+  EXPECT_EQ(runner.jobs()[1].skip_reason, "not needed this cycle");
+  EXPECT_EQ(runner.jobs()[2].skip_reason, "skipped by hand");
+  EXPECT_EQ(runner.jobs()[2].state, batch_job_state::pending);
+  EXPECT_EQ(api.submits(), 1u);
+  EXPECT_EQ(api.submits_named("e1"), 0u);
+}
+
+TEST_F(BatchRunnerTest, SkipAndResubmitRefuseBadIds) {
+  auto runner = make(entries(2), options());
+  EXPECT_THROW(runner.skip(0, "x"), std::invalid_argument);
+  try {
+    runner.skip(3, "x");
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "jobpoll::batch_runner: skip needs the id of a job of the batch (1 to 2), got 3");
+  }
+  try {
+    runner.resubmit(1, {});
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "jobpoll::batch_runner: resubmit needs a failed or cancelled job, got job 1 pending");
+  }
+}
+
+TEST_F(BatchRunnerTest, CircuitBreakerStopsNewSubmissionsAndSaysWhy) {
+  std::vector<jobpoll::batch_entry> es;
+  for (int k = 0; k < 10; ++k) es.push_back(entry("e" + std::to_string(k), 0, k < 5 ? "failed" : "completed"));
+  auto o = options();
+  o.max_in_flight = 1;
+  o.max_resubmits = 3;
+  o.breaker = {.window = 4, .failure_threshold = 0.5};
+  auto runner = make(es, o);
+  const auto report = run(runner);
+  EXPECT_EQ(report.end, batch_end::breaker_open);
+  EXPECT_EQ(report.reason,
+            "circuit breaker open: 4 of the last 4 jobs failed (threshold 50%); 9 jobs left for a resume "
+            "(0 running, 9 pending)");
+  EXPECT_EQ(report.summary.status, batch_status::failed);
+  // e0..e3 failed; the resubmissions of e0..e2 queue behind e9 and never
+  // run, and the failure that opened the breaker is not resubmitted.
+  EXPECT_EQ(api.submits(), 4u);
+  EXPECT_EQ(api.submits_named("e0"), 1u);
+  EXPECT_EQ(runner.jobs().size(), 13u);
+  EXPECT_FALSE(runner.jobs()[3].skipped);
+}
+
+TEST_F(BatchRunnerTest, StopLetsJobsInFlightFinishWithinTheGracePeriod) {
+  auto o = options();
+  o.grace_period = 10s;
+  o.checkpoint = dir / "checkpoint.json";
+  auto runner = make(entries(6, 3), o);
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    manual_clock::timer t(co_await asio::this_coro::executor);
+    t.expires_after(1500ms);
+    co_await t.async_wait(asio::use_awaitable);
+    runner.request_stop("SIGTERM received");
+  }, asio::detached);
+  const auto report = run(runner);
+  EXPECT_EQ(report.end, batch_end::stopped);
+  EXPECT_EQ(report.reason, "SIGTERM received; 4 jobs left for a resume (0 running, 4 pending)");
+  EXPECT_EQ(report.summary.status, batch_status::active);
+  EXPECT_THAT(states(runner.jobs()),
+              ElementsAre(batch_job_state::completed, batch_job_state::completed, batch_job_state::pending,
+                          batch_job_state::pending, batch_job_state::pending, batch_job_state::pending));
+  EXPECT_EQ(api.submits(), 2u);
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 3s);
+  EXPECT_EQ(states(jobpoll::load_checkpoint(*o.checkpoint).jobs), states(runner.jobs()));
+}
+
+TEST_F(BatchRunnerTest, AfterTheGraceJobsAreKeptAndResumedByHandleNeverResubmitted) {
+  auto o = options();
+  o.grace_period = 2s;
+  o.checkpoint = dir / "checkpoint.json";
+  {
+    auto runner = make(entries(5, 10), o);
+    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+      manual_clock::timer t(co_await asio::this_coro::executor);
+      t.expires_after(3500ms);
+      co_await t.async_wait(asio::use_awaitable);
+      runner.request_stop();
+    }, asio::detached);
+    const auto report = run(runner);
+    EXPECT_EQ(report.end, batch_end::stopped);
+    EXPECT_EQ(report.reason, "stop requested; 5 jobs left for a resume (2 running, 3 pending)");
+    EXPECT_EQ(manual_clock::now().time_since_epoch(), 5500ms);  // 3.5 s + 2 s of grace
+    EXPECT_FALSE(api.cancelled("j1"));
+    EXPECT_EQ(api.polls("j1"), 6u);  // at 0..5 s
+  }
+  const auto saved = jobpoll::load_checkpoint(*o.checkpoint);
+  ASSERT_EQ(saved.jobs.size(), 5u);
+  EXPECT_EQ(saved.jobs[0].state, batch_job_state::running);
+  ASSERT_TRUE(saved.jobs[0].handle.has_value());
+  EXPECT_EQ(saved.jobs[0].handle->id, "j1");
+  EXPECT_EQ(saved.jobs[0].handle->progress.attempts, 6u);
+  EXPECT_EQ(saved.jobs[2].state, batch_job_state::pending);
+
+  auto resumed = make(entries(5, 10), o);
+  EXPECT_EQ(resumed.counts()[batch_job_state::running], 2u);
+  const auto report = run(resumed);
+  EXPECT_EQ(report.end, batch_end::finished);
+  EXPECT_EQ(report.resumed, 2u);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  for (int k = 0; k < 5; ++k) EXPECT_EQ(api.submits_named("e" + std::to_string(k)), 1u) << k;
+  EXPECT_EQ(api.polls("j1"), 11u);  // 10 running answers, then completed: none lost, none repeated
+  EXPECT_EQ(resumed.jobs()[0].handle->progress.attempts, 11u);
+}
+
+TEST_F(BatchRunnerTest, StopWithCancelJobsCancelsTheJobsInFlightRemotely) {
+  auto o = options();
+  o.when_stopped = jobpoll::on_cancel::cancel_job;
+  auto runner = make(entries(3, 10), o);
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    manual_clock::timer t(co_await asio::this_coro::executor);
+    t.expires_after(2500ms);
+    co_await t.async_wait(asio::use_awaitable);
+    runner.request_stop();
+  }, asio::detached);
+  const auto report = run(runner);
+  EXPECT_THAT(states(runner.jobs()),
+              ElementsAre(batch_job_state::cancelled, batch_job_state::cancelled, batch_job_state::pending));
+  EXPECT_TRUE(api.cancelled("j1"));
+  EXPECT_TRUE(api.cancelled("j2"));
+  EXPECT_THAT(runner.jobs()[0].error, HasSubstr("remote cancel sent"));
+  EXPECT_EQ(report.summary.status, batch_status::active);
+  EXPECT_EQ(report.reason, "stop requested; 1 job left for a resume (0 running, 1 pending)");
+}
+
+TEST_F(BatchRunnerTest, EveryJobCancelledMakesTheBatchCancelled) {
+  auto o = options();
+  o.when_stopped = jobpoll::on_cancel::cancel_job;
+  auto runner = make(entries(2, 10), o);
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    manual_clock::timer t(co_await asio::this_coro::executor);
+    t.expires_after(1s);
+    co_await t.async_wait(asio::use_awaitable);
+    runner.stop_now();
+  }, asio::detached);
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::cancelled);
+  EXPECT_EQ(report.end, batch_end::finished);  // nothing left to run
+}
+
+TEST_F(BatchRunnerTest, SubmitInterruptedBeforeAnyRequestIsPendingAgain) {
+  // The limiter holds the second submit; the stop comes while it waits.
+  jobpoll::basic_sliding_window_limiter<manual_clock> limiter(ctx.get_executor(), 1, 60s);
+  auto o = options();
+  o.job.limiter = limiter;
+  auto runner = make(entries(2, 0), o);
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    manual_clock::timer t(co_await asio::this_coro::executor);
+    t.expires_after(10s);
+    co_await t.async_wait(asio::use_awaitable);
+    runner.stop_now();
+  }, asio::detached);
+  const auto report = run(runner);
+  EXPECT_EQ(runner.jobs()[1].state, batch_job_state::pending);
+  EXPECT_EQ(api.submits(), 1u);
+  EXPECT_EQ(report.end, batch_end::stopped);
+}
+
+TEST_F(BatchRunnerTest, SubmitInterruptedInFlightIsFailedNeverSentTwice) {
+  api.set_latency(5s);
+  auto runner = make(entries(1, 0), options());
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    manual_clock::timer t(co_await asio::this_coro::executor);
+    t.expires_after(1s);
+    co_await t.async_wait(asio::use_awaitable);
+    runner.stop_now();
+  }, asio::detached);
+  const auto report = run(runner);
+  const batch_job& job = runner.jobs()[0];
+  EXPECT_EQ(job.state, batch_job_state::failed);
+  EXPECT_THAT(job.error, HasSubstr("the submit request was under way, so the server may have created the job"));
+  EXPECT_EQ(report.summary.status, batch_status::failed);
+}
+
+TEST_F(BatchRunnerTest, CancellingTheRunKeepsJobsForAResume) {
+  auto o = options();
+  o.checkpoint = dir / "checkpoint.json";
+  auto runner = make(entries(3, 10), o);
+  asio::cancellation_signal cancel;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    manual_clock::timer t(co_await asio::this_coro::executor);
+    t.expires_after(2s);
+    co_await t.async_wait(asio::use_awaitable);
+    cancel.emit(asio::cancellation_type::terminal);
+  }, asio::detached);
+  const auto report = run(runner, cancel.slot());
+  EXPECT_EQ(report.end, batch_end::cancelled);
+  EXPECT_EQ(report.reason, "cancelled; 3 jobs left for a resume (2 running, 1 pending)");
+  EXPECT_EQ(jobpoll::load_checkpoint(*o.checkpoint).jobs[1].handle->id, "j2");
+  EXPECT_FALSE(api.cancelled("j1"));
+}
+
+TEST_F(BatchRunnerTest, CheckpointIsWrittenAsSoonAsAJobIsSubmitted) {
+  auto o = options();
+  o.checkpoint = dir / "checkpoint.json";
+  std::optional<jobpoll::batch_checkpoint> seen;
+  o.on_progress = [&](const jobpoll::batch_counts&, const batch_job& job) {
+    // The write follows the callback: read what the previous change left.
+    if (job.id == 1 && job.state == batch_job_state::completed) seen = jobpoll::load_checkpoint(dir / "checkpoint.json");
+  };
+  auto runner = make(entries(1, 1), o);
+  run(runner);
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(seen->jobs[0].state, batch_job_state::running);
+  EXPECT_EQ(seen->jobs[0].handle->id, "j1");
+  EXPECT_EQ(seen->batch, "batch");
+  EXPECT_EQ(seen->entries, 1u);
+}
+
+TEST_F(BatchRunnerTest, CorruptCheckpointIsRefusedAndLeftUntouched) {
+  const fs::path path = dir / "checkpoint.json";
+  std::ofstream(path) << "{\"format\": \"jobpoll-batch-checkpoint\", \"vers";
+  const std::string before = read_file(path);
+  auto o = options();
+  o.checkpoint = path;
+  try {
+    make(entries(2), o);
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
+    EXPECT_THAT(e.what(), HasSubstr(path.string()));
+  }
+  EXPECT_EQ(read_file(path), before);
+  EXPECT_EQ(api.requests(), 0u);
+}
+
+TEST_F(BatchRunnerTest, CheckpointOfAnotherBatchIsRefused) {
+  auto o = options();
+  o.checkpoint = dir / "checkpoint.json";
+  {
+    auto runner = make(entries(2), o);
+    run(runner);
+  }
+  const std::string before = read_file(*o.checkpoint);
+  auto other = o;
+  other.name = "nightly";
+  try {
+    make(entries(2), other);
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
+    EXPECT_THAT(e.what(), HasSubstr("is the checkpoint of batch \"batch\" with 2 entries"));
+    EXPECT_THAT(e.what(), HasSubstr("not of batch \"nightly\" with 2 entries"));
+  }
+  try {
+    make(entries(3), o);
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
+    EXPECT_THAT(e.what(), HasSubstr("not of batch \"batch\" with 3 entries"));
+  }
+  EXPECT_EQ(read_file(*o.checkpoint), before);
+}
+
+TEST_F(BatchRunnerTest, ASubmitUnderWayInACrashedRunIsFailedOnResume) {
+  auto o = options();
+  o.checkpoint = dir / "checkpoint.json";
+  jobpoll::batch_checkpoint crashed;
+  {
+    auto runner = make(entries(2), o);
+    crashed = runner.checkpoint();
+  }
+  crashed.jobs[0].state = batch_job_state::submitting;
+  jobpoll::save_checkpoint(*o.checkpoint, crashed);
+  auto runner = make(entries(2), o);
+  EXPECT_EQ(runner.jobs()[0].state, batch_job_state::failed);
+  EXPECT_THAT(runner.jobs()[0].error, HasSubstr("the server may have created the job, so it is not submitted again"));
+  run(runner);
+  EXPECT_EQ(api.submits_named("e0"), 0u);
+  EXPECT_EQ(api.submits_named("e1"), 1u);
+}
+
+TEST_F(BatchRunnerTest, ManualResubmissionWithOverrideBetweenRuns) {
+  auto o = options();
+  o.checkpoint = dir / "checkpoint.json";
+  std::vector<jobpoll::batch_entry> es{entry("a"), entry("b", 0, "failed")};
+  {
+    auto runner = make(es, o);
+    EXPECT_EQ(run(runner).summary.status, batch_status::failed);
+  }
+  auto runner = make(es, o);
+  jobpoll::job_params corrected = runner.jobs()[1].params;
+  corrected["outcome"] = "completed";
+  EXPECT_EQ(runner.resubmit(2, {corrected, "threshold was too high"}), 3u);
+  EXPECT_EQ(runner.summary().status, batch_status::active);
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  EXPECT_EQ(runner.jobs()[2].override_reason, "threshold was too high");
+  EXPECT_EQ(runner.jobs()[2].parent, 2u);
+  EXPECT_EQ(api.submits_named("a"), 1u);
+  EXPECT_EQ(api.submits_named("b"), 2u);
+}
+
+TEST_F(BatchRunnerTest, AuditLogReplaysToTheFinalRecords) {
+  auto o = options();
+  o.audit_log = dir / "audit.ndjson";
+  o.max_resubmits = 1;
+  std::size_t changes = 0;
+  o.on_progress = [&](const jobpoll::batch_counts&, const batch_job&) { ++changes; };
+  auto es = entries(3);
+  es.push_back(entry("bad", 0, "failed"));
+  auto runner = make(es, o);
+  run(runner);
+  std::ifstream in(*o.audit_log);
+  std::size_t lines = 0;
+  for (std::string line; std::getline(in, line);) ++lines;
+  EXPECT_EQ(lines, changes);
+  // created 4, then per job submitting/running/ended (5 jobs), the parent skipped, the child created.
+  EXPECT_EQ(lines, 4u + 5u * 3u + 2u);
+  const auto replayed = jobpoll::replay_audit_log(*o.audit_log);
+  ASSERT_EQ(replayed.size(), runner.jobs().size());
+  for (std::size_t i = 0; i < replayed.size(); ++i) {
+    EXPECT_EQ(replayed[i].state, runner.jobs()[i].state) << i;
+    EXPECT_EQ(replayed[i].skipped, runner.jobs()[i].skipped) << i;
+    EXPECT_EQ(replayed[i].parent, runner.jobs()[i].parent) << i;
+    EXPECT_EQ(replayed[i].handle->id, runner.jobs()[i].handle->id) << i;
+    EXPECT_EQ(replayed[i].error, runner.jobs()[i].error) << i;
+  }
+}
+
+TEST_F(BatchRunnerTest, AThrowingResultHandlerFailsTheJobWithItsMessage) {
+  auto runner = make(entries(1), options(), [](const batch_job&, auto&) { throw std::runtime_error("disk full"); });
+  const auto report = run(runner);
+  EXPECT_EQ(runner.jobs()[0].state, batch_job_state::failed);
+  EXPECT_EQ(runner.jobs()[0].error, "the result handler threw: disk full");
+  EXPECT_EQ(report.summary.status, batch_status::failed);
+}
+
+TEST_F(BatchRunnerTest, BadOptionsAreRefusedNamingTheValue) {
+  auto o = options();
+  o.max_in_flight = 0;
+  try {
+    make(entries(1), o);
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "jobpoll::batch_runner: max_in_flight must be at least 1, got 0");
+  }
+  o = options();
+  o.grace_period = -1s;
+  EXPECT_THROW(make(entries(1), o), std::invalid_argument);
+}
+
+TEST_F(BatchRunnerTest, StopBeforeRunReturnsAtOnceWithEverythingPending) {
+  auto runner = make(entries(3), options());
+  runner.request_stop();
+  const auto report = run(runner);
+  EXPECT_EQ(report.end, batch_end::stopped);
+  EXPECT_EQ(api.requests(), 0u);
+  EXPECT_EQ(report.summary.counts[batch_job_state::pending], 3u);
+}
+
+}  // namespace
