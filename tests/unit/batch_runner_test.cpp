@@ -507,6 +507,26 @@ TEST_F(BatchRunnerTest, CheckpointIsWrittenAsSoonAsAJobIsSubmitted) {
   EXPECT_EQ(seen->entries, 1u);
 }
 
+TEST_F(BatchRunnerTest, CheckpointWritesAreAtMostOnePerInterval) {
+  auto o = options();
+  o.checkpoint = dir / "checkpoint.json";
+  o.checkpoint_interval = 10s;
+  auto runner = make(entries(1, 30), o);
+  std::vector<batch_job_state> seen;  // what the file says at 5 s and at 11 s
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    manual_clock::timer t(co_await asio::this_coro::executor);
+    for (auto at : {5s, 11s}) {
+      t.expires_at(manual_clock::time_point(at));
+      co_await t.async_wait(asio::use_awaitable);
+      seen.push_back(jobpoll::load_checkpoint(*o.checkpoint).jobs[0].state);
+    }
+  }, asio::detached);
+  run(runner);
+  // Written at 0 s (submitting); the change to running waits for 10 s.
+  EXPECT_THAT(seen, ElementsAre(batch_job_state::submitting, batch_job_state::running));
+  EXPECT_EQ(jobpoll::load_checkpoint(*o.checkpoint).jobs[0].state, batch_job_state::completed);
+}
+
 TEST_F(BatchRunnerTest, CorruptCheckpointIsRefusedAndLeftUntouched) {
   const fs::path path = dir / "checkpoint.json";
   std::ofstream(path) << "{\"format\": \"jobpoll-batch-checkpoint\", \"vers";
@@ -624,6 +644,29 @@ TEST_F(BatchRunnerTest, AThrowingResultHandlerFailsTheJobWithItsMessage) {
   EXPECT_EQ(runner.jobs()[0].state, batch_job_state::failed);
   EXPECT_EQ(runner.jobs()[0].error, "the result handler threw: disk full");
   EXPECT_EQ(report.summary.status, batch_status::failed);
+}
+
+TEST_F(BatchRunnerTest, AnExceptionFromAWorkerStopsTheBatchAndIsRethrownAfterTheCheckpoint) {
+  auto o = options();
+  o.checkpoint = dir / "checkpoint.json";
+  o.grace_period = 10s;
+  o.on_progress = [](const jobpoll::batch_counts&, const batch_job& job) {
+    if (job.id == 1 && job.state == batch_job_state::running) throw std::runtime_error("progress display broke");
+  };
+  auto runner = make(entries(4, 3), o);
+  try {
+    run(runner);
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "progress display broke");
+  }
+  // Job 2 was in flight and finished within the grace period; nothing else
+  // was submitted; job 1 is recorded running with its handle, for a resume.
+  const auto saved = jobpoll::load_checkpoint(*o.checkpoint);
+  EXPECT_THAT(states(saved.jobs), ElementsAre(batch_job_state::running, batch_job_state::completed,
+                                              batch_job_state::pending, batch_job_state::pending));
+  EXPECT_EQ(saved.jobs[0].handle->id, "j1");
+  EXPECT_EQ(api.submits(), 2u);
 }
 
 TEST_F(BatchRunnerTest, BadOptionsAreRefusedNamingTheValue) {

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -224,7 +225,9 @@ class batch_runner {
   /// the awaiting coroutine's slot abandons the jobs in flight at once (as
   /// `when_stopped` says) and returns `batch_end::cancelled`. Throws
   /// `std::system_error` when the final checkpoint cannot be written (after
-  /// every job in flight ended) and `std::logic_error` on a second call.
+  /// every job in flight ended), what a progress callback or the audit log
+  /// threw (the batch stops first, as `request_stop` does), and
+  /// `std::logic_error` on a second call.
   asio::awaitable<batch_report> run() {
     if (started_) throw std::logic_error("jobpoll::batch_runner::run may be called once");
     started_ = true;
@@ -357,9 +360,14 @@ class batch_runner {
     }
   }
 
+  // An exception out of a worker (a progress callback's, an audit log that
+  // cannot be written) stops the batch; `run` rethrows it after the checkpoint.
   void worker_ended(std::size_t w, std::exception_ptr e) {
     workers_[w]->done = true;
-    if (e && !worker_failure_) worker_failure_ = e;
+    if (e && !worker_failure_) {
+      worker_failure_ = e;
+      request_stop("stopped after an error");
+    }
     if (--workers_left_ == 0) all_done_.cancel();
   }
 
