@@ -112,7 +112,7 @@ batch_checkpoint full_checkpoint() {
 }
 
 /// A fresh directory under the system's temp directory, removed with everything in it.
-class checkpoint_test : public ::testing::Test {
+class CheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string pattern = (fs::temp_directory_path() / "jobpoll-checkpoint-XXXXXX").string();
@@ -377,7 +377,7 @@ TEST(BatchFingerprint, AnyChangeGivesAnotherFingerprint) {
 
 // --- save and load -------------------------------------------------------------------
 
-TEST_F(checkpoint_test, ARoundTripKeepsEveryField) {
+TEST_F(CheckpointTest, ARoundTripKeepsEveryField) {
   const batch_checkpoint saved = full_checkpoint();
   jobpoll::save_checkpoint(file, saved);
   expect_same(jobpoll::load_checkpoint(file), saved);
@@ -395,7 +395,7 @@ TEST_F(checkpoint_test, ARoundTripKeepsEveryField) {
   EXPECT_EQ(json::parse(text)["jobs"], json::array({jobpoll::to_json(saved.jobs[0]), jobpoll::to_json(saved.jobs[1])}));
 }
 
-TEST_F(checkpoint_test, ARoundTripWithEveryOptionalEmpty) {
+TEST_F(CheckpointTest, ARoundTripWithEveryOptionalEmpty) {
   const batch_checkpoint saved{"", "ffffffffffffffff", 1, {bare_job(1, 0)}};
   jobpoll::save_checkpoint(file, saved);
   expect_same(jobpoll::load_checkpoint(file), saved);
@@ -408,7 +408,7 @@ TEST_F(checkpoint_test, ARoundTripWithEveryOptionalEmpty) {
   expect_same(jobpoll::load_checkpoint(file), empty);
 }
 
-TEST_F(checkpoint_test, ASaveReplacesTheCheckpointAndAStaleTempFile) {
+TEST_F(CheckpointTest, ASaveReplacesTheCheckpointAndAStaleTempFile) {
   jobpoll::save_checkpoint(file, full_checkpoint());
   write_bytes(dir / "batch.checkpoint.json.tmp", "stale half-written checkpoint");
   const batch_checkpoint second{"nightly", "0123456789abcdef", 3, {bare_job(1, 2)}};
@@ -417,7 +417,7 @@ TEST_F(checkpoint_test, ASaveReplacesTheCheckpointAndAStaleTempFile) {
   EXPECT_FALSE(fs::exists(dir / "batch.checkpoint.json.tmp"));
 }
 
-TEST_F(checkpoint_test, AFailedSaveLeavesTheOldCheckpointIntact) {
+TEST_F(CheckpointTest, AFailedSaveLeavesTheOldCheckpointIntact) {
   jobpoll::save_checkpoint(file, full_checkpoint());
   const std::string before = read_bytes(file);
   // The temp file cannot be created: a directory has its name.
@@ -437,7 +437,7 @@ TEST_F(checkpoint_test, AFailedSaveLeavesTheOldCheckpointIntact) {
   EXPECT_TRUE(fs::is_directory(temp)) << "a directory it did not create was removed";
 }
 
-TEST_F(checkpoint_test, ASaveInAMissingDirectoryFailsNamingIt) {
+TEST_F(CheckpointTest, ASaveInAMissingDirectoryFailsNamingIt) {
   const fs::path nowhere = dir / "missing" / "c.json";
   try {
     jobpoll::save_checkpoint(nowhere, full_checkpoint());
@@ -449,7 +449,7 @@ TEST_F(checkpoint_test, ASaveInAMissingDirectoryFailsNamingIt) {
   }
 }
 
-TEST_F(checkpoint_test, ACheckpointThatCouldNotBeResumedIsNotWritten) {
+TEST_F(CheckpointTest, ACheckpointThatCouldNotBeResumedIsNotWritten) {
   jobpoll::save_checkpoint(file, full_checkpoint());
   const std::string before = read_bytes(file);
   const auto save_error = [&](const batch_checkpoint& checkpoint) -> std::string {
@@ -488,7 +488,7 @@ TEST_F(checkpoint_test, ACheckpointThatCouldNotBeResumedIsNotWritten) {
   EXPECT_FALSE(fs::exists(dir / "batch.checkpoint.json.tmp"));
 }
 
-TEST_F(checkpoint_test, TenThousandRecordsRoundTrip) {
+TEST_F(CheckpointTest, TenThousandRecordsRoundTrip) {
   batch_checkpoint big{"big", "0123456789abcdef", 10'000, {}};
   big.jobs.reserve(10'000);
   for (std::size_t i = 0; i < 10'000; ++i) {
@@ -509,7 +509,7 @@ TEST_F(checkpoint_test, TenThousandRecordsRoundTrip) {
   expect_same(loaded.jobs.back(), big.jobs.back());
 }
 
-TEST_F(checkpoint_test, MembersInAnyOrderLoadTheSame) {
+TEST_F(CheckpointTest, MembersInAnyOrderLoadTheSame) {
   // Records are read while parsing only after "format" and "version"; a
   // file with "jobs" first (sorted members, as nlohmann writes them) is read
   // from the whole tree instead, with the same result.
@@ -521,7 +521,7 @@ TEST_F(checkpoint_test, MembersInAnyOrderLoadTheSame) {
 
 // --- refused files ----------------------------------------------------------------------
 
-TEST_F(checkpoint_test, AMissingFileIsAnOsErrorOrNoCheckpoint) {
+TEST_F(CheckpointTest, AMissingFileIsAnOsErrorOrNoCheckpoint) {
   EXPECT_FALSE(jobpoll::load_checkpoint_if_present(file).has_value());
   try {
     jobpoll::load_checkpoint(file);
@@ -534,7 +534,7 @@ TEST_F(checkpoint_test, AMissingFileIsAnOsErrorOrNoCheckpoint) {
   EXPECT_FALSE(fs::exists(file));
 }
 
-TEST_F(checkpoint_test, AnUnreadableFileIsAnOsError) {
+TEST_F(CheckpointTest, AnUnreadableFileIsAnOsError) {
   fs::create_directory(file);
   for (const bool if_present : {false, true}) {
     try {
@@ -552,7 +552,7 @@ TEST_F(checkpoint_test, AnUnreadableFileIsAnOsError) {
   }
 }
 
-TEST_F(checkpoint_test, AnEmptyFileIsRefused) {
+TEST_F(CheckpointTest, AnEmptyFileIsRefused) {
   write_bytes(file, "");
   const auto e = load_error();
   EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
@@ -565,7 +565,7 @@ TEST_F(checkpoint_test, AnEmptyFileIsRefused) {
   }
 }
 
-TEST_F(checkpoint_test, ATruncatedFileIsRefused) {
+TEST_F(CheckpointTest, ATruncatedFileIsRefused) {
   jobpoll::save_checkpoint(file, full_checkpoint());
   const std::string whole = read_bytes(file);
   write_bytes(file, whole.substr(0, whole.size() - 30));  // inside the last record
@@ -578,7 +578,7 @@ TEST_F(checkpoint_test, ATruncatedFileIsRefused) {
                 std::string(category_suffix));
 }
 
-TEST_F(checkpoint_test, AFileInAnotherFormatIsRefused) {
+TEST_F(CheckpointTest, AFileInAnotherFormatIsRefused) {
   write_bytes(file, R"({"hello":1})");
   auto e = load_error();
   EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
@@ -604,7 +604,7 @@ TEST_F(checkpoint_test, AFileInAnotherFormatIsRefused) {
                                        std::string(category_suffix));
 }
 
-TEST_F(checkpoint_test, AnotherVersionIsRefused) {
+TEST_F(CheckpointTest, AnotherVersionIsRefused) {
   write_edited([](json& d) { d["version"] = 2; });
   auto e = load_error();
   EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
@@ -617,7 +617,7 @@ TEST_F(checkpoint_test, AnotherVersionIsRefused) {
             field_message("/version: expected 1 (the checkpoint version this jobpoll reads), got nothing"));
 }
 
-TEST_F(checkpoint_test, BadMembersAreRefusedNamingThem) {
+TEST_F(CheckpointTest, BadMembersAreRefusedNamingThem) {
   struct refusal {
     std::function<void(json&)> edit;
     std::string message;
@@ -647,7 +647,7 @@ TEST_F(checkpoint_test, BadMembersAreRefusedNamingThem) {
   }
 }
 
-TEST_F(checkpoint_test, BadRecordsAreRefusedAlsoInTheLayoutSaveWrites) {
+TEST_F(CheckpointTest, BadRecordsAreRefusedAlsoInTheLayoutSaveWrites) {
   // Edited in place, so "format" and "version" still come first and the
   // records are read as they are parsed.
   const auto edit_text = [&](const std::string& from, const std::string& to) {
@@ -674,7 +674,7 @@ TEST_F(checkpoint_test, BadRecordsAreRefusedAlsoInTheLayoutSaveWrites) {
   EXPECT_EQ(std::string(e.what()), field_message("/jobs/1/id: expected 2 (ids are 1, 2, ... in order), got 3"));
 }
 
-TEST_F(checkpoint_test, RecordsThatDoNotFormALineageAreRefused) {
+TEST_F(CheckpointTest, RecordsThatDoNotFormALineageAreRefused) {
   struct refusal {
     std::function<void(json&)> edit;
     std::string message;

@@ -1,5 +1,6 @@
 // Reconciliation of a batch by the seed's rules, and the counts it reports.
 
+#include <jobpoll/batch/batch_json.hpp>
 #include <jobpoll/batch/reconcile.hpp>
 
 #include <gmock/gmock.h>
@@ -126,6 +127,10 @@ TEST(BatchReconcile, FailedIdsAreSortedAndCountsMatchTheSeedExample) {
   EXPECT_EQ(s.counts.skipped, 1u);
   EXPECT_EQ(s.counts.total(), 12u);
   EXPECT_THAT(s.failed_job_ids, ElementsAre(5u, 8u));
+  // The seed's recon log entry, member for member.
+  EXPECT_EQ(jobpoll::to_json(s).dump(),
+            R"({"status":"FAILED","total_configs":10,"fulfilled_configs":7,"total_jobs":12,)"
+            R"("job_status_counts":{"RUNNING":1,"COMPLETED":8,"FAILED":2,"SKIPPED":1},"failed_job_ids":[5,8]})");
 }
 
 TEST(BatchReconcile, StatusNames) {

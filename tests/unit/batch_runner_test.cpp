@@ -331,15 +331,16 @@ TEST_F(BatchRunnerTest, CircuitBreakerStopsNewSubmissionsAndSaysWhy) {
   const auto report = run(runner);
   EXPECT_EQ(report.end, batch_end::breaker_open);
   EXPECT_EQ(report.reason,
-            "circuit breaker open: 4 of the last 4 jobs failed (threshold 50%); 9 jobs left for a resume "
-            "(0 running, 9 pending)");
-  EXPECT_EQ(report.summary.status, batch_status::failed);
-  // e0..e3 failed; the resubmissions of e0..e2 queue behind e9 and never
-  // run, and the failure that opened the breaker is not resubmitted.
+            "circuit breaker open: 4 of the last 4 jobs failed (threshold 50%); 10 jobs left for a resume "
+            "(0 running, 10 pending)");
+  EXPECT_EQ(report.summary.status, batch_status::active);  // every failure has a pending resubmission
+  // e0..e3 failed; their resubmissions queue behind e9 and wait for a
+  // resume, like e4..e9: nothing more was submitted once the breaker opened.
   EXPECT_EQ(api.submits(), 4u);
   EXPECT_EQ(api.submits_named("e0"), 1u);
-  EXPECT_EQ(runner.jobs().size(), 13u);
-  EXPECT_FALSE(runner.jobs()[3].skipped);
+  ASSERT_EQ(runner.jobs().size(), 14u);
+  EXPECT_EQ(runner.jobs()[13].parent, 4u);
+  EXPECT_EQ(runner.jobs()[13].state, batch_job_state::pending);
 }
 
 TEST_F(BatchRunnerTest, StopLetsJobsInFlightFinishWithinTheGracePeriod) {
@@ -357,6 +358,10 @@ TEST_F(BatchRunnerTest, StopLetsJobsInFlightFinishWithinTheGracePeriod) {
   EXPECT_EQ(report.end, batch_end::stopped);
   EXPECT_EQ(report.reason, "SIGTERM received; 4 jobs left for a resume (0 running, 4 pending)");
   EXPECT_EQ(report.summary.status, batch_status::active);
+  EXPECT_EQ(jobpoll::to_json(report).dump(),
+            R"({"status":"ACTIVE","total_configs":6,"fulfilled_configs":2,"total_jobs":6,)"
+            R"("job_status_counts":{"PENDING":4,"COMPLETED":2},"failed_job_ids":[],"end":"stopped",)"
+            R"x("reason":"SIGTERM received; 4 jobs left for a resume (0 running, 4 pending)","resumed":0,"peak_in_flight":2})x");
   EXPECT_THAT(states(runner.jobs()),
               ElementsAre(batch_job_state::completed, batch_job_state::completed, batch_job_state::pending,
                           batch_job_state::pending, batch_job_state::pending, batch_job_state::pending));
@@ -401,6 +406,35 @@ TEST_F(BatchRunnerTest, AfterTheGraceJobsAreKeptAndResumedByHandleNeverResubmitt
   for (int k = 0; k < 5; ++k) EXPECT_EQ(api.submits_named("e" + std::to_string(k)), 1u) << k;
   EXPECT_EQ(api.polls("j1"), 11u);  // 10 running answers, then completed: none lost, none repeated
   EXPECT_EQ(resumed.jobs()[0].handle->progress.attempts, 11u);
+}
+
+TEST_F(BatchRunnerTest, AJobFailingDuringTheGracePeriodIsResubmittedOnResume) {
+  auto o = options();
+  o.grace_period = 10s;
+  o.max_resubmits = 1;
+  o.checkpoint = dir / "checkpoint.json";
+  std::vector<jobpoll::batch_entry> es{entry("bad", 3, "failed"), entry("ok", 3)};
+  {
+    auto runner = make(es, o);
+    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+      manual_clock::timer t(co_await asio::this_coro::executor);
+      t.expires_after(1s);
+      co_await t.async_wait(asio::use_awaitable);
+      runner.request_stop();
+    }, asio::detached);
+    const auto report = run(runner);
+    // "bad" failed at 3 s, within the grace period: its resubmission waits.
+    ASSERT_EQ(runner.jobs().size(), 3u);
+    EXPECT_EQ(runner.jobs()[2].parent, 1u);
+    EXPECT_EQ(runner.jobs()[2].state, batch_job_state::pending);
+    EXPECT_EQ(report.reason, "stop requested; 1 job left for a resume (0 running, 1 pending)");
+  }
+  auto resumed = make(es, o);
+  const auto report = run(resumed);
+  EXPECT_EQ(resumed.jobs()[2].state, batch_job_state::failed);  // same parameters, fails again
+  EXPECT_EQ(api.submits_named("bad"), 2u);
+  EXPECT_EQ(api.submits_named("ok"), 1u);
+  EXPECT_EQ(report.summary.status, batch_status::failed);
 }
 
 TEST_F(BatchRunnerTest, StopWithCancelJobsCancelsTheJobsInFlightRemotely) {
@@ -458,7 +492,9 @@ TEST_F(BatchRunnerTest, SubmitInterruptedBeforeAnyRequestIsPendingAgain) {
 
 TEST_F(BatchRunnerTest, SubmitInterruptedInFlightIsFailedNeverSentTwice) {
   api.set_latency(5s);
-  auto runner = make(entries(1, 0), options());
+  auto o = options();
+  o.max_resubmits = 1;  // not used for it: a resubmission could run the job twice
+  auto runner = make(entries(1, 0), o);
   asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
     manual_clock::timer t(co_await asio::this_coro::executor);
     t.expires_after(1s);
@@ -469,6 +505,7 @@ TEST_F(BatchRunnerTest, SubmitInterruptedInFlightIsFailedNeverSentTwice) {
   const batch_job& job = runner.jobs()[0];
   EXPECT_EQ(job.state, batch_job_state::failed);
   EXPECT_THAT(job.error, HasSubstr("the submit request was under way, so the server may have created the job"));
+  EXPECT_EQ(runner.jobs().size(), 1u);
   EXPECT_EQ(report.summary.status, batch_status::failed);
 }
 
@@ -575,6 +612,7 @@ TEST_F(BatchRunnerTest, CheckpointOfAnotherBatchIsRefused) {
 TEST_F(BatchRunnerTest, ASubmitUnderWayInACrashedRunIsFailedOnResume) {
   auto o = options();
   o.checkpoint = dir / "checkpoint.json";
+  o.max_resubmits = 1;  // not used for it: a resubmission could run the job twice
   jobpoll::batch_checkpoint crashed;
   {
     auto runner = make(entries(2), o);
@@ -586,6 +624,7 @@ TEST_F(BatchRunnerTest, ASubmitUnderWayInACrashedRunIsFailedOnResume) {
   EXPECT_EQ(runner.jobs()[0].state, batch_job_state::failed);
   EXPECT_THAT(runner.jobs()[0].error, HasSubstr("the server may have created the job, so it is not submitted again"));
   run(runner);
+  EXPECT_EQ(runner.jobs().size(), 2u);
   EXPECT_EQ(api.submits_named("e0"), 0u);
   EXPECT_EQ(api.submits_named("e1"), 1u);
 }

@@ -128,10 +128,10 @@ class audit_replayer {
 
     auto found = jobs_.find(id);
     if (!previous) {
-      if (found != jobs_.end())
-        fields.fail("job", "a new job id (job " + std::to_string(id) + " was created at line " +
-                               std::to_string(found->second.line) + ")",
-                    std::to_string(id));
+      // A creation line for a known id starts that record afresh: a run that
+      // resumed from a checkpoint older than the log (after a crash) created
+      // it again, and its lines are the ones that count.
+      if (found != jobs_.end()) jobs_.erase(found);
       replayed created{{}, number};
       created.job.id = id;
       created.job.entry = entry;
@@ -274,14 +274,18 @@ class audit_log {
 /// of its first line in a terminal state. A rebuilt handle has the job's
 /// params, no progress and no remaining budget (the log does not hold them).
 ///
+/// A second creation line for an id starts that record afresh: a run resumed
+/// after a crash from a checkpoint older than the log creates again the
+/// records the checkpoint lacks, and the later lines are the ones that count.
+///
 /// A line is complete only with its newline: an unterminated last line is
 /// the trace of a write cut short (a crash) and is ignored. Any other line
 /// must be a valid record: throws `std::system_error` with
 /// `errc::invalid_checkpoint` and "<path>:<line number>: ..." for an empty
 /// line, a line that is not JSON ("not a JSON document: <the parser's
 /// message>"), and a missing or ill-typed member ("/state: expected ...,
-/// got ..."), a batch other than the first line's, a second creation line
-/// for one id, a change of a job with no creation line before it, or an
+/// got ..."), a batch other than the first line's, a change of a job with
+/// no creation line before it, or an
 /// entry, parent or attempt other than the creation line's. Throws errno's
 /// code and "cannot read audit log <path>" when the file cannot be read.
 /// Never modifies the file.

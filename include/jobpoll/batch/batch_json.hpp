@@ -4,6 +4,8 @@
 // durations as integer nanoseconds, an empty optional as null, and strict
 // validation on the way in, with errors that name the field and quote the value.
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cstddef>
@@ -18,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "jobpoll/batch/batch_job.hpp"
+#include "jobpoll/batch/reconcile.hpp"
 #include "jobpoll/error.hpp"
 #include "jobpoll/job_client.hpp"
 #include "jobpoll/job_description.hpp"
@@ -547,6 +550,33 @@ inline job_handle job_handle_from_json(const nlohmann::json& value, std::string_
 /// problem; `where` is the record's location for that message ("/jobs/3").
 inline batch_job batch_job_from_json(const nlohmann::json& value, std::string_view where) {
   return detail::read_batch_job(value, {}, where);
+}
+
+/// The reconciliation in the shape of the seed's recon log entry (an entry
+/// is the seed's "job configuration"):
+/// `{"status": "FAILED", "total_configs": 10, "fulfilled_configs": 8,
+///   "total_jobs": 12, "job_status_counts": {"COMPLETED": 8, "FAILED": 2,
+///   "RUNNING": 1, "SKIPPED": 1}, "failed_job_ids": [5, 8]}`;
+/// `job_status_counts` names only the states some record is in.
+inline nlohmann::ordered_json to_json(const batch_summary& summary) {
+  nlohmann::ordered_json counts = nlohmann::ordered_json::object();
+  const auto count = [&counts](std::string_view state, std::size_t n) {
+    if (n == 0) return;
+    std::string name(state);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    counts[name] = n;
+  };
+  for (std::size_t i = 0; i < batch_job_state_count; ++i) {
+    const auto state = static_cast<batch_job_state>(i);
+    count(to_string(state), summary.counts[state]);
+  }
+  count("skipped", summary.counts.skipped);
+  return {{"status", std::string(to_string(summary.status))},
+          {"total_configs", summary.total_entries},
+          {"fulfilled_configs", summary.fulfilled_entries},
+          {"total_jobs", summary.total_jobs},
+          {"job_status_counts", std::move(counts)},
+          {"failed_job_ids", summary.failed_job_ids}};
 }
 
 }  // namespace jobpoll

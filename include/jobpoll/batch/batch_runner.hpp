@@ -134,6 +134,17 @@ struct batch_report {
   std::size_t resumed = 0;        ///< jobs polled again by a saved handle
 };
 
+/// `to_json(report.summary)` followed by "end", "reason", "resumed" and
+/// "peak_in_flight": what a batch program prints when it ends.
+inline nlohmann::ordered_json to_json(const batch_report& report) {
+  nlohmann::ordered_json out = to_json(report.summary);
+  out["end"] = std::string(to_string(report.end));
+  out["reason"] = report.reason;
+  out["resumed"] = report.resumed;
+  out["peak_in_flight"] = report.peak_in_flight;
+  return out;
+}
+
 /// Runs a batch: every `batch_entry` becomes a job record, submitted and
 /// polled through `client` with `options.job`, at most `max_in_flight` at a
 /// time, in entry order.
@@ -141,7 +152,10 @@ struct batch_report {
 /// A failed job (failed, timed out, retries exhausted, not submittable) is
 /// resubmitted up to `max_resubmits` times as a new record naming its parent;
 /// the parent is then skipped ("resubmitted as job N"), as the seed's
-/// lifecycle does. Skipped entries are recorded and never submitted.
+/// lifecycle does; a resubmission made once the batch stops submitting (a
+/// stop, the breaker) stays pending for a resume. A job whose submit may have
+/// reached the server without an answer is never resubmitted. Skipped
+/// entries are recorded and never submitted.
 ///
 /// With `options.checkpoint` set, the constructor resumes from that file when
 /// it exists: completed and failed jobs are kept, jobs that were in flight
@@ -198,7 +212,8 @@ class batch_runner {
         if (jobs_[i].state == batch_job_state::submitting)
           fail(i, make_error_code(errc::job_failed),
                "its submit request was under way when the previous run stopped; the server may have created the "
-               "job, so it is not submitted again");
+               "job, so it is not submitted again",
+               resubmittable::no);
     } else {
       jobs_.reserve(entries_.size());
       for (std::size_t e = 0; e < entries_.size(); ++e) {
@@ -443,7 +458,8 @@ class batch_runner {
     if (s.attempts > s.transient_failures) {
       fail(i, e.code(),
            std::string(e.what()) + "; the submit request was under way, so the server may have created the job: "
-                                   "it is not submitted again");
+                                   "it is not submitted again",
+           resubmittable::no);
       return;
     }
     set_state(i, batch_job_state::pending, "submit interrupted before any request reached the server");
@@ -467,11 +483,15 @@ class batch_runner {
     changed(i, batch_job_state::running, note);
   }
 
-  void fail(std::size_t i, std::error_code ec, std::string message) {
+  // `no` when a new job could run the same work twice: a submit that may have reached the server.
+  enum class resubmittable { yes, no };
+
+  // A resubmission made during a stop stays pending: the checkpoint keeps it and a resume submits it.
+  void fail(std::size_t i, std::error_code ec, std::string message, resubmittable may = resubmittable::yes) {
     record_error(i, ec, std::move(message));
     set_state(i, batch_job_state::failed);
     breaker_.record(true);
-    if (stopping() || jobs_[i].attempt > options_.max_resubmits) return;
+    if (may == resubmittable::no || jobs_[i].attempt > options_.max_resubmits) return;
     std::optional<resubmission> how =
         options_.resubmit ? options_.resubmit(jobs_[i]) : std::optional<resubmission>(resubmission{jobs_[i].params, {}});
     if (!how) return;
