@@ -1,6 +1,8 @@
 // The HTTP side of an installed jobpoll: the json and curl components link
-// and work together (no network: a job client is built and a body decoded).
+// and work together (no network: a job client and a batch runner are built,
+// a body decoded and an empty batch reconciled).
 
+#include <jobpoll/batch.hpp>
 #include <jobpoll/codec/json.hpp>
 #include <jobpoll/field_status.hpp>
 #include <jobpoll/job_client.hpp>
@@ -21,5 +23,7 @@ int main() {
   jobpoll::job_client client(transport, description, status);
   const auto verdict = status(jobpoll::json_codec{}.decode(R"({"status":"done"})"));
   std::cout << "status: " << jobpoll::to_string(verdict.state) << '\n';
-  return verdict.state == jobpoll::job_state::succeeded ? 0 : 1;
+  jobpoll::batch_runner batch(ctx.get_executor(), client, {}, jobpoll::batch_options{});
+  std::cout << "batch: " << jobpoll::to_json(batch.summary()).dump() << '\n';
+  return verdict.state == jobpoll::job_state::succeeded && batch.summary().status == jobpoll::batch_status::completed ? 0 : 1;
 }
