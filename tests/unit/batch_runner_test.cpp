@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -124,6 +125,19 @@ class BatchRunnerTest : public ::testing::Test {
     if (failure) std::rethrow_exception(failure);
     EXPECT_TRUE(report.has_value()) << "the batch did not finish";
     return report.value_or(jobpoll::batch_report{});
+  }
+
+  // Calls `action` once `delay` of simulated time has passed (while `run` runs).
+  void after(manual_clock::duration delay, std::function<void()> action) {
+    asio::co_spawn(
+        ctx,
+        [delay, action = std::move(action)]() -> asio::awaitable<void> {
+          manual_clock::timer t(co_await asio::this_coro::executor);
+          t.expires_after(delay);
+          co_await t.async_wait(asio::use_awaitable);
+          action();
+        },
+        asio::detached);
   }
 
   runner_type make(std::vector<jobpoll::batch_entry> es, options_type o, runner_type::result_handler on_result = {}) {
@@ -348,12 +362,7 @@ TEST_F(BatchRunnerTest, StopLetsJobsInFlightFinishWithinTheGracePeriod) {
   o.grace_period = 10s;
   o.checkpoint = dir / "checkpoint.json";
   auto runner = make(entries(6, 3), o);
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    manual_clock::timer t(co_await asio::this_coro::executor);
-    t.expires_after(1500ms);
-    co_await t.async_wait(asio::use_awaitable);
-    runner.request_stop("SIGTERM received");
-  }, asio::detached);
+  after(1500ms, [&] { runner.request_stop("SIGTERM received"); });
   const auto report = run(runner);
   EXPECT_EQ(report.end, batch_end::stopped);
   EXPECT_EQ(report.reason, "SIGTERM received; 4 jobs left for a resume (0 running, 4 pending)");
@@ -376,12 +385,7 @@ TEST_F(BatchRunnerTest, AfterTheGraceJobsAreKeptAndResumedByHandleNeverResubmitt
   o.checkpoint = dir / "checkpoint.json";
   {
     auto runner = make(entries(5, 10), o);
-    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-      manual_clock::timer t(co_await asio::this_coro::executor);
-      t.expires_after(3500ms);
-      co_await t.async_wait(asio::use_awaitable);
-      runner.request_stop();
-    }, asio::detached);
+    after(3500ms, [&] { runner.request_stop(); });
     const auto report = run(runner);
     EXPECT_EQ(report.end, batch_end::stopped);
     EXPECT_EQ(report.reason, "stop requested; 5 jobs left for a resume (2 running, 3 pending)");
@@ -416,12 +420,7 @@ TEST_F(BatchRunnerTest, AJobFailingDuringTheGracePeriodIsResubmittedOnResume) {
   std::vector<jobpoll::batch_entry> es{entry("bad", 3, "failed"), entry("ok", 3)};
   {
     auto runner = make(es, o);
-    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-      manual_clock::timer t(co_await asio::this_coro::executor);
-      t.expires_after(1s);
-      co_await t.async_wait(asio::use_awaitable);
-      runner.request_stop();
-    }, asio::detached);
+    after(1s, [&] { runner.request_stop(); });
     const auto report = run(runner);
     // "bad" failed at 3 s, within the grace period: its resubmission waits.
     ASSERT_EQ(runner.jobs().size(), 3u);
@@ -441,12 +440,7 @@ TEST_F(BatchRunnerTest, StopWithCancelJobsCancelsTheJobsInFlightRemotely) {
   auto o = options();
   o.when_stopped = jobpoll::on_cancel::cancel_job;
   auto runner = make(entries(3, 10), o);
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    manual_clock::timer t(co_await asio::this_coro::executor);
-    t.expires_after(2500ms);
-    co_await t.async_wait(asio::use_awaitable);
-    runner.request_stop();
-  }, asio::detached);
+  after(2500ms, [&] { runner.request_stop(); });
   const auto report = run(runner);
   EXPECT_THAT(states(runner.jobs()),
               ElementsAre(batch_job_state::cancelled, batch_job_state::cancelled, batch_job_state::pending));
@@ -461,12 +455,7 @@ TEST_F(BatchRunnerTest, EveryJobCancelledMakesTheBatchCancelled) {
   auto o = options();
   o.when_stopped = jobpoll::on_cancel::cancel_job;
   auto runner = make(entries(2, 10), o);
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    manual_clock::timer t(co_await asio::this_coro::executor);
-    t.expires_after(1s);
-    co_await t.async_wait(asio::use_awaitable);
-    runner.stop_now();
-  }, asio::detached);
+  after(1s, [&] { runner.stop_now(); });
   const auto report = run(runner);
   EXPECT_EQ(report.summary.status, batch_status::cancelled);
   EXPECT_EQ(report.end, batch_end::finished);  // nothing left to run
@@ -478,12 +467,7 @@ TEST_F(BatchRunnerTest, SubmitInterruptedBeforeAnyRequestIsPendingAgain) {
   auto o = options();
   o.job.limiter = limiter;
   auto runner = make(entries(2, 0), o);
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    manual_clock::timer t(co_await asio::this_coro::executor);
-    t.expires_after(10s);
-    co_await t.async_wait(asio::use_awaitable);
-    runner.stop_now();
-  }, asio::detached);
+  after(10s, [&] { runner.stop_now(); });
   const auto report = run(runner);
   EXPECT_EQ(runner.jobs()[1].state, batch_job_state::pending);
   EXPECT_EQ(api.submits(), 1u);
@@ -495,12 +479,7 @@ TEST_F(BatchRunnerTest, SubmitInterruptedInFlightIsFailedNeverSentTwice) {
   auto o = options();
   o.max_resubmits = 1;  // not used for it: a resubmission could run the job twice
   auto runner = make(entries(1, 0), o);
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    manual_clock::timer t(co_await asio::this_coro::executor);
-    t.expires_after(1s);
-    co_await t.async_wait(asio::use_awaitable);
-    runner.stop_now();
-  }, asio::detached);
+  after(1s, [&] { runner.stop_now(); });
   const auto report = run(runner);
   const batch_job& job = runner.jobs()[0];
   EXPECT_EQ(job.state, batch_job_state::failed);
@@ -514,12 +493,7 @@ TEST_F(BatchRunnerTest, CancellingTheRunKeepsJobsForAResume) {
   o.checkpoint = dir / "checkpoint.json";
   auto runner = make(entries(3, 10), o);
   asio::cancellation_signal cancel;
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    manual_clock::timer t(co_await asio::this_coro::executor);
-    t.expires_after(2s);
-    co_await t.async_wait(asio::use_awaitable);
-    cancel.emit(asio::cancellation_type::terminal);
-  }, asio::detached);
+  after(2s, [&] { cancel.emit(asio::cancellation_type::terminal); });
   const auto report = run(runner, cancel.slot());
   EXPECT_EQ(report.end, batch_end::cancelled);
   EXPECT_EQ(report.reason, "cancelled; 3 jobs left for a resume (2 running, 1 pending)");
