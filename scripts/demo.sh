@@ -6,7 +6,10 @@
 #      get-job-data every 2 s until "pass", collect every page), under the
 #      API's quota of 20 requests per 15 s, which the server enforces too;
 #   2. a job of the seed-004 job API (POST /v1/jobs, Location handle,
-#      progress and an ETA hint), with a 503 burst the poll rides out.
+#      progress and an ETA hint), with a 503 burst the poll rides out;
+#   3. a batch of 40 jobs (examples/batch_run), interrupted by SIGINT after
+#      3 s and run again: it resumes from its checkpoint, polling the jobs
+#      that were running by their handles instead of submitting them again.
 # Progress goes to stderr, each result to stdout as JSON. The server is
 # stopped on exit. Installs missing build dependencies with apt-get first.
 set -euo pipefail
@@ -17,9 +20,10 @@ source scripts/deps.sh
 jobpoll_install_deps
 
 cmake -S . -B build/demo -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DJOBPOLL_BUILD_TESTS=OFF -DJOBPOLL_BUILD_EXAMPLES=OFF -DJOBPOLL_BUILD_BENCH=OFF -DJOBPOLL_BUILD_TOOLS=ON
-cmake --build build/demo --target jobpoll_cli --parallel "${JOBS:-$(nproc)}"
+  -DJOBPOLL_BUILD_TESTS=OFF -DJOBPOLL_BUILD_EXAMPLES=ON -DJOBPOLL_BUILD_BENCH=OFF -DJOBPOLL_BUILD_TOOLS=ON
+cmake --build build/demo --target jobpoll_cli batch_run --parallel "${JOBS:-$(nproc)}"
 jobpoll=build/demo/tools/jobpoll
+batch_run=build/demo/examples/batch_run
 
 # The server prints "PORT <n>" once it listens; --ignore-stdin because a
 # background job's stdin is not ours to hold open.
@@ -72,3 +76,21 @@ control script '{"method": "GET", "path": "/v1/jobs/job-1", "responses": [
   --status-pointer /status --success completed --failure failed,cancelled --pending pending,running \
   --progress-pointer /progress --hint-pointer /eta_seconds --failure-detail-pointer /error \
   --result-pointer /result --interval 2s --timeout 60s "$@"
+
+echo
+echo "== 3. a batch of 40 jobs, 6 at a time: SIGINT after 3 s, then the same command resumes it =="
+control config '{"quota": null}'
+state=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$port_file" "$state"' EXIT
+batch=("$batch_run" --server "$base" --jobs 40 --steps 8 --interval 250ms --concurrency 6 --grace 0
+  --state-dir "$state")
+"${batch[@]}" &
+batch_pid=$!
+sleep 3
+kill -INT "$batch_pid"
+status=0
+wait "$batch_pid" || status=$?
+echo "(stopped with exit code $status: jobs left for a resume)"
+echo "-- run again --"
+"${batch[@]}"
+echo "($(wc -l <"$state/results.ndjson") results collected, $(wc -l <"$state/audit.ndjson") audit lines)"
