@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Builds jobpoll's benchmarks (Release, -O2, -Werror; the default compiler, g++) in build-bench/ and
 # runs them, each against its hand-written Asio baseline in the same process,
-# then prints every ratio once more at the end. About 3-4 minutes on 2 cores.
+# then prints every ratio once more at the end. About 5-6 minutes on 2 cores
+# (batch_bench about 70 s of it).
 #
-#   scripts/bench.sh                      all four
+#   scripts/bench.sh                      all five
 #   scripts/bench.sh poll_overhead ...    a subset: poll_overhead, many_pollers, limiter_throughput,
-#                                         curl_transport (against the loopback job server)
+#                                         curl_transport (against the loopback job server),
+#                                         batch_bench (the batch runner against job_client alone)
 #
 # REPS=<n> sets the Google Benchmark repetitions (default 5; medians are
 # compared); MANY_REPS=<n> the fresh-process runs per many_pollers
-# configuration (default 3). Full outputs: build-bench/<name>.txt.
+# configuration (default 3); BATCH_REPS=<n> those per batch_bench way and
+# size (default 5). Full outputs: build-bench/<name>.txt.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,12 +21,13 @@ source scripts/deps.sh
 
 reps=${REPS:-5}
 many_reps=${MANY_REPS:-3}
+batch_reps=${BATCH_REPS:-5}
 dir=build-bench
-all=(poll_overhead many_pollers limiter_throughput curl_transport)
+all=(poll_overhead many_pollers limiter_throughput curl_transport batch_bench)
 selected=("$@")
 ((${#selected[@]})) || selected=("${all[@]}")
 for name in "${selected[@]}"; do
-  case $name in poll_overhead | many_pollers | limiter_throughput | curl_transport) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
+  case $name in poll_overhead | many_pollers | limiter_throughput | curl_transport | batch_bench) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
 done
 
 header() { printf '\n==== %s ====\n' "$*"; }
@@ -49,6 +53,8 @@ for name in "${selected[@]}"; do
   start=$SECONDS
   if [[ $name == many_pollers ]]; then
     "$dir/bench/$name" --reps="$many_reps" | tee "$out"
+  elif [[ $name == batch_bench ]]; then
+    "$dir/bench/$name" --reps="$batch_reps" | tee "$out"
   else
     "$dir/bench/$name" "${gbench_flags[@]}" | tee "$out"
   fi

@@ -93,8 +93,8 @@ struct basic_batch_options {
   on_cancel when_stopped = on_cancel::keep_job;
   /// Where the batch's state is saved (atomically) and resumed from.
   std::optional<std::filesystem::path> checkpoint;
-  /// Least time between two checkpoint writes while the batch runs (0: after
-  /// every change). The state at the end of a run is always written. After a
+  /// Least time from the end of one checkpoint write to the start of the
+  /// next while the batch runs (0: after every change). The state at the end of a run is always written. After a
   /// crash (not a stop) the jobs submitted since the last write are lost to
   /// the checkpoint and would be submitted again.
   std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(1);
@@ -554,7 +554,7 @@ class batch_runner {
     const auto now = Clock::now();
     const auto interval = std::chrono::ceil<typename Clock::duration>(options_.checkpoint_interval);
     if (!last_write_ || now - *last_write_ >= interval) {
-      write_checkpoint(now);
+      write_checkpoint();
       return;
     }
     checkpoint_armed_ = true;
@@ -562,19 +562,21 @@ class batch_runner {
     checkpoint_timer_.async_wait([this](std::error_code ec) {
       if (ec) return;  // cancelled at the end of the run: the runner may be gone
       checkpoint_armed_ = false;
-      write_checkpoint(Clock::now());
+      write_checkpoint();
     });
   }
 
   // Writes the checkpoint during a run; a failure stops the batch (the final
-  // write at the end of `run` reports it if it persists).
-  void write_checkpoint(typename Clock::time_point now) {
-    last_write_ = now;
+  // write at the end of `run` reports it if it persists). The interval runs
+  // from the end of a write: with a write slower than the interval, timing
+  // from its start would make every later change write again at once.
+  void write_checkpoint() {
     try {
       save(*options_.checkpoint);
     } catch (const std::exception& e) {
       request_stop(std::string("the checkpoint could not be written: ") + e.what());
     }
+    last_write_ = Clock::now();
   }
 
   void save(const std::filesystem::path& path) const {
