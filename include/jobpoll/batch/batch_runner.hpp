@@ -185,11 +185,11 @@ class batch_runner {
                basic_batch_options<Clock> options, result_handler on_result = {})
       : executor_(std::move(executor)),
         client_(&client),
-        entries_(std::move(entries)),
+        entries_(entries.size()),
         options_(std::move(options)),
         on_result_(std::move(on_result)),
         breaker_(options_.breaker),
-        fingerprint_(batch_fingerprint(entries_)),
+        fingerprint_(batch_fingerprint(entries)),
         grace_timer_(executor_),
         checkpoint_timer_(executor_),
         all_done_(executor_) {
@@ -215,14 +215,15 @@ class batch_runner {
                "job, so it is not submitted again",
                resubmittable::no);
     } else {
-      jobs_.reserve(entries_.size());
-      for (std::size_t e = 0; e < entries_.size(); ++e) {
+      // The records keep the entries' parameters: the entries themselves are not kept.
+      jobs_.reserve(entries_);
+      for (std::size_t e = 0; e < entries_; ++e) {
         batch_job job;
         job.id = jobs_.size() + 1;
         job.entry = e;
-        job.params = entries_[e].params;
-        job.skipped = entries_[e].skip;
-        job.skip_reason = entries_[e].skip_reason;
+        job.params = std::move(entries[e].params);
+        job.skipped = entries[e].skip;
+        job.skip_reason = std::move(entries[e].skip_reason);
         job.created = std::chrono::system_clock::now();
         add(std::move(job));
       }
@@ -345,14 +346,15 @@ class batch_runner {
 
   /// Every job record, in id order (resubmissions after the records they resubmit).
   const std::vector<batch_job>& jobs() const noexcept { return jobs_; }
-  const std::vector<batch_entry>& entries() const noexcept { return entries_; }
+  /// How many entries the batch has.
+  std::size_t entries() const noexcept { return entries_; }
   const batch_counts& counts() const noexcept { return counts_; }
   /// Jobs this run is submitting or polling now (never more than `max_in_flight`).
   std::size_t in_flight() const noexcept { return busy_; }
   /// The reconciliation of the records as they are now.
-  batch_summary summary() const { return reconcile(jobs_, entries_.size()); }
+  batch_summary summary() const { return reconcile(jobs_, entries_); }
   /// The state a checkpoint would hold now.
-  batch_checkpoint checkpoint() const { return {options_.name, fingerprint_, entries_.size(), jobs_}; }
+  batch_checkpoint checkpoint() const { return {options_.name, fingerprint_, entries_, jobs_}; }
 
  private:
   struct worker {
@@ -580,7 +582,7 @@ class batch_runner {
   }
 
   void save(const std::filesystem::path& path) const {
-    save_checkpoint(path, options_.name, fingerprint_, entries_.size(), jobs_);
+    save_checkpoint(path, options_.name, fingerprint_, entries_, jobs_);
   }
 
   void abandon_in_flight() {
@@ -601,12 +603,12 @@ class batch_runner {
   }
 
   void check_belongs_here(const batch_checkpoint& saved) const {
-    if (saved.batch == options_.name && saved.fingerprint == fingerprint_ && saved.entries == entries_.size()) return;
+    if (saved.batch == options_.name && saved.fingerprint == fingerprint_ && saved.entries == entries_) return;
     throw std::system_error(
         errc::invalid_checkpoint,
         options_.checkpoint->string() + " is the checkpoint of batch \"" + saved.batch + "\" with " +
             std::to_string(saved.entries) + " entries (fingerprint " + saved.fingerprint + "), not of batch \"" +
-            options_.name + "\" with " + std::to_string(entries_.size()) + " entries (fingerprint " + fingerprint_ +
+            options_.name + "\" with " + std::to_string(entries_) + " entries (fingerprint " + fingerprint_ +
             "); it was left untouched: remove it to start afresh, or give this batch its own checkpoint file");
   }
 
@@ -638,7 +640,7 @@ class batch_runner {
 
   asio::any_io_executor executor_;
   Client* client_;
-  std::vector<batch_entry> entries_;
+  std::size_t entries_;
   basic_batch_options<Clock> options_;
   result_handler on_result_;
   circuit_breaker breaker_;
