@@ -81,20 +81,6 @@ using runner_type = jobpoll::batch_runner<client_type>;
 
 constexpr std::array<std::string_view, 4> ways{"empty", "baseline", "runner", "runner+ckpt"};
 
-jobpoll::job_description memory_jobs() {
-  jobpoll::job_description d;
-  d.submit = {"POST", "http://jobs.test/jobs", R"({"name":"{name}","polls":{polls},"outcome":"completed"})"};
-  d.handle = jobpoll::handle_source::body("/id");
-  d.poll = {"GET", "/jobs/{handle}"};
-  d.result = jobpoll::result_source::in_poll_answer("/result");
-  d.cancel = jobpoll::request_template{"DELETE", "/jobs/{handle}"};
-  return d;
-}
-
-status_type memory_status() {
-  return status_type("/status", {.succeeded = {"completed"}, .failed = {"failed"}, .pending = {"running"}});
-}
-
 jobpoll::poll_options job_options() {
   jobpoll::poll_options o;
   o.interval = jobpoll::fixed_interval{std::chrono::nanoseconds::zero()};
@@ -183,7 +169,7 @@ timing run_baseline(asio::io_context& ctx, client_type& client, std::size_t n, s
                     std::vector<json>& values) {
   std::vector<jobpoll::job_params> params;
   params.reserve(n);
-  for (std::size_t k = 0; k < n; ++k) params.push_back({{"name", job_name(k)}, {"polls", std::to_string(polls)}});
+  for (std::size_t k = 0; k < n; ++k) params.push_back({{"name", job_name(k)}, {"polls", std::to_string(polls)}, {"outcome", "completed"}});
   values.reserve(n);
   std::size_t next = 0;
   std::exception_ptr failure;
@@ -211,7 +197,7 @@ timing run_runner(asio::io_context& ctx, client_type& client, std::size_t n, std
   entries.reserve(n);
   for (std::size_t k = 0; k < n; ++k) {
     jobpoll::batch_entry& e = entries.emplace_back();
-    e.params = {{"name", job_name(k)}, {"polls", std::to_string(polls)}};
+    e.params = {{"name", job_name(k)}, {"polls", std::to_string(polls)}, {"outcome", "completed"}};
   }
   values.reserve(n);
   jobpoll::batch_options options;
@@ -262,7 +248,7 @@ int run_child(std::string_view way, std::size_t n, std::size_t polls, std::size_
   timing t{0, 0, 0, peak_rss()};
   if (way != "empty") {
     api_type api(ctx.get_executor());
-    client_type client(api, memory_jobs(), memory_status());
+    client_type client(api, jobpoll_test::memory_job_description(), jobpoll_test::memory_job_status());
     std::vector<json> values;
     if (way == "baseline") {
       t = run_baseline(ctx, client, n, polls, c, values);

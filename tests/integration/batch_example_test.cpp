@@ -5,33 +5,18 @@
 // files and the program's output.
 
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
 #include <csignal>
 #include <cstddef>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <initializer_list>
-#include <iterator>
 #include <map>
 #include <regex>
 #include <set>
 #include <sstream>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <fcntl.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -40,7 +25,9 @@
 #include <jobpoll/batch/audit_log.hpp>
 #include <jobpoll/batch/checkpoint.hpp>
 
+#include "child_process.hpp"
 #include "loopback_server.hpp"
+#include "temp_dir.hpp"
 
 #ifndef JOBPOLL_TEST_BATCH_EXAMPLE
 #error "batch_example_test.cpp needs JOBPOLL_TEST_BATCH_EXAMPLE, the path of the built batch_run (tests/CMakeLists.txt sets it)"
@@ -51,215 +38,27 @@ namespace {
 namespace fs = std::filesystem;
 using jobpoll::batch_job_state;
 using jobpoll::test::loopback_server;
+using jobpoll_test::child_process;
+using jobpoll_test::read_bytes;
+using jobpoll_test::temp_dir;
+using run_result = jobpoll_test::child_result;
 using json = nlohmann::json;
 using testing::HasSubstr;
 using testing::StartsWith;
 
-// How a run ended and what it printed.
-struct run_result {
-  bool exited = false;  // WIFEXITED
-  int exit_code = -1;   // WEXITSTATUS when it exited
-  int signal = 0;       // WTERMSIG when a signal ended it
-  std::string out;
-  std::string err;
-};
+// batch_run's command line: its path, then `args`.
+std::vector<std::string> batch_command(std::vector<std::string> args) {
+  args.insert(args.begin(), JOBPOLL_TEST_BATCH_EXAMPLE);
+  return args;
+}
 
-// batch_run as a child process, stdout and stderr on pipes (so stderr is not
-// a terminal), stdin /dev/null, default SIGINT/SIGTERM handling, no_proxy=*.
-// The destructor kills and reaps a child that is still running.
-class batch_process {
- public:
-  explicit batch_process(std::vector<std::string> args) {
-    args.insert(args.begin(), JOBPOLL_TEST_BATCH_EXAMPLE);
-    int out[2];
-    int err[2];
-    if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
-    if (pipe2(err, O_CLOEXEC) != 0) {
-      ::close(out[0]);
-      ::close(out[1]);
-      throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGPIPE);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigdefault(&attributes, &defaults);
-    posix_spawnattr_setsigmask(&attributes, &none);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-
-    std::vector<std::string> environment;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string_view entry(*e);
-      if (!entry.starts_with("no_proxy=") && !entry.starts_with("NO_PROXY=")) environment.emplace_back(entry);
-    }
-    environment.emplace_back("no_proxy=*");
-    environment.emplace_back("NO_PROXY=*");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<char*> envp;
-    for (auto& e : environment) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    const int rc = posix_spawn(&pid_, argv[0], &actions, &attributes, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    ::close(out[1]);
-    ::close(err[1]);
-    fds_[0] = out[0];
-    fds_[1] = err[0];
-    if (rc != 0) {
-      pid_ = -1;
-      close_pipes();
-      throw std::runtime_error("cannot start " + std::string(JOBPOLL_TEST_BATCH_EXAMPLE) + ": " + std::strerror(rc));
-    }
-  }
-
-  ~batch_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      reap();
-    }
-    close_pipes();
-  }
-
-  batch_process(const batch_process&) = delete;
-  batch_process& operator=(const batch_process&) = delete;
-
-  void send(int signal) const { ::kill(pid_, signal); }
-
-  // Reads what the child has written, waiting at most `wait` for output, so
-  // that a chatty child never blocks on a full pipe.
-  void pump(std::chrono::milliseconds wait) {
-    pollfd watched[2];
-    nfds_t count = 0;
-    for (int fd : fds_)
-      if (fd >= 0) watched[count++] = {fd, POLLIN, 0};
-    if (count == 0) return;
-    const int ready = ::poll(watched, count, static_cast<int>(wait.count()));
-    if (ready < 0 && errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
-    for (nfds_t i = 0; ready > 0 && i < count; ++i) {
-      if (watched[i].revents == 0) continue;
-      const int which = watched[i].fd == fds_[0] ? 0 : 1;
-      char buffer[4096];
-      const ssize_t n = ::read(fds_[which], buffer, sizeof buffer);
-      if (n > 0) {
-        (which == 0 ? run_.out : run_.err).append(buffer, static_cast<std::size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        ::close(fds_[which]);
-        fds_[which] = -1;
-      }
-    }
-  }
-
-  // Pumps the pipes until `done()` holds. A failure guard, never a timing
-  // assumption: after 30 s (or once the child closed its output) it throws,
-  // naming `what` and the child's stderr.
-  void wait_until(const std::function<bool()>& done, const std::string& what) {
-    const auto guard = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!done()) {
-      if (fds_[0] < 0 && fds_[1] < 0) throw std::runtime_error("batch_run ended before " + what + "; stderr: " + run_.err);
-      if (std::chrono::steady_clock::now() > guard)
-        throw std::runtime_error("no " + what + " within 30 s; stderr so far: " + run_.err);
-      pump(std::chrono::milliseconds(20));
-    }
-  }
-
-  // Reads both pipes to their end and reaps the child: at most 30 s, a
-  // failure guard (then the child is killed and this throws).
-  run_result finish() {
-    const auto guard = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (fds_[0] >= 0 || fds_[1] >= 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(guard - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        ::kill(pid_, SIGKILL);
-        reap();
-        throw std::runtime_error("batch_run did not exit within 30 s; stderr so far: " + run_.err);
-      }
-      pump(left);
-    }
-    reap();
-    return run_;
-  }
-
-  const std::string& err() const { return run_.err; }
-
- private:
-  void reap() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = -1;
-    run_.exited = WIFEXITED(status);
-    run_.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    run_.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  }
-
-  void close_pipes() {
-    for (int& fd : fds_) {
-      if (fd >= 0) ::close(fd);
-      fd = -1;
-    }
-  }
-
-  pid_t pid_ = -1;
-  int fds_[2] = {-1, -1};
-  run_result run_;
-};
-
-run_result run_batch(std::vector<std::string> args) { return batch_process(std::move(args)).finish(); }
-
-// A fresh directory for one test's state files, removed afterwards.
-class temp_dir {
- public:
-  temp_dir() {
-    char path[] = "/tmp/jobpoll_batch_example_XXXXXX";
-    if (::mkdtemp(path) == nullptr) throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
-    path_ = path;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  fs::path operator/(std::string_view name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
-  // The names of the files in it, sorted.
-  std::vector<std::string> files() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path_)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
+run_result run_batch(std::vector<std::string> args) { return jobpoll_test::run_child(batch_command(std::move(args))); }
 
 std::vector<std::string> batch_args(const loopback_server& server, const temp_dir& state,
                                     std::initializer_list<std::string> more) {
   std::vector<std::string> args{"--server", server.base_url(), "--state-dir", state.path().string()};
   args.insert(args.end(), more);
   return args;
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path.string());
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -335,7 +134,7 @@ TEST(BatchExample, SigtermThenResumeRunsEveryJobOnce) {
   // end: every worker then polls (none is submitting, which a stop would cut
   // short and fail, since the server may have created that job), and no job
   // can end and free a worker before the program handles the signal.
-  batch_process first(args);
+  child_process first(batch_command(args));
   first.wait_until(
       [&] {
         const json now = server.jobs();
@@ -515,9 +314,9 @@ TEST(BatchExample, SecondSignalCancelsAtOnceAndResumeSubmitsAgain) {
   temp_dir state;
   // Jobs that never end and a grace period longer than the failure guard:
   // only the second signal can end this run.
-  batch_process batch(batch_args(server, state,
-                                 {"--jobs", "20", "--steps", "1000000", "--interval", "50ms", "--concurrency", "4",
-                                  "--grace", "10m", "--cancel-on-stop"}));
+  child_process batch(batch_command(batch_args(server, state,
+                                               {"--jobs", "20", "--steps", "1000000", "--interval", "50ms",
+                                                "--concurrency", "4", "--grace", "10m", "--cancel-on-stop"})));
   batch.wait_until(
       [&] {
         const json now = server.jobs();
@@ -608,7 +407,7 @@ TEST(BatchExample, CorruptCheckpointIsRefusedAndKept) {
   temp_dir state;
   const fs::path checkpoint = state / "checkpoint.json";
   const std::string garbage = "this is not a checkpoint\n";
-  std::ofstream(checkpoint, std::ios::binary) << garbage;
+  jobpoll_test::write_bytes(checkpoint, garbage);
 
   const run_result run = run_batch(batch_args(server, state, {"--jobs", "5"}));
 

@@ -3,30 +3,22 @@
 // requests the server received.
 
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
 #include <csignal>
-#include <cstring>
+#include <filesystem>
+#include <initializer_list>
 #include <set>
 #include <sstream>
-#include <stdexcept>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
-
-#include <fcntl.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "child_process.hpp"
 #include "loopback_server.hpp"
+#include "temp_dir.hpp"
 
 #ifndef JOBPOLL_TEST_CLI
 #error "cli_test.cpp needs JOBPOLL_TEST_CLI, the path of the built jobpoll tool (tests/CMakeLists.txt sets it)"
@@ -38,154 +30,16 @@ using jobpoll::test::loopback_server;
 using json = nlohmann::json;
 using testing::HasSubstr;
 
-// How a run of the tool ended and what it printed.
-struct cli_run {
-  int exit_code = -1;  // 128 + N when killed by signal N
-  std::string out;
-  std::string err;
-};
+using cli_run = jobpoll_test::child_result;
+using jobpoll_test::child_process;
 
-// The tool as a child process with stdout and stderr on pipes. The child gets
-// default SIGINT/SIGTERM handling and no_proxy=* (an http_proxy in the
-// environment must not see loopback requests).
-class cli_process {
- public:
-  explicit cli_process(std::vector<std::string> args) {
-    args.insert(args.begin(), JOBPOLL_TEST_CLI);
-    int out[2];
-    int err[2];
-    if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
-    if (pipe2(err, O_CLOEXEC) != 0) {
-      ::close(out[0]);
-      ::close(out[1]);
-      throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGPIPE);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigdefault(&attributes, &defaults);
-    posix_spawnattr_setsigmask(&attributes, &none);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+// The tool's command line: its path, then `args`.
+std::vector<std::string> cli_command(std::vector<std::string> args) {
+  args.insert(args.begin(), JOBPOLL_TEST_CLI);
+  return args;
+}
 
-    std::vector<std::string> environment;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string_view entry(*e);
-      if (!entry.starts_with("no_proxy=") && !entry.starts_with("NO_PROXY=")) environment.emplace_back(entry);
-    }
-    environment.emplace_back("no_proxy=*");
-    environment.emplace_back("NO_PROXY=*");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<char*> envp;
-    for (auto& e : environment) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    const int rc = posix_spawn(&pid_, argv[0], &actions, &attributes, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    ::close(out[1]);
-    ::close(err[1]);
-    fds_[0] = out[0];
-    fds_[1] = err[0];
-    if (rc != 0) {
-      pid_ = -1;
-      close_pipes();
-      throw std::runtime_error("cannot start " + std::string(JOBPOLL_TEST_CLI) + ": " + std::strerror(rc));
-    }
-  }
-
-  ~cli_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      reap();
-    }
-    close_pipes();
-  }
-
-  cli_process(const cli_process&) = delete;
-  cli_process& operator=(const cli_process&) = delete;
-
-  void send(int signal) const { ::kill(pid_, signal); }
-
-  // Reads what the child has written, waiting at most `wait` for output, so
-  // that a chatty child never blocks on a full pipe.
-  void pump(std::chrono::milliseconds wait) {
-    pollfd watched[2];
-    nfds_t count = 0;
-    for (int fd : fds_)
-      if (fd >= 0) watched[count++] = {fd, POLLIN, 0};
-    if (count == 0) return;
-    const int ready = ::poll(watched, count, static_cast<int>(wait.count()));
-    if (ready < 0 && errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
-    for (nfds_t i = 0; ready > 0 && i < count; ++i) {
-      if (watched[i].revents == 0) continue;
-      const int which = watched[i].fd == fds_[0] ? 0 : 1;
-      char buffer[4096];
-      const ssize_t n = ::read(fds_[which], buffer, sizeof buffer);
-      if (n > 0) {
-        (which == 0 ? run_.out : run_.err).append(buffer, static_cast<std::size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        ::close(fds_[which]);
-        fds_[which] = -1;
-      }
-    }
-  }
-
-  // Reads both pipes to their end and waits for the child: at most 30 s, a
-  // failure guard (then the child is killed and the run throws).
-  cli_run finish() {
-    const auto guard = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (fds_[0] >= 0 || fds_[1] >= 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(guard - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        ::kill(pid_, SIGKILL);
-        reap();
-        throw std::runtime_error("jobpoll did not exit within 30 s; stderr so far: " + run_.err);
-      }
-      pump(left);
-    }
-    reap();
-    return run_;
-  }
-
-  const std::string& err() const { return run_.err; }
-  // False once the child has closed both pipes (it has exited, or is exiting).
-  bool output_open() const { return fds_[0] >= 0 || fds_[1] >= 0; }
-
- private:
-  void reap() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = -1;
-    run_.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  void close_pipes() {
-    for (int& fd : fds_) {
-      if (fd >= 0) ::close(fd);
-      fd = -1;
-    }
-  }
-
-  pid_t pid_ = -1;
-  int fds_[2] = {-1, -1};
-  cli_run run_;
-};
-
-cli_run run_cli(std::vector<std::string> args) { return cli_process(std::move(args)).finish(); }
+cli_run run_cli(std::vector<std::string> args) { return jobpoll_test::run_child(cli_command(std::move(args))); }
 
 // "METHOD /path?query" of every request the server logged, in order.
 std::vector<std::string> requests(const json& log) {
@@ -234,18 +88,15 @@ TEST(Cli, JobApiWithLocationHandlePrintsResult) {
 
 TEST(Cli, ResultUrlFetchesTheResultWithTheBodyFromAFile) {
   loopback_server server;
-  char path[] = "/tmp/jobpoll_cli_test_XXXXXX";
-  const int fd = ::mkstemp(path);
-  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const jobpoll_test::temp_dir dir("jobpoll-cli-");
+  const std::filesystem::path path = dir / "body.json";
   const std::string body = R"({"steps": 1, "items": 5})";
-  ASSERT_EQ(::write(fd, body.data(), body.size()), static_cast<ssize_t>(body.size()));
-  ::close(fd);
+  jobpoll_test::write_bytes(path, body);
   std::vector<std::string> args = job_api_args(server, {});
-  args[3] = std::string("@") + path;  // --data @FILE
+  args[3] = "@" + path.string();  // --data @FILE
   // The result is now in the --result-url answer.
   *(std::find(args.begin(), args.end(), "--result-pointer") + 1) = "/items";
   const cli_run run = run_cli(with(args, {"--result-url", "{+handle}/result?limit=3"}));
-  ::unlink(path);
 
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, "[{\"n\":0},{\"n\":1},{\"n\":2}]\n");
@@ -483,21 +334,18 @@ TEST(Cli, HelpDocumentsEveryFlagTheExitCodesAndExamples) {
 
 TEST(Cli, SigtermWhilePollingCancelsTheJobAndExits4) {
   loopback_server server;
-  cli_process cli(job_api_args(server, {{"steps", 1000000}}, "100ms"));
+  child_process cli(cli_command(job_api_args(server, {{"steps", 1000000}}, "100ms")));
 
   // Signal only once the job is being polled: the server has seen a poll and
   // the tool has printed its answer (so the progress lines are known).
   const std::string first_poll = "poll 1: pending 0% (status \"pending\")\nwaiting 0.100s (interval)\n";
-  const auto guard = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    const auto polls = requests(server.log());
-    if (std::count(polls.begin(), polls.end(), "GET /v1/jobs/job-1") > 0 &&
-        cli.err().find(first_poll) != std::string::npos)
-      break;
-    ASSERT_TRUE(cli.output_open()) << "jobpoll ended before its first poll; stderr: " << cli.err();
-    ASSERT_LT(std::chrono::steady_clock::now(), guard) << "no poll within 30 s; stderr: " << cli.err();
-    cli.pump(std::chrono::milliseconds(50));
-  }
+  cli.wait_until(
+      [&] {
+        const auto polls = requests(server.log());
+        return std::count(polls.begin(), polls.end(), "GET /v1/jobs/job-1") > 0 &&
+               cli.err().find(first_poll) != std::string::npos;
+      },
+      "first poll");
   cli.send(SIGTERM);
   const cli_run run = cli.finish();
 

@@ -60,6 +60,8 @@
 #include <jobpoll/detail/invalid_argument.hpp>
 #include <jobpoll/detail/request_op.hpp>
 #include <jobpoll/detail/url_template.hpp>
+#include <jobpoll/field_status.hpp>
+#include <jobpoll/job_description.hpp>
 #include <jobpoll/http.hpp>
 #include <jobpoll/testing/manual_clock.hpp>
 #include <jobpoll/transport.hpp>
@@ -569,5 +571,26 @@ using steady_memory_job_api = basic_memory_job_api<std::chrono::steady_clock>;
 
 static_assert(jobpoll::transport<memory_job_api>);
 static_assert(jobpoll::transport<steady_memory_job_api>);
+
+/// The API above as a job description: each job's name, polls and outcome
+/// come from its parameters `name`, `polls` and `outcome`; the result is the
+/// final answer's "result"; DELETE cancels.
+inline jobpoll::job_description memory_job_description() {
+  jobpoll::job_description d;
+  d.submit = {"POST", "http://jobs.test/jobs", R"({"name":"{name}","polls":{polls},"outcome":"{outcome}"})"};
+  d.handle = jobpoll::handle_source::body("/id");
+  d.poll = {"GET", "/jobs/{handle}"};
+  d.result = jobpoll::result_source::in_poll_answer("/result");
+  d.cancel = jobpoll::request_template{"DELETE", "/jobs/{handle}"};
+  return d;
+}
+
+/// Its status policy: "completed", "failed", "running", with the progress and the failure's "error".
+inline jobpoll::field_status<jobpoll::json_codec> memory_job_status() {
+  jobpoll::field_status<jobpoll::json_codec> s("/status",
+                                               {.succeeded = {"completed"}, .failed = {"failed"}, .pending = {"running"}});
+  s.progress_at("/progress").failure_detail_at("/error");
+  return s;
+}
 
 }  // namespace jobpoll_test

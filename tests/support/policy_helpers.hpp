@@ -1,5 +1,6 @@
 #pragma once
-// Helpers shared by the tests of the delay policies.
+// Helpers shared by the tests of the delay policies, and the message of a
+// rejected argument (std::invalid_argument) for any test.
 
 #include <chrono>
 #include <cstddef>

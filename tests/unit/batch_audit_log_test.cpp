@@ -6,10 +6,8 @@
 #include <jobpoll/batch/audit_log.hpp>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -22,6 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "temp_dir.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -30,31 +30,14 @@ using jobpoll::audit_log;
 using jobpoll::batch_job;
 using jobpoll::batch_job_state;
 using jobpoll::job_handle;
+using jobpoll_test::read_bytes;
+using jobpoll_test::write_bytes;
 using namespace std::chrono_literals;
 
 constexpr std::string_view category_suffix = ": invalid batch checkpoint";
 
 class AuditLogTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "jobpoll-audit-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir = pattern;
-    file = dir / "batch.audit.ndjson";
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
-
-  static std::string read_bytes(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  }
-  static void write_bytes(const fs::path& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << bytes;
-  }
   /// The file's lines (each with its newline), each parsed with its members in file order.
   std::vector<nlohmann::ordered_json> lines() const {
     std::vector<nlohmann::ordered_json> out;
@@ -64,27 +47,15 @@ class AuditLogTest : public ::testing::Test {
   }
 
   /// The std::system_error `replay_audit_log(file)` throws; the file must be unchanged after it.
-  std::system_error replay_error() {
-    const std::string before = read_bytes(file);
-    std::optional<std::system_error> caught;
-    try {
-      jobpoll::replay_audit_log(file);
-    } catch (const std::system_error& e) {
-      caught = e;
-    }
-    EXPECT_EQ(read_bytes(file), before) << "replay changed the file";
-    if (!caught) {
-      ADD_FAILURE() << "replay_audit_log did not throw";
-      return std::system_error(std::error_code{});
-    }
-    return *caught;
+  std::system_error replay_error() const {
+    return jobpoll_test::system_error_keeping(file, "replay_audit_log", [this] { jobpoll::replay_audit_log(file); });
   }
   std::string line_message(int line, const std::string& rest) const {
     return file.string() + ":" + std::to_string(line) + ": " + rest + std::string(category_suffix);
   }
 
-  fs::path dir;
-  fs::path file;
+  const jobpoll_test::temp_dir dir{"jobpoll-audit-"};
+  const fs::path file = dir / "batch.audit.ndjson";
 };
 
 std::vector<std::string> keys(const nlohmann::ordered_json& object) {

@@ -6,11 +6,8 @@
 #include <jobpoll/batch/checkpoint.hpp>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -21,6 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "temp_dir.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -30,6 +29,8 @@ using jobpoll::batch_entry;
 using jobpoll::batch_job;
 using jobpoll::batch_job_state;
 using jobpoll::job_handle;
+using jobpoll_test::read_bytes;
+using jobpoll_test::write_bytes;
 using namespace std::chrono_literals;
 
 constexpr std::string_view category_suffix = ": invalid batch checkpoint";
@@ -111,44 +112,12 @@ batch_checkpoint full_checkpoint() {
   return {"nightly", "0123456789abcdef", 3, {bare_job(1, 1), full_job()}};
 }
 
-/// A fresh directory under the system's temp directory, removed with everything in it.
+/// `file` in a fresh directory (temp_dir.hpp), removed with everything in it.
 class CheckpointTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "jobpoll-checkpoint-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir = pattern;
-    file = dir / "batch.checkpoint.json";
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
-
-  static std::string read_bytes(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  }
-  static void write_bytes(const fs::path& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << bytes;
-  }
-
   /// The std::system_error `load_checkpoint(file)` throws; the file must be unchanged after it.
-  std::system_error load_error() {
-    const std::string before = read_bytes(file);
-    std::optional<std::system_error> caught;
-    try {
-      jobpoll::load_checkpoint(file);
-    } catch (const std::system_error& e) {
-      caught = e;
-    }
-    EXPECT_EQ(read_bytes(file), before) << "the failed load changed the file";
-    if (!caught) {
-      ADD_FAILURE() << "load_checkpoint did not throw";
-      return std::system_error(std::error_code{});
-    }
-    return *caught;
+  std::system_error load_error() const {
+    return jobpoll_test::system_error_keeping(file, "load_checkpoint", [this] { jobpoll::load_checkpoint(file); });
   }
 
   /// Saves the full checkpoint, then rewrites its JSON through `edit`.
@@ -164,8 +133,8 @@ class CheckpointTest : public ::testing::Test {
     return file.string() + ": " + rest + std::string(category_suffix);
   }
 
-  fs::path dir;
-  fs::path file;
+  const jobpoll_test::temp_dir dir{"jobpoll-checkpoint-"};
+  const fs::path file = dir / "batch.checkpoint.json";
 };
 
 // --- JSON forms ----------------------------------------------------------------

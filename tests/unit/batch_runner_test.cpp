@@ -9,7 +9,6 @@
 #include <fstream>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +29,7 @@
 #include <jobpoll/testing/manual_clock.hpp>
 
 #include "memory_job_api.hpp"
+#include "temp_dir.hpp"
 
 namespace {
 
@@ -39,6 +39,8 @@ using jobpoll::batch_job;
 using jobpoll::batch_job_state;
 using jobpoll::batch_status;
 using jobpoll::testing::manual_clock;
+using jobpoll_test::read_bytes;
+using jobpoll_test::write_bytes;
 using testing::ElementsAre;
 using testing::HasSubstr;
 using json = nlohmann::json;
@@ -48,20 +50,6 @@ using client_type = jobpoll::job_client<api_type, jobpoll::json_codec, status_ty
 using runner_type = jobpoll::batch_runner<client_type, manual_clock>;
 using options_type = jobpoll::basic_batch_options<manual_clock>;
 namespace fs = std::filesystem;
-
-jobpoll::job_description memory_jobs() {
-  jobpoll::job_description d;
-  d.submit = {"POST", "http://jobs.test/jobs", R"({"name":"{name}","polls":{polls},"outcome":"{outcome}"})"};
-  d.handle = jobpoll::handle_source::body("/id");
-  d.poll = {"GET", "/jobs/{handle}"};
-  d.result = jobpoll::result_source::in_poll_answer("/result");
-  d.cancel = jobpoll::request_template{"DELETE", "/jobs/{handle}"};
-  return d;
-}
-
-status_type memory_status() {
-  return status_type("/status", {.succeeded = {"completed"}, .failed = {"failed"}, .pending = {"running"}});
-}
 
 jobpoll::batch_entry entry(std::string name, int polls = 1, std::string outcome = "completed") {
   return jobpoll::job_params{{"name", std::move(name)}, {"polls", std::to_string(polls)}, {"outcome", std::move(outcome)}};
@@ -80,26 +68,12 @@ std::vector<batch_job_state> states(const std::vector<batch_job>& jobs) {
   return out;
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 class BatchRunnerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    manual_clock::reset();
-    dir = fs::temp_directory_path() /
-          ("jobpoll-batch-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
+  void SetUp() override { manual_clock::reset(); }
   void TearDown() override {
     EXPECT_EQ(manual_clock::pending_waits(), 0u);
     EXPECT_EQ(api.in_flight(), 0u);
-    fs::remove_all(dir);
   }
 
   // Exact waits: 1 s interval, 1 s backoff, no jitter.
@@ -146,8 +120,8 @@ class BatchRunnerTest : public ::testing::Test {
 
   asio::io_context ctx;
   api_type api{ctx.get_executor()};
-  client_type client{api, memory_jobs(), memory_status()};
-  fs::path dir;
+  client_type client{api, jobpoll_test::memory_job_description(), jobpoll_test::memory_job_status()};
+  const jobpoll_test::temp_dir dir{"jobpoll-batch-"};
 };
 
 TEST_F(BatchRunnerTest, RunsEveryJobOnceAndDeliversEveryResult) {
@@ -540,8 +514,8 @@ TEST_F(BatchRunnerTest, CheckpointWritesAreAtMostOnePerInterval) {
 
 TEST_F(BatchRunnerTest, CorruptCheckpointIsRefusedAndLeftUntouched) {
   const fs::path path = dir / "checkpoint.json";
-  std::ofstream(path) << "{\"format\": \"jobpoll-batch-checkpoint\", \"vers";
-  const std::string before = read_file(path);
+  write_bytes(path, "{\"format\": \"jobpoll-batch-checkpoint\", \"vers");
+  const std::string before = read_bytes(path);
   auto o = options();
   o.checkpoint = path;
   try {
@@ -551,7 +525,7 @@ TEST_F(BatchRunnerTest, CorruptCheckpointIsRefusedAndLeftUntouched) {
     EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
     EXPECT_THAT(e.what(), HasSubstr(path.string()));
   }
-  EXPECT_EQ(read_file(path), before);
+  EXPECT_EQ(read_bytes(path), before);
   EXPECT_EQ(api.requests(), 0u);
 }
 
@@ -562,7 +536,7 @@ TEST_F(BatchRunnerTest, CheckpointOfAnotherBatchIsRefused) {
     auto runner = make(entries(2), o);
     run(runner);
   }
-  const std::string before = read_file(*o.checkpoint);
+  const std::string before = read_bytes(*o.checkpoint);
   auto other = o;
   other.name = "nightly";
   try {
@@ -580,7 +554,7 @@ TEST_F(BatchRunnerTest, CheckpointOfAnotherBatchIsRefused) {
     EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
     EXPECT_THAT(e.what(), HasSubstr("not of batch \"batch\" with 3 entries"));
   }
-  EXPECT_EQ(read_file(*o.checkpoint), before);
+  EXPECT_EQ(read_bytes(*o.checkpoint), before);
 }
 
 TEST_F(BatchRunnerTest, ASubmitUnderWayInACrashedRunIsFailedOnResume) {

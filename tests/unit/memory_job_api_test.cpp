@@ -5,15 +5,11 @@
 #include "memory_job_api.hpp"
 
 #include <chrono>
-#include <functional>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
 #include <asio/cancellation_type.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
@@ -26,6 +22,8 @@
 #include <jobpoll/testing/manual_clock.hpp>
 
 #include "job_outcome.hpp"
+#include "policy_helpers.hpp"
+#include "transport_exchange.hpp"
 
 namespace {
 
@@ -33,7 +31,11 @@ using namespace std::chrono_literals;
 using jobpoll::http_request;
 using jobpoll::http_response;
 using jobpoll::testing::manual_clock;
+using jobpoll_test::invalid_argument_message;
 using jobpoll_test::memory_job_api;
+using jobpoll_test::request_for;
+using jobpoll_test::with_timeout;
+using outcome = jobpoll_test::timed_outcome;
 using json = nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -43,29 +45,9 @@ static_assert(jobpoll::transport<jobpoll_test::steady_memory_job_api>);
 
 constexpr const char* jobs_url = "http://jobs.test/jobs";
 
-/// What one request completed with, and when (on the manual clock).
-struct outcome {
-  std::error_code ec;
-  http_response response;
-  manual_clock::duration at{};
-};
-
-http_request request_for(std::string method, std::string url, std::string body = {}) {
-  http_request r;
-  r.method = std::move(method);
-  r.url = std::move(url);
-  r.body = std::move(body);
-  return r;
-}
-
 http_request post(std::string body) { return request_for("POST", jobs_url, std::move(body)); }
 http_request get(const std::string& id) { return request_for("GET", std::string(jobs_url) + "/" + id); }
 http_request del(const std::string& id) { return request_for("DELETE", std::string(jobs_url) + "/" + id); }
-
-http_request with_timeout(http_request r, std::chrono::nanoseconds timeout) {
-  r.timeout = timeout;
-  return r;
-}
 
 /// The "error" member of an answer's body ("" if there is none).
 std::string error_of(const outcome& o) {
@@ -73,58 +55,9 @@ std::string error_of(const outcome& o) {
   return body.is_object() && body.contains("error") ? body["error"].get<std::string>() : "";
 }
 
-/// The message of the std::invalid_argument `f` throws ("" if none).
-std::string invalid_argument_from(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "";
-}
-
-class MemoryJobApi : public ::testing::Test {
+class MemoryJobApi : public jobpoll_test::transport_exchange<memory_job_api> {
  protected:
-  void SetUp() override { manual_clock::reset(); }
-
-  void TearDown() override {
-    // Nothing left behind: no timer wait, no request, no queued handler, no work.
-    EXPECT_EQ(manual_clock::pending_waits(), 0u);
-    EXPECT_EQ(api.in_flight(), 0u);
-    poll();
-    EXPECT_TRUE(ctx.stopped()) << "the io_context still has outstanding work";
-  }
-
-  /// Runs the handlers that are ready now; time does not move.
-  void poll() {
-    ctx.restart();
-    ctx.poll();
-  }
-
-  /// Runs handlers and simulated time until nothing is left to do.
-  void run() { manual_clock::run(ctx); }
-
-  /// A handler that records its outcome into `out`; it must run once.
-  static auto record(std::optional<outcome>& out) {
-    return [&out](std::error_code ec, http_response response) {
-      EXPECT_FALSE(out) << "completed twice";
-      out = outcome{ec, std::move(response), manual_clock::now().time_since_epoch()};
-    };
-  }
-
-  /// `record(out)`, cancellable through `signal`.
-  auto record_cancellable(std::optional<outcome>& out) { return asio::bind_cancellation_slot(signal.slot(), record(out)); }
-
-  void send(http_request request, std::optional<outcome>& out) { api.async_request(std::move(request), record(out)); }
-
-  /// Sends `request` and runs until it has completed.
-  outcome exchange(http_request request) {
-    std::optional<outcome> out;
-    send(std::move(request), out);
-    run();
-    EXPECT_TRUE(out) << "the request did not complete";
-    return out.value_or(outcome{});
-  }
+  std::size_t requests_left() const override { return transport.in_flight(); }
 
   /// Submits `body` and returns the new job's id.
   std::string submit(const std::string& body) {
@@ -133,11 +66,8 @@ class MemoryJobApi : public ::testing::Test {
     return json::parse(o.response.body, nullptr, false).value("id", "");
   }
 
-  // Declared first, destroyed last: a completion still queued in ctx when it
-  // is destroyed clears its cancellation slot, so the signal must outlive ctx.
-  asio::cancellation_signal signal;
-  asio::io_context ctx;
-  memory_job_api api{ctx.get_executor()};
+  /// The API under test (`transport`), by the name its tests read best with.
+  memory_job_api& api = transport;
 };
 
 /// "j1 alpha polls=2 completed running cancelled=0": one record, readable in a diff.
@@ -394,13 +324,13 @@ TEST_F(MemoryJobApi, FailNextMatchesMethodAndPathPrefixAndTheEarliestQueuedWins)
 }
 
 TEST_F(MemoryJobApi, BadFailNextAndLatencyArgumentsAreRejected) {
-  EXPECT_EQ(invalid_argument_from([&] { api.fail_next("", "/jobs", http_response{503, {}, ""}); }),
+  EXPECT_EQ(invalid_argument_message([&] { api.fail_next("", "/jobs", http_response{503, {}, ""}); }),
             "memory_job_api: fail_next() needs a method, got an empty one for \"/jobs\"");
-  EXPECT_EQ(invalid_argument_from([&] { api.fail_next("POST", "http://jobs.test/jobs", http_response{503, {}, ""}); }),
+  EXPECT_EQ(invalid_argument_message([&] { api.fail_next("POST", "http://jobs.test/jobs", http_response{503, {}, ""}); }),
             "memory_job_api: fail_next() needs a path prefix starting with '/', got \"http://jobs.test/jobs\"");
-  EXPECT_EQ(invalid_argument_from([&] { api.fail_next("POST", "/jobs", http_response{42, {}, ""}); }),
+  EXPECT_EQ(invalid_argument_message([&] { api.fail_next("POST", "/jobs", http_response{42, {}, ""}); }),
             "memory_job_api: fail_next() needs an HTTP status from 100 to 599, got 42");
-  EXPECT_EQ(invalid_argument_from([&] { api.set_latency(-1ns); }),
+  EXPECT_EQ(invalid_argument_message([&] { api.set_latency(-1ns); }),
             "memory_job_api: set_latency() needs a latency >= 0, got -1ns");
   EXPECT_EQ(api.latency(), 0ns);
   EXPECT_EQ(exchange(post(R"({"name":"a"})")).response.status, 202) << "a rejected call queues nothing";
@@ -528,16 +458,8 @@ TEST_P(MemoryJobApiCancellation, ARequestWithATimeoutIsAbandonedAtOnce) {
   EXPECT_EQ(manual_clock::pending_waits(), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryType, MemoryJobApiCancellation,
-                         ::testing::Values(asio::cancellation_type::terminal, asio::cancellation_type::partial,
-                                           asio::cancellation_type::total),
-                         [](const ::testing::TestParamInfo<asio::cancellation_type>& info) -> std::string {
-                           switch (info.param) {
-                             case asio::cancellation_type::terminal: return "terminal";
-                             case asio::cancellation_type::partial: return "partial";
-                             default: return "total";
-                           }
-                         });
+INSTANTIATE_TEST_SUITE_P(EveryType, MemoryJobApiCancellation, jobpoll_test::every_cancellation_type(),
+                         jobpoll_test::cancellation_type_name);
 
 TEST_F(MemoryJobApi, ACancellationAfterTheAnswerChangesNothing) {
   for (const auto latency : {0ns, 1000000000ns}) {
@@ -653,12 +575,12 @@ TEST_F(MemoryJobApi, RecordsCountWhatTheApiDidPerJobAndName) {
   const auto jobs = api.jobs();
   EXPECT_EQ(jobs[0], (memory_job_api::job_record{"j1", "a", 0, "completed", "completed", false}));
 
-  EXPECT_EQ(invalid_argument_from([&] { api.polls("j4"); }),
+  EXPECT_EQ(invalid_argument_message([&] { api.polls("j4"); }),
             "memory_job_api: polls() needs the id of a submitted job (j1 to j3), got \"j4\"");
-  EXPECT_EQ(invalid_argument_from([&] { api.cancels("x"); }),
+  EXPECT_EQ(invalid_argument_message([&] { api.cancels("x"); }),
             "memory_job_api: cancels() needs the id of a submitted job (j1 to j3), got \"x\"");
   memory_job_api empty(ctx.get_executor());
-  EXPECT_EQ(invalid_argument_from([&] { empty.cancelled("j1"); }),
+  EXPECT_EQ(invalid_argument_message([&] { empty.cancelled("j1"); }),
             "memory_job_api: cancelled() needs the id of a submitted job (none yet), got \"j1\"");
   EXPECT_TRUE(empty.jobs().empty());
 }
@@ -687,22 +609,6 @@ using jobpoll_test::failure;
 using jobpoll_test::job_outcome;
 using jobpoll_test::success;
 
-jobpoll::job_description memory_jobs() {
-  jobpoll::job_description d;
-  d.submit = {"POST", jobs_url, R"({"name":"{name}","polls":{polls},"outcome":"{outcome}"})"};
-  d.handle = jobpoll::handle_source::body("/id");
-  d.poll = {"GET", "/jobs/{handle}"};
-  d.result = jobpoll::result_source::in_poll_answer("/result");
-  d.cancel = jobpoll::request_template{"DELETE", "/jobs/{handle}"};
-  return d;
-}
-
-status_type memory_job_status() {
-  status_type s("/status", {.succeeded = {"completed"}, .failed = {"failed"}, .pending = {"running"}});
-  s.progress_at("/progress").failure_detail_at("/error");
-  return s;
-}
-
 jobpoll::job_params job(std::string name, int polls, std::string outcome = "completed") {
   return {{"name", std::move(name)}, {"polls", std::to_string(polls)}, {"outcome", std::move(outcome)}};
 }
@@ -725,7 +631,7 @@ class MemoryJobApiClient : public MemoryJobApi {
     return out ? std::move(*out) : job_outcome{};
   }
 
-  client_type client{api, memory_jobs(), memory_job_status()};
+  client_type client{api, jobpoll_test::memory_job_description(), jobpoll_test::memory_job_status()};
 };
 
 TEST_F(MemoryJobApiClient, ACompletingJobReturnsItsResult) {

@@ -5,21 +5,17 @@
 
 #include <jobpoll/transport/scripted.hpp>
 
-#include <functional>
 #include <future>
 #include <latch>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
 #include <asio/cancellation_type.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -35,7 +31,9 @@
 #include <jobpoll/poll_until.hpp>
 #include <jobpoll/testing/manual_clock.hpp>
 
+#include "policy_helpers.hpp"
 #include "poll_fixture.hpp"
+#include "transport_exchange.hpp"
 
 using namespace std::chrono_literals;
 using jobpoll::http_request;
@@ -46,93 +44,21 @@ using ::testing::UnorderedElementsAreArray;
 
 namespace {
 
+using jobpoll_test::invalid_argument_message;
+using jobpoll_test::request_for;
+using jobpoll_test::with_timeout;
+using outcome = jobpoll_test::timed_outcome;
 using transport_type = jobpoll::basic_scripted_transport<manual_clock>;
 
 static_assert(jobpoll::transport<transport_type>);
 
 constexpr const char* job_url = "http://api.test/jobs/7";
 
-/// What one request completed with, and when (on the manual clock).
-struct outcome {
-  std::error_code ec;
-  http_response response;
-  manual_clock::duration at{};
-};
-
-http_request request_for(std::string method, std::string url) {
-  http_request r;
-  r.method = std::move(method);
-  r.url = std::move(url);
-  return r;
-}
-
 http_request get(std::string url = job_url) { return request_for("GET", std::move(url)); }
 
-http_request get_with_timeout(std::chrono::nanoseconds timeout) {
-  http_request r = get();
-  r.timeout = timeout;
-  return r;
-}
-
-/// The message of the std::invalid_argument `f` throws ("" if none).
-std::string invalid_argument_from(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "";
-}
-
-class ScriptedTransport : public ::testing::Test {
+class ScriptedTransport : public jobpoll_test::transport_exchange<transport_type> {
  protected:
-  void SetUp() override { manual_clock::reset(); }
-
-  void TearDown() override {
-    // Nothing left behind: no timer wait, no request, no queued handler, no work.
-    EXPECT_EQ(manual_clock::pending_waits(), 0u);
-    EXPECT_EQ(transport.pending(), 0u);
-    poll();
-    EXPECT_TRUE(ctx.stopped()) << "the io_context still has outstanding work";
-  }
-
-  /// Runs the handlers that are ready now; time does not move.
-  void poll() {
-    ctx.restart();
-    ctx.poll();
-  }
-
-  /// Runs handlers and simulated time until nothing is left to do.
-  void run() { manual_clock::run(ctx); }
-
-  /// A handler that records its outcome into `out`; it must run once.
-  static auto record(std::optional<outcome>& out) {
-    return [&out](std::error_code ec, http_response response) {
-      EXPECT_FALSE(out) << "completed twice";
-      out = outcome{ec, std::move(response), manual_clock::now().time_since_epoch()};
-    };
-  }
-
-  /// `record(out)`, cancellable through `signal`.
-  auto record_cancellable(std::optional<outcome>& out) { return asio::bind_cancellation_slot(signal.slot(), record(out)); }
-
-  /// Starts `request` with a recording handler.
-  void send(http_request request, std::optional<outcome>& out) { transport.async_request(std::move(request), record(out)); }
-
-  /// Sends `request` and runs until it has completed.
-  outcome exchange(http_request request) {
-    std::optional<outcome> out;
-    send(std::move(request), out);
-    run();
-    EXPECT_TRUE(out) << "the request did not complete";
-    return out.value_or(outcome{});
-  }
-
-  // Declared first, destroyed last: a completion still queued in ctx when it
-  // is destroyed clears its cancellation slot, so the signal must outlive ctx.
-  asio::cancellation_signal signal;
-  asio::io_context ctx;
-  transport_type transport{ctx.get_executor()};
+  std::size_t requests_left() const override { return transport.pending(); }
 };
 
 // ---- Replies and routes ----
@@ -292,7 +218,7 @@ TEST_F(ScriptedTransport, TimeoutShorterThanTheDelayTimesOutAtTheTimeout) {
   auto& route = transport.on("GET", job_url);
   route.after(10s).reply(200, "too late").reply(200, "next");
   std::optional<outcome> out;
-  send(get_with_timeout(2s), out);
+  send(with_timeout(get(), 2s), out);
   manual_clock::run_for(ctx, 2s - 1ns);
   EXPECT_FALSE(out);
   manual_clock::run_for(ctx, 1ns);
@@ -314,14 +240,14 @@ TEST_F(ScriptedTransport, TimeoutShorterThanTheDelayTimesOutAtTheTimeout) {
 
 TEST_F(ScriptedTransport, TimeoutOnAHangTimesOutAtTheTimeout) {
   transport.on("GET", job_url).hang();
-  const outcome out = exchange(get_with_timeout(3s));
+  const outcome out = exchange(with_timeout(get(), 3s));
   EXPECT_EQ(out.ec, asio::error::timed_out);
   EXPECT_EQ(out.at, 3s);
 }
 
 TEST_F(ScriptedTransport, TimeoutEqualToTheDelayLetsTheReplyThrough) {
   transport.on("GET", job_url).after(2s).reply(200, "just in time");
-  const outcome out = exchange(get_with_timeout(2s));
+  const outcome out = exchange(with_timeout(get(), 2s));
   EXPECT_FALSE(out.ec);
   EXPECT_EQ(out.response.body, "just in time");
   EXPECT_EQ(out.at, 2s);
@@ -329,7 +255,7 @@ TEST_F(ScriptedTransport, TimeoutEqualToTheDelayLetsTheReplyThrough) {
 
 TEST_F(ScriptedTransport, TimeoutLongerThanTheDelayLeavesNoTimerBehind) {
   transport.on("GET", job_url).after(1s).reply(200, "on time");
-  const outcome out = exchange(get_with_timeout(30s));
+  const outcome out = exchange(with_timeout(get(), 30s));
   EXPECT_FALSE(out.ec);
   EXPECT_EQ(out.at, 1s);
   EXPECT_EQ(manual_clock::pending_waits(), 0u);
@@ -337,10 +263,10 @@ TEST_F(ScriptedTransport, TimeoutLongerThanTheDelayLeavesNoTimerBehind) {
 
 TEST_F(ScriptedTransport, ZeroTimeoutTimesOutADelayedReplyAtOnceButNotAnImmediateOne) {
   transport.on("GET", job_url).after(1ns).reply(200, "delayed").reply(200, "immediate");
-  const outcome delayed = exchange(get_with_timeout(0s));
+  const outcome delayed = exchange(with_timeout(get(), 0s));
   EXPECT_EQ(delayed.ec, asio::error::timed_out);
   EXPECT_EQ(delayed.at, 0s);
-  const outcome immediate = exchange(get_with_timeout(0s));
+  const outcome immediate = exchange(with_timeout(get(), 0s));
   EXPECT_FALSE(immediate.ec);
   EXPECT_EQ(immediate.response.body, "immediate");
 }
@@ -391,7 +317,7 @@ TEST_P(ScriptedTransportCancellation, ADelayedReplyIsAbandonedAtOnceAndItsTimerC
 TEST_P(ScriptedTransportCancellation, AHangWithATimeoutIsAbandonedAtOnce) {
   transport.on("GET", job_url).hang();
   std::optional<outcome> out;
-  transport.async_request(get_with_timeout(10s), record_cancellable(out));
+  transport.async_request(with_timeout(get(), 10s), record_cancellable(out));
   poll();
   EXPECT_EQ(manual_clock::pending_waits(), 1u);
   signal.emit(GetParam());
@@ -402,16 +328,8 @@ TEST_P(ScriptedTransportCancellation, AHangWithATimeoutIsAbandonedAtOnce) {
   EXPECT_EQ(manual_clock::pending_waits(), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryType, ScriptedTransportCancellation,
-                         ::testing::Values(asio::cancellation_type::terminal, asio::cancellation_type::partial,
-                                           asio::cancellation_type::total),
-                         [](const ::testing::TestParamInfo<asio::cancellation_type>& info) -> std::string {
-                           switch (info.param) {
-                             case asio::cancellation_type::terminal: return "terminal";
-                             case asio::cancellation_type::partial: return "partial";
-                             default: return "total";
-                           }
-                         });
+INSTANTIATE_TEST_SUITE_P(EveryType, ScriptedTransportCancellation, jobpoll_test::every_cancellation_type(),
+                         jobpoll_test::cancellation_type_name);
 
 TEST_F(ScriptedTransport, ACancellationAfterTheReplyChangesNothing) {
   transport.on("GET", job_url).after(1s).reply(200, "done");
@@ -629,24 +547,24 @@ TEST_F(ScriptedTransport, DestructionCompletesRequestsInFlightWithOperationAbort
 // ---- Bad scripts ----
 
 TEST_F(ScriptedTransport, BadScriptsAreRejectedWithWhatWasWrong) {
-  EXPECT_EQ(invalid_argument_from([&] { transport.on("", "http://api.test/x"); }),
+  EXPECT_EQ(invalid_argument_message([&] { transport.on("", "http://api.test/x"); }),
             "jobpoll::scripted_transport: on() needs a method, got an empty one for \"http://api.test/x\"");
-  EXPECT_EQ(invalid_argument_from([&] { transport.on("GET", "http://api.test/*/status"); }),
+  EXPECT_EQ(invalid_argument_message([&] { transport.on("GET", "http://api.test/*/status"); }),
             "jobpoll::scripted_transport: on() allows '*' only at the end of a URL pattern, got "
             "\"http://api.test/*/status\"");
 
   auto& route = transport.on("GET", "http://api.test/x");
   const std::string prefix = "jobpoll::scripted_route GET http://api.test/x: ";
-  EXPECT_EQ(invalid_argument_from([&] { route.after(-1s); }), prefix + "after() needs a delay >= 0, got -1000000000ns");
-  EXPECT_EQ(invalid_argument_from([&] { route.reply(42, "x"); }),
+  EXPECT_EQ(invalid_argument_message([&] { route.after(-1s); }), prefix + "after() needs a delay >= 0, got -1000000000ns");
+  EXPECT_EQ(invalid_argument_message([&] { route.reply(42, "x"); }),
             prefix + "reply() needs an HTTP status from 100 to 599, got 42");
-  EXPECT_EQ(invalid_argument_from([&] { route.fail({}); }), prefix + "fail() needs an error code, got no error");
-  EXPECT_EQ(invalid_argument_from([&] { route.repeat(); }),
+  EXPECT_EQ(invalid_argument_message([&] { route.fail({}); }), prefix + "fail() needs an error code, got no error");
+  EXPECT_EQ(invalid_argument_message([&] { route.repeat(); }),
             prefix + "repeat() keeps the last reply, but none is queued, got an empty route");
   route.after(1s);
-  EXPECT_EQ(invalid_argument_from([&] { route.after(2s); }),
+  EXPECT_EQ(invalid_argument_message([&] { route.after(2s); }),
             prefix + "after() was already called for the next reply (1000000000ns), got 2000000000ns");
-  EXPECT_EQ(invalid_argument_from([&] { route.hang(); }),
+  EXPECT_EQ(invalid_argument_message([&] { route.hang(); }),
             prefix + "hang() cannot be delayed: after() was called before it, got 1000000000ns");
   EXPECT_EQ(route.remaining(), 0u) << "a rejected call queues nothing";
   route.reply(200, "kept the delay");
