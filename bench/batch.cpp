@@ -68,6 +68,8 @@
 #include <jobpoll/field_status.hpp>
 #include <jobpoll/job_client.hpp>
 
+#include "child_run.hpp"
+
 #include "memory_job_api.hpp"
 
 namespace {
@@ -265,7 +267,7 @@ int run_child(std::string_view way, std::size_t n, std::size_t polls, std::size_
 
 // --- driver ------------------------------------------------------------------------
 
-using measurement = std::map<std::string, double>;
+using jobpoll_bench::measurement;
 
 struct size_config {
   std::size_t jobs;
@@ -277,19 +279,7 @@ struct size_config {
 measurement run_in_child(const std::string& self, std::string_view way, const size_config& s) {
   const std::string command = "'" + self + "' --child " + std::string(way) + " " + std::to_string(s.jobs) + " " +
                               std::to_string(s.polls) + " " + std::to_string(s.in_flight);
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) throw std::system_error(errno, std::generic_category(), "popen");
-  std::string out;
-  for (std::array<char, 256> buf{}; std::fgets(buf.data(), buf.size(), pipe);) out += buf.data();
-  if (pclose(pipe) != 0) throw std::runtime_error("child failed: " + command);
-  measurement m;
-  for (std::size_t pos = 0; pos < out.size();) {
-    const std::size_t eq = out.find('=', pos);
-    if (eq == std::string::npos) break;
-    const std::size_t end = out.find_first_of(" \n", eq);
-    m[out.substr(pos, eq - pos)] = std::atof(out.substr(eq + 1, end - eq - 1).c_str());
-    pos = end == std::string::npos ? out.size() : end + 1;
-  }
+  measurement m = jobpoll_bench::run_child(command);
   for (const char* key : {"wall", "setup", "cpu", "rss"})
     if (!m.contains(key)) throw std::runtime_error("child printed no " + std::string(key) + ": " + command);
   return m;

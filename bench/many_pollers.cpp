@@ -46,6 +46,8 @@
 
 #include <jobpoll/jobpoll.hpp>
 
+#include "child_run.hpp"
+
 // --- counting allocator ---------------------------------------------------------
 // The malloc family itself is replaced (glibc allows it), forwarding to glibc's
 // implementation: Asio allocates coroutine frames and handlers with
@@ -224,24 +226,10 @@ int run_child(std::string_view variant, std::size_t n) {
 
 // --- driver ------------------------------------------------------------------------
 
-using measurement = std::map<std::string, double>;
+using jobpoll_bench::measurement;
 
 measurement run_in_child(const std::string& self, std::string_view variant, std::size_t n) {
-  const std::string command = "'" + self + "' --child " + std::string(variant) + " " + std::to_string(n);
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) throw std::system_error(errno, std::generic_category(), "popen");
-  std::string out;
-  for (std::array<char, 256> buf{}; std::fgets(buf.data(), buf.size(), pipe);) out += buf.data();
-  if (pclose(pipe) != 0) throw std::runtime_error("child failed: " + command);
-  measurement m;
-  for (std::size_t pos = 0; pos < out.size();) {
-    const std::size_t eq = out.find('=', pos);
-    if (eq == std::string::npos) break;
-    const std::size_t end = out.find_first_of(" \n", eq);
-    m[out.substr(pos, eq - pos)] = std::atof(out.substr(eq + 1, end - eq - 1).c_str());
-    pos = end == std::string::npos ? out.size() : end + 1;
-  }
-  return m;
+  return jobpoll_bench::run_child("'" + self + "' --child " + std::string(variant) + " " + std::to_string(n));
 }
 
 double median(std::vector<double> v) {

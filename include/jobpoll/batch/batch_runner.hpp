@@ -393,23 +393,10 @@ class batch_runner {
     if (!jobs_[i].handle) {
       const auto start = Clock::now();
       set_state(i, batch_job_state::submitting);
-      std::optional<job_handle> handle;
       std::optional<job_error> failure;
-      try {
-        handle = co_await client_->submit(jobs_[i].params, options_.job);
-      } catch (const job_error& e) {
-        failure = e;
-      } catch (const std::system_error& e) {  // a template placeholder without a value
-        fail(i, e.code(), e.what());
-        co_return;
-      } catch (const std::exception& e) {
-        fail(i, errc::poll_exception, e.what());
-        co_return;
-      }
-      if (failure) {
-        submit_failed(i, *failure);
-        co_return;
-      }
+      std::optional<job_handle> handle = co_await step(i, client_->submit(jobs_[i].params, options_.job), &failure);
+      if (failure) submit_failed(i, *failure);
+      if (!handle) co_return;
       // One deadline covers the job: the poll gets what the submit left.
       if (auto budget = options_.job.deadline.budget_from(start))
         handle->remaining = std::max(*budget - std::chrono::nanoseconds(Clock::now() - start), std::chrono::nanoseconds::zero());
@@ -418,23 +405,11 @@ class batch_runner {
       set_state(i, batch_job_state::running);
     }
 
-    std::optional<job_result<value_type>> result;
     std::optional<job_error> failure;
-    try {
-      result.emplace(co_await client_->wait(*jobs_[i].handle, options_.job, options_.when_stopped));
-    } catch (const job_error& e) {
-      failure = e;
-    } catch (const std::system_error& e) {
-      fail(i, e.code(), e.what());
-      co_return;
-    } catch (const std::exception& e) {
-      fail(i, errc::poll_exception, e.what());
-      co_return;
-    }
-    if (failure) {
-      wait_failed(i, *failure);
-      co_return;
-    }
+    std::optional<job_result<value_type>> result =
+        co_await step(i, client_->wait(*jobs_[i].handle, options_.job, options_.when_stopped), &failure);
+    if (failure) wait_failed(i, *failure);
+    if (!result) co_return;
     jobs_[i].handle = result->handle;
     if (on_result_) {
       try {
@@ -446,6 +421,23 @@ class batch_runner {
     }
     set_state(i, batch_job_state::completed);
     breaker_.record(false);
+  }
+
+  // Awaits the submit or the wait of job `i`. A job_error goes to `failure`
+  // for the caller to sort out; any other exception fails the job at once (a
+  // template placeholder without a value, a status policy that threw).
+  template <class T>
+  asio::awaitable<std::optional<T>> step(std::size_t i, asio::awaitable<T> op, std::optional<job_error>* failure) {
+    try {
+      co_return co_await std::move(op);
+    } catch (const job_error& e) {
+      failure->emplace(e);
+    } catch (const std::system_error& e) {
+      fail(i, e.code(), e.what());
+    } catch (const std::exception& e) {
+      fail(i, errc::poll_exception, e.what());
+    }
+    co_return std::nullopt;
   }
 
   void submit_failed(std::size_t i, const job_error& e) {
