@@ -316,14 +316,22 @@ inline void append_json_params(std::string& out, const job_params& params) {
   out += '}';
 }
 
-inline void append_json_time(std::string& out, const std::optional<wall_time>& t) {
-  if (!t) {
+/// Appends `value` with `append`, or null when it is empty.
+template <class T, class Append>
+void append_json_or_null(std::string& out, const std::optional<T>& value, Append append) {
+  if (value) {
+    append(out, *value);
+  } else {
     out += "null";
-    return;
   }
-  out += '"';
-  out += format_utc_ms(*t);
-  out += '"';
+}
+
+inline void append_json_time(std::string& out, const std::optional<wall_time>& t) {
+  append_json_or_null(out, t, [](std::string& o, wall_time w) {
+    o += '"';
+    o += format_utc_ms(w);
+    o += '"';
+  });
 }
 
 /// Appends `to_json(handle)`'s text (compact, members in declaration order).
@@ -337,11 +345,8 @@ inline void append_json(std::string& out, const job_handle& handle) {
   out += ",\"consecutive_failures\":";
   append_json_number(out, handle.progress.consecutive_failures);
   out += "},\"remaining_ns\":";
-  if (handle.remaining) {
-    append_json_number(out, handle.remaining->count());
-  } else {
-    out += "null";
-  }
+  append_json_or_null(out, handle.remaining,
+                      [](std::string& o, std::chrono::nanoseconds d) { append_json_number(o, d.count()); });
   out += '}';
 }
 
@@ -353,11 +358,7 @@ inline void append_json(std::string& out, const batch_job& job) {
   out += ",\"entry\":";
   append_json_number(out, job.entry);
   out += ",\"parent\":";
-  if (job.parent) {
-    append_json_number(out, *job.parent);
-  } else {
-    out += "null";
-  }
+  append_json_or_null(out, job.parent, [](std::string& o, std::size_t id) { append_json_number(o, id); });
   out += ",\"attempt\":";
   append_json_number(out, job.attempt);
   out += ",\"params\":";
@@ -371,11 +372,7 @@ inline void append_json(std::string& out, const batch_job& job) {
   out += ",\"skip_reason\":";
   append_json_string(out, job.skip_reason);
   out += ",\"handle\":";
-  if (job.handle) {
-    append_json(out, *job.handle);
-  } else {
-    out += "null";
-  }
+  append_json_or_null(out, job.handle, [](std::string& o, const job_handle& h) { append_json(o, h); });
   out += ",\"error\":";
   append_json_string(out, job.error);
   out += ",\"error_code\":";
