@@ -25,6 +25,7 @@ enum class errc {
   permanent_error,    ///< a status policy called an attempt permanent without a more precise code
   invalid_argument,   ///< a poll option or argument was out of range
   invalid_checkpoint, ///< a batch checkpoint is unreadable, corrupt or another batch's
+  not_sent,           ///< the request ended before the transport sent it (its deadline passed in the transport's queue): the server never saw it
 };
 
 namespace detail {
@@ -49,6 +50,7 @@ class error_category_impl final : public std::error_category {
       case errc::permanent_error: return "permanent error";
       case errc::invalid_argument: return "invalid argument";
       case errc::invalid_checkpoint: return "invalid batch checkpoint";
+      case errc::not_sent: return "request not sent: its deadline passed while it waited for a connection";
     }
     return "unknown jobpoll error " + std::to_string(value);
   }

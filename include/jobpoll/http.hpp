@@ -71,9 +71,17 @@ struct http_request {
   std::string url;  ///< absolute: scheme://host[:port]/path[?query]
   http_headers headers;
   std::string body;
-  /// The whole exchange (connect, send, receive) must finish within this
-  /// long, else it fails with `asio::error::timed_out`. None: the transport's default.
+  /// The exchange (connect, send, receive) must finish within this long
+  /// from when the transport starts sending it, else it fails with
+  /// `asio::error::timed_out`. Time spent waiting in the transport's own
+  /// queue does not count. None: the transport's default.
   std::optional<std::chrono::nanoseconds> timeout;
+  /// The latest the request may end, from the `async_request` call, queue
+  /// included: a request still queued then completes with `errc::not_sent`
+  /// (it never left the client, so it is safe to retry, even a submit); one
+  /// being exchanged then fails with `asio::error::timed_out`. A job's
+  /// deadline reaches the transport through this. None: no bound but `timeout`.
+  std::optional<std::chrono::nanoseconds> deadline;
 };
 
 /// A response as a transport received it. Any status, 4xx and 5xx included,

@@ -55,9 +55,11 @@ inline bool error_is(const std::error_code& ec, std::errc condition) noexcept {
 
 /// Whether a failed attempt with this code is worth retrying by default:
 /// network errors (reset, refused, aborted, timed out, unreachable, broken
-/// pipe, end of stream) and jobpoll's own transient codes.
+/// pipe, end of stream) and jobpoll's own transient codes (a request
+/// `not_sent` included).
 inline bool is_transient_error(const std::error_code& ec) noexcept {
-  if (ec == errc::attempt_timeout || ec == errc::rate_limited || ec == errc::server_error) return true;
+  if (ec == errc::attempt_timeout || ec == errc::rate_limited || ec == errc::server_error || ec == errc::not_sent)
+    return true;
   if (ec == asio::error::eof) return true;
   for (std::errc e : {std::errc::connection_reset, std::errc::connection_refused, std::errc::connection_aborted,
                       std::errc::timed_out, std::errc::broken_pipe, std::errc::network_unreachable,

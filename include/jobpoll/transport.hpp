@@ -19,7 +19,12 @@ namespace jobpoll {
 /// Contract that job clients rely on:
 /// - any HTTP status is a response, not an error;
 /// - a request that outlives `request.timeout` fails with
-///   `asio::error::timed_out`;
+///   `asio::error::timed_out`; one whose `request.deadline` passes fails with
+///   `asio::error::timed_out`, or with `errc::not_sent` when the transport
+///   had not sent it yet (then the server surely never saw it);
+/// - a request is sent at most once: a transport never re-sends it on its
+///   own (e.g. on a reused connection that turns out closed); it fails
+///   instead, and the caller's retry rules decide;
 /// - network failures are error codes that `error_is` matches to the
 ///   `std::errc` values the core treats as transient (connection_refused,
 ///   connection_reset, ...), so `is_transient_error` classifies them without
