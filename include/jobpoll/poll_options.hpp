@@ -49,8 +49,11 @@ struct basic_poll_options {
   std::optional<std::chrono::nanoseconds> attempt_timeout;
   /// Bounds on server hints (Retry-After, estimated-time fields).
   hint_bounds hints;
-  /// A limiter shared with other pollers (none when empty); acquired before
-  /// every poll. A transient failure with a server hint pauses it for everyone.
+  /// A limiter shared with other pollers (none when empty): a slot is
+  /// acquired before every poll and held until the poll's answer (or
+  /// failure, or attempt timeout) is known, so the request counts against
+  /// the budget when the server has surely seen it. A transient failure with
+  /// a server hint pauses it for everyone.
   limiter_ref limiter;
   /// Observability callbacks (none when null). One `poll_hooks` object is
   /// usually shared by many polls, so options hold only a pointer: it must

@@ -72,9 +72,13 @@ inline bool is_transient_error(const std::error_code& ec) noexcept {
 
 namespace detail {
 
+// A policy may classify transport errors itself, from the code alone or
+// with the exception's text.
 template <class Status>
 poll_status classify_error(Status& status, const std::error_code& ec, std::string what) {
-  if constexpr (requires { { status.classify_error(ec) } -> std::convertible_to<poll_status>; }) {
+  if constexpr (requires { { status.classify_error(ec, std::move(what)) } -> std::convertible_to<poll_status>; }) {
+    return status.classify_error(ec, std::move(what));
+  } else if constexpr (requires { { status.classify_error(ec) } -> std::convertible_to<poll_status>; }) {
     return status.classify_error(ec);
   } else {
     if (is_transient_error(ec)) return poll_status::transient(ec, std::move(what));
@@ -132,31 +136,33 @@ asio::awaitable<bool> poll_with_timeout(Poll& poll, std::chrono::nanoseconds tim
   co_return true;
 }
 
-// Waits for a limiter start that was not free at once, and accounts for the
-// wait. Once a poll has happened the wait is bounded by the deadline: it
-// ends with `timeout` if the deadline comes first, and the abandoned wait
-// takes nothing. A wait the limiter aborts (cancelled, or the limiter
-// destroyed under it) ends with `operation_aborted`.
+// Waits for a limiter slot that was not free at once, puts it in `permit`,
+// and accounts for the wait. Once a poll has happened the wait is bounded by
+// the deadline: it ends with `timeout` if the deadline comes first, and the
+// abandoned wait takes nothing. A wait the limiter aborts (cancelled, or the
+// limiter destroyed under it) ends with `operation_aborted`.
 template <class Clock>
 asio::awaitable<std::error_code> wait_for_limiter(limiter_ref limiter, const poll_schedule& schedule,
                                                   typename Clock::time_point start, bool polled, poll_stats& stats,
-                                                  const poll_hooks* hooks) {
+                                                  const poll_hooks* hooks, limiter_permit& permit) {
   const auto begin = Clock::now();
   const auto left = polled ? schedule.remaining(since(start, begin)) : std::nullopt;
   if (left && *left <= std::chrono::nanoseconds::zero()) co_return make_error_code(errc::timeout);
   try {
     if (!left) {
-      co_await limiter.acquire();
+      permit = co_await limiter.acquire();
     } else {
       timer_for<Clock> timer(co_await asio::this_coro::executor);
       timer.expires_after(std::chrono::ceil<typename Clock::duration>(*left));
-      auto [order, acquire_error, timer_error] =
+      auto [order, acquire_error, granted, timer_error] =
           co_await asio::experimental::make_parallel_group(
               asio::co_spawn(timer.get_executor(), limiter.acquire(), asio::experimental::deferred),
               timer.async_wait(asio::experimental::deferred))
               .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+      // A grant that raced the timer and lost is released at once, unused.
       if (order[0] == 1 && !timer_error) co_return make_error_code(errc::timeout);
       if (acquire_error) std::rethrow_exception(acquire_error);
+      permit = std::move(granted);
     }
   } catch (const std::system_error& e) {
     co_return e.code();
@@ -247,9 +253,12 @@ asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll,
         break;
       }
 
-      if (options.limiter && !options.limiter.try_acquire()) {
+      // The slot is held until the attempt's outcome is known, so the
+      // request counts against the budget when the server has surely seen it.
+      limiter_permit permit;
+      if (options.limiter && !(permit = options.limiter.try_acquire())) {
         ec = co_await wait_for_limiter<Clock>(options.limiter, schedule, start,
-                                             stats.attempts > options.resume.attempts, stats, hooks);
+                                             stats.attempts > options.resume.attempts, stats, hooks, permit);
         if (ec) break;
       }
 
@@ -265,6 +274,7 @@ asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll,
       } catch (...) {
         failure = std::current_exception();
       }
+      permit.release();
       if (cancelled()) {
         ec = asio::error::operation_aborted;
         break;

@@ -9,21 +9,26 @@
 #include <asio/awaitable.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include "jobpoll/limiter_permit.hpp"
+
 namespace jobpoll {
 
-/// A shared budget of request starts.
+/// A shared budget of requests, counted as the server counts them.
 ///
-/// `async_acquire(token)` completes with `void(std::error_code)` when the
-/// caller may start one request: waiters are served in FIFO order, a wait
-/// cancelled through its cancellation slot completes with
-/// `asio::error::operation_aborted` and consumes nothing. `try_acquire()`
-/// takes a start only if one is free now and nobody is queued. `pause_for(d)`
-/// grants nothing to anybody for `d` from now (one caller's 429 +
-/// Retry-After holds back everyone sharing the limiter).
+/// `async_acquire(token)` completes with `void(std::error_code,
+/// limiter_permit)` when the caller may start one request; the caller holds
+/// the permit until the request's answer (or failure) is known, and the
+/// request counts against the budget from the permit's release. Waiters are
+/// served in FIFO order; a wait cancelled through its cancellation slot
+/// completes with `asio::error::operation_aborted` and consumes nothing.
+/// `try_acquire()` returns a permit only if a slot is free now and nobody is
+/// queued (an empty one otherwise). `pause_for(d)` grants nothing to anybody
+/// for `d` from now (one caller's 429 + Retry-After holds back everyone
+/// sharing the limiter).
 template <class L>
 concept rate_limiter = requires(L& l, std::chrono::nanoseconds d) {
-  { l.async_acquire(asio::use_awaitable) } -> std::same_as<asio::awaitable<void>>;
-  { l.try_acquire() } -> std::convertible_to<bool>;
+  { l.async_acquire(asio::use_awaitable) } -> std::same_as<asio::awaitable<limiter_permit>>;
+  { l.try_acquire() } -> std::same_as<limiter_permit>;
   l.pause_for(d);
 };
 
@@ -52,27 +57,27 @@ class limiter_ref {
   /// True when it refers to a limiter.
   explicit operator bool() const noexcept { return operations_ != nullptr; }
 
-  /// Waits for one start; throws `std::system_error(operation_aborted)` when
+  /// Waits for a slot; throws `std::system_error(operation_aborted)` when
   /// cancelled. Precondition: not empty (likewise below).
-  asio::awaitable<void> acquire() const { return operations_->acquire(object_); }
+  asio::awaitable<limiter_permit> acquire() const { return operations_->acquire(object_); }
 
-  /// Takes a start if one is free now and nobody is queued.
-  bool try_acquire() const { return operations_->try_acquire(object_); }
+  /// A permit if a slot is free now and nobody is queued; empty otherwise.
+  limiter_permit try_acquire() const { return operations_->try_acquire(object_); }
 
   /// Holds back every user of the limiter for `d` from now.
   void pause_for(std::chrono::nanoseconds d) const { operations_->pause_for(object_, d); }
 
  private:
   struct operations {
-    asio::awaitable<void> (*acquire)(void*);
-    bool (*try_acquire)(void*);
+    asio::awaitable<limiter_permit> (*acquire)(void*);
+    limiter_permit (*try_acquire)(void*);
     void (*pause_for)(void*, std::chrono::nanoseconds);
   };
 
   template <class L>
   static constexpr operations operations_for{
       [](void* p) { return static_cast<L*>(p)->async_acquire(asio::use_awaitable); },
-      [](void* p) -> bool { return static_cast<L*>(p)->try_acquire(); },
+      [](void* p) { return static_cast<L*>(p)->try_acquire(); },
       [](void* p, std::chrono::nanoseconds d) { static_cast<L*>(p)->pause_for(d); },
   };
 

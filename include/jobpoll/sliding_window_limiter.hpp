@@ -10,18 +10,20 @@
 
 namespace jobpoll {
 
-/// A rate limiter shared by many pollers that lets through at most
-/// `max_starts` starts in any window of length `window` (half-open windows,
-/// see `sliding_window_budget`): the quota of an API that counts requests over
-/// a rolling period. Waiters are served in FIFO order, each at the earliest
-/// time the window allows. See `detail::basic_limiter` for `async_acquire`,
-/// `try_acquire`, `pause_until`, `pause_for`, `waiting`, `statistics`.
+/// A rate limiter shared by many pollers that lets at most `max_starts`
+/// requests arrive at the server in any window of length `window`
+/// (half-open windows, see `sliding_window_budget`), whatever their latency:
+/// the quota of an API that counts requests over a rolling period. Waiters
+/// are served in FIFO order, each at the earliest time the window allows. See `detail::basic_limiter` for `async_acquire`,
+/// `try_acquire`, `pause_until`, `pause_for`, `waiting`, `in_use`, `statistics`.
 ///
 /// 20 requests per 15 seconds, shared by every poll of one client:
 /// \code
 ///   jobpoll::sliding_window_limiter quota(ctx.get_executor(), 20, std::chrono::seconds(15));
 ///   // in each poller, before each request:
-///   co_await quota.async_acquire(asio::use_awaitable);
+///   jobpoll::limiter_permit permit = co_await quota.async_acquire(asio::use_awaitable);
+///   co_await send_the_request();  // the permit is held until the answer is known
+///   permit.release();
 /// \endcode
 template <clock Clock = std::chrono::steady_clock>
 class basic_sliding_window_limiter

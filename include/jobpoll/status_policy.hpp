@@ -38,7 +38,9 @@ using poll_response_t = typename detail::awaitable_value<std::invoke_result_t<P&
 /// Classifies one response: callable as `poll_status(const Response&)`.
 ///
 /// Optionally, a member `poll_status classify_error(const std::error_code&)`
-/// classifies a poll that threw `std::system_error`; without it, network
+/// (or `classify_error(const std::error_code&, std::string what)`, which also
+/// gets the exception's `what()`) classifies a poll that threw
+/// `std::system_error`; without it, network
 /// errors (reset, refused, aborted, timed out, unreachable, end of stream,
 /// per-attempt timeout) are transient and the rest permanent.
 template <class S, class Response>

@@ -15,12 +15,14 @@ namespace jobpoll {
 /// `burst` tokens, full at first, refilled continuously (see
 /// `token_bucket_budget`). Waiters are served in FIFO order, each as soon as a
 /// token is there. See `detail::basic_limiter` for `async_acquire`,
-/// `try_acquire`, `pause_until`, `pause_for`, `waiting`, `statistics`.
+/// `try_acquire`, `pause_until`, `pause_for`, `waiting`, `in_use`, `statistics`.
 ///
 /// 5 requests per second with bursts of up to 10:
 /// \code
 ///   jobpoll::token_bucket_limiter bucket(ctx.get_executor(), 5, std::chrono::seconds(1), 10);
-///   co_await bucket.async_acquire(asio::use_awaitable);
+///   jobpoll::limiter_permit permit = co_await bucket.async_acquire(asio::use_awaitable);
+///   co_await send_the_request();  // the permit is held until the answer is known
+///   permit.release();
 /// \endcode
 template <clock Clock = std::chrono::steady_clock>
 class basic_token_bucket_limiter

@@ -218,7 +218,7 @@ class limiter_fixture : public ::testing::Test {
   static void expect_try_acquire(Limiter& limiter, std::initializer_list<try_step> steps) {
     for (const try_step& s : steps) {
       manual_clock::advance_to(at(s.time));
-      EXPECT_EQ(limiter.try_acquire(), s.granted) << "at " << s.time.count() << "ns";
+      EXPECT_EQ(static_cast<bool>(limiter.try_acquire()), s.granted) << "at " << s.time.count() << "ns";
     }
   }
 
@@ -233,7 +233,7 @@ class limiter_fixture : public ::testing::Test {
 
   /// A handler recording into `out`.
   static auto record(outcome& out) {
-    return [&out](std::error_code ec) { out.emplace(ec, manual_clock::now()); };
+    return [&out](std::error_code ec, jobpoll::limiter_permit) { out.emplace(ec, manual_clock::now()); };
   }
 
   /// A handler recording into `out`, cancelled through `signal`.
@@ -241,7 +241,7 @@ class limiter_fixture : public ::testing::Test {
 
   /// A handler that expects a grant and appends `(who, when)` to `order`.
   static auto record_as(std::vector<std::pair<int, time_point>>& order, int who) {
-    return [&order, who](std::error_code ec) {
+    return [&order, who](std::error_code ec, jobpoll::limiter_permit) {
       EXPECT_FALSE(ec);
       order.emplace_back(who, manual_clock::now());
     };
@@ -251,7 +251,7 @@ class limiter_fixture : public ::testing::Test {
   template <class Limiter>
   static void start_waits(Limiter& limiter, std::size_t count, std::vector<time_point>& grants) {
     for (std::size_t i = 0; i < count; ++i) {
-      limiter.async_acquire([&grants](std::error_code ec) {
+      limiter.async_acquire([&grants](std::error_code ec, jobpoll::limiter_permit) {
         EXPECT_FALSE(ec);
         grants.push_back(manual_clock::now());
       });

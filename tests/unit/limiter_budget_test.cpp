@@ -186,4 +186,121 @@ TEST(TokenBucketBudget, RejectsInvalidParametersNamingThem) {
       AllOf(HasSubstr("burst * per / tokens"), HasSubstr("burst 1000000")));
 }
 
+// --- held slots: a request counts from when its answer is known -------------
+
+TEST(SlidingWindowBudget, HeldSlotsCountAsNowAndAllHeldMeansNoStartUntilARelease) {
+  sliding_window_budget<time_point> b(2, 10s);
+  b.hold();
+  EXPECT_EQ(b.held(), 1u);
+  EXPECT_EQ(b.earliest(at(0s)), at(0s));
+  b.hold();
+  EXPECT_EQ(b.earliest(at(0s)), time_point::max());
+  EXPECT_EQ(b.earliest(at(1h)), time_point::max());  // time alone never frees a held slot
+  b.release(at(4s));  // the first answer came at 4 s: one slot counted from 4 s, one held
+  EXPECT_EQ(b.held(), 1u);
+  EXPECT_EQ(b.earliest(at(4s)), at(14s));
+  b.release(at(6s));
+  EXPECT_EQ(b.earliest(at(6s)), at(14s));  // two counted at 4 s and 6 s: the older one must leave
+  EXPECT_EQ(b.earliest(at(15s)), at(15s));
+}
+
+TEST(SlidingWindowBudget, AReleaseOlderThanTheLastCountsAtTheLast) {
+  sliding_window_budget<time_point> b(1, 10s);
+  b.hold();
+  b.release(at(5s));
+  b.hold();
+  b.release(at(3s));
+  EXPECT_EQ(b.earliest(at(3s)), at(15s));
+}
+
+TEST(TokenBucketBudget, HeldSlotsTakeTheirTokensNowAndAllHeldMeansNoStartUntilARelease) {
+  token_bucket_budget<time_point> b(1, 10s, 2);  // 1 token per 10 s, burst 2
+  b.hold();
+  EXPECT_EQ(b.earliest(at(0s)), at(0s));
+  b.hold();
+  EXPECT_EQ(b.earliest(at(0s)), time_point::max());
+  b.release(at(3s));  // a token taken at 3 s; the other still held counts as taken now
+  EXPECT_EQ(b.earliest(at(3s)), at(13s));
+  b.release(at(5s));  // tokens taken at 3 s and 5 s: the next one refills at 13 s
+  EXPECT_EQ(b.earliest(at(5s)), at(13s));
+  b.hold();
+  b.release(at(13s));
+  EXPECT_EQ(b.earliest(at(13s)), at(23s));
+}
+
+// A saturated budget whose requests take `latency(i)` from grant to answer,
+// each arriving at the server somewhere in between (`arrival(i)`): the
+// grants each budget allows, and the arrival times the server sees.
+template <class Budget, class Latency, class Arrival>
+std::vector<time_point> saturated_arrivals(Budget& b, std::chrono::nanoseconds span, Latency latency,
+                                           Arrival arrival) {
+  // Answer times of the requests in flight.
+  std::vector<time_point> answers;
+  std::vector<time_point> arrivals;
+  time_point now{};
+  std::size_t i = 0;
+  while (now < at(span)) {
+    // Release every answer due by now, oldest first.
+    std::sort(answers.begin(), answers.end());
+    while (!answers.empty() && answers.front() <= now) {
+      b.release(answers.front());
+      answers.erase(answers.begin());
+    }
+    const time_point t = b.earliest(now);
+    if (t <= now) {
+      b.hold();
+      const auto l = latency(i);
+      arrivals.push_back(now + arrival(i, l));
+      answers.push_back(now + l);
+      ++i;
+      continue;
+    }
+    // Nothing fits now: move to the next event (an answer, or the budget's time).
+    time_point next = t;
+    for (const time_point a : answers) next = std::min(next, a);
+    now = next;
+  }
+  std::sort(arrivals.begin(), arrivals.end());
+  return arrivals;
+}
+
+TEST(SlidingWindowBudget, ArrivalsAtTheServerStayWithinTheWindowWhateverTheLatency) {
+  jobpoll_test::lcg rng{42};
+  for (const auto arrive_late : {false, true}) {
+    sliding_window_budget<time_point> b(20, 3s);
+    std::vector<std::chrono::nanoseconds> latencies;
+    const auto arrivals = saturated_arrivals(
+        b, 60s,
+        [&](std::size_t) { return latencies.emplace_back(std::chrono::milliseconds(rng.next(201))); },
+        [&](std::size_t, std::chrono::nanoseconds l) {
+          // The worst case for a grant-time count: arriving as late as possible.
+          return arrive_late ? l : std::chrono::nanoseconds(rng.next(static_cast<std::uint64_t>(l.count()) + 1));
+        });
+    jobpoll_test::expect_window_respected(arrivals, 20, 3s);
+    // Use: what arrived in the span against 20 per 3 s, and against what the
+    // scheme can reach, W / (W + mean latency).
+    double mean = 0;
+    for (auto l : latencies) mean += std::chrono::duration<double>(l).count();
+    mean /= static_cast<double>(latencies.size());
+    const double reachable = 3.0 / (3.0 + mean);
+    const double use = static_cast<double>(std::count_if(arrivals.begin(), arrivals.end(),
+                                                         [](time_point t) { return t < at(60s); })) /
+                       (20.0 * 60.0 / 3.0);
+    EXPECT_GT(use, 0.98 * reachable) << "mean latency " << mean << " s";
+    EXPECT_LE(use, 1.0);
+  }
+}
+
+TEST(TokenBucketBudget, ArrivalsAtTheServerStayWithinBurstPlusRefillWhateverTheLatency) {
+  jobpoll_test::lcg rng{7};
+  token_bucket_budget<time_point> b(20, 3s, 5);
+  const auto arrivals = saturated_arrivals(
+      b, 60s, [&](std::size_t) { return std::chrono::nanoseconds(std::chrono::milliseconds(rng.next(201))); },
+      [](std::size_t, std::chrono::nanoseconds l) { return l; });
+  jobpoll_test::expect_bucket_respected(arrivals, 20, 3s, 5);
+  // Latency well under the burst's worth of refill costs the bucket nothing:
+  // 5 + 20 per 3 s over 60 s, less the refill of one latency at most.
+  EXPECT_GE(arrivals.size(), 5u + 20u * 60u / 3u - 2u);
+}
+
 }  // namespace

@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "limiter_helpers.hpp"
 #include "poll_fixture.hpp"
 
 using namespace std::chrono_literals;
@@ -24,7 +25,44 @@ namespace {
 using window_limiter = jobpoll::basic_sliding_window_limiter<manual_clock>;
 using bucket_limiter = jobpoll::basic_token_bucket_limiter<manual_clock>;
 
-class PollLimiter : public jobpoll_test::poll_fixture {};
+class PollLimiter : public jobpoll_test::poll_fixture {
+ protected:
+  // The server's view: 1,000 pollers share 20 per 3 s for 60 s; each request
+  // takes 0-200 ms (reproducibly random) to be answered and reaches the server
+  // at the last moment (the worst case for a count of grants). The server's
+  // own log of arrivals never holds more than 20 in any 3 s, and the use is
+  // within 2 % of what holding a slot until the answer can reach,
+  // W / (W + mean latency).
+  template <class Limiter, class Check>
+  void share_with_latency(Limiter& limiter, Check check) {
+    std::vector<manual_clock::duration> arrivals;  // the server's log
+    std::vector<manual_clock::duration> latencies;
+    jobpoll_test::lcg rng{2026};
+    for (int i = 0; i < 1000; ++i) {
+      auto poll = [&]() -> asio::awaitable<response> {
+        const auto latency = std::chrono::milliseconds(rng.next(201));
+        latencies.push_back(latency);
+        manual_clock::timer answer(co_await asio::this_coro::executor);
+        answer.expires_after(latency);
+        co_await answer.async_wait(asio::use_awaitable);
+        arrivals.push_back(manual_clock::now().time_since_epoch());
+        co_return response{"working", {}, {}, 0};
+      };
+      options o;
+      o.deadline = 60s;
+      o.interval = jobpoll::fixed_interval{0s};
+      o.limiter = limiter;
+      jobpoll::async_poll_until(ctx.get_executor(), poll, seed_status{}, o, [](std::error_code, auto) {});
+    }
+    manual_clock::run(ctx);
+    std::sort(arrivals.begin(), arrivals.end());
+    double mean = 0;
+    for (auto l : latencies) mean += std::chrono::duration<double>(l).count();
+    mean /= static_cast<double>(latencies.size());
+    check(arrivals, mean);
+    EXPECT_EQ(limiter.in_use(), 0u);
+  }
+};
 
 TEST_F(PollLimiter, ThousandPollersNeverExceedTheWindow) {
   window_limiter quota(ctx.get_executor(), 20, 15s);
@@ -190,6 +228,55 @@ TEST_F(PollLimiter, TokenBucketWorksTheSameWay) {
   auto r = run(job, o);
   EXPECT_FALSE(r.error);
   EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 0.0, 5.0, 10.0));
+}
+
+TEST_F(PollLimiter, TheServerNeverCountsMoreThanTheWindowWhateverTheLatency) {
+  window_limiter quota(ctx.get_executor(), 20, 3s);
+  share_with_latency(quota, [](const std::vector<manual_clock::duration>& arrivals, double mean) {
+    for (std::size_t i = 20; i < arrivals.size(); ++i)
+      ASSERT_GE(arrivals[i] - arrivals[i - 20], 3s) << "21 arrivals within 3 s at index " << i;
+    const double in_span = static_cast<double>(
+        std::count_if(arrivals.begin(), arrivals.end(), [](auto t) { return t < 60s; }));
+    const double use = in_span / (20.0 * 60.0 / 3.0);
+    const double reachable = 3.0 / (3.0 + mean);
+    EXPECT_GT(use, 0.98 * reachable) << "use " << use << ", reachable " << reachable;
+  });
+}
+
+TEST_F(PollLimiter, TheServerNeverCountsMoreThanTheBucketWhateverTheLatency) {
+  bucket_limiter bucket(ctx.get_executor(), 20, 3s, 5);
+  share_with_latency(bucket, [](const std::vector<manual_clock::duration>& arrivals, double) {
+    std::vector<manual_clock::time_point> times;
+    for (auto a : arrivals) times.emplace_back(a);
+    jobpoll_test::expect_bucket_respected(times, 20, manual_clock::duration(3s), 5);
+    // The bucket's own rate, 5 at once then 20 per 3 s, less at most two
+    // refills lost to latency.
+    const auto in_span = std::count_if(arrivals.begin(), arrivals.end(), [](auto t) { return t < 60s; });
+    EXPECT_GE(in_span, 5 + 400 - 2);
+  });
+}
+
+TEST_F(PollLimiter, APollHoldsItsSlotUntilItsAnswerArrives) {
+  window_limiter quota(ctx.get_executor(), 1, 10s);
+  std::vector<double> sent;
+  auto slow_poll = [&]() -> asio::awaitable<response> {
+    sent.push_back(std::chrono::duration<double>(manual_clock::now().time_since_epoch()).count());
+    manual_clock::timer answer(co_await asio::this_coro::executor);
+    answer.expires_after(2s);  // every answer takes 2 s
+    co_await answer.async_wait(asio::use_awaitable);
+    co_return response{sent.size() < 3 ? "working" : "pass", {}, {}, 0};
+  };
+  auto o = exact_options();
+  o.interval = jobpoll::fixed_interval{0s};
+  o.limiter = quota;
+  std::optional<std::error_code> ended;
+  jobpoll::async_poll_until(ctx.get_executor(), slow_poll, seed_status{}, o,
+                            [&](std::error_code ec, auto) { ended = ec; });
+  manual_clock::run(ctx);
+  EXPECT_EQ(ended, std::error_code{});
+  // Each poll's window starts at its answer: 0 (answered 2), 12 (answered 14), 24.
+  EXPECT_THAT(sent, ElementsAre(0.0, 12.0, 24.0));
+  EXPECT_EQ(quota.statistics().released, 3u);
 }
 
 }  // namespace

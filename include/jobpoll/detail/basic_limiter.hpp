@@ -1,7 +1,8 @@
 #pragma once
 // The asynchronous half shared by every jobpoll rate limiter: a FIFO of
 // waiters in front of a start budget (limiter_budget.hpp), one timer for the
-// head of the queue, cancellation through each waiter's cancellation slot.
+// head of the queue, cancellation through each waiter's cancellation slot,
+// and the permits that hold a slot until their request is answered.
 
 #include <chrono>
 #include <cstddef>
@@ -24,12 +25,14 @@
 #include "jobpoll/clock.hpp"
 #include "jobpoll/detail/handler_op.hpp"
 #include "jobpoll/limiter_budget.hpp"
+#include "jobpoll/limiter_permit.hpp"
 
 namespace jobpoll {
 
 /// What a limiter has done since it was constructed.
 struct limiter_statistics {
-  std::uint64_t granted = 0;    ///< starts granted: successful `async_acquire` completions and `try_acquire` calls
+  std::uint64_t granted = 0;    ///< permits granted: successful `async_acquire` completions and `try_acquire` calls
+  std::uint64_t released = 0;   ///< permits released (their requests counted against the budget)
   std::uint64_t cancelled = 0;  ///< waits completed with `operation_aborted` (cancelled, or the limiter was destroyed)
 };
 
@@ -46,7 +49,7 @@ class limiter_waiter {
   waiter_state state = waiter_state::queued;  // guarded by the limiter's mutex
 
   // Posts the completion to the handler's associated executor; called once.
-  virtual void post_completion(std::error_code ec) = 0;
+  virtual void post_completion(std::error_code ec, limiter_permit permit) = 0;
   // Destroys the waiter without calling its handler.
   virtual void discard() noexcept = 0;
 
@@ -87,13 +90,13 @@ class waiter_queue {
 
 // A waiter holding its completion handler.
 template <class Handler, class IoExecutor>
-using limiter_waiter_op = handler_op<limiter_waiter, Handler, IoExecutor, std::error_code>;
+using limiter_waiter_op = handler_op<limiter_waiter, Handler, IoExecutor, std::error_code, limiter_permit>;
 
 // The shared state of one limiter. Shared ownership lets the strand jobs, the
 // timer handler and the cancellation handlers outlive the limiter object
 // safely: they hold weak references and do nothing once it is gone.
 template <clock Clock, start_budget<typename Clock::time_point> Budget>
-class limiter_core : public std::enable_shared_from_this<limiter_core<Clock, Budget>> {
+class limiter_core final : public permit_issuer, public std::enable_shared_from_this<limiter_core<Clock, Budget>> {
  public:
   using time_point = typename Clock::time_point;
   using executor_type = asio::any_io_executor;
@@ -120,14 +123,27 @@ class limiter_core : public std::enable_shared_from_this<limiter_core<Clock, Bud
     settle();
   }
 
-  bool try_acquire() {
+  limiter_permit try_acquire() {
     std::lock_guard lock(mutex_);
-    if (!queue_.empty()) return false;
+    if (!queue_.empty()) return {};
     const time_point now = Clock::now();
-    if (budget_.earliest(now) > now) return false;
-    budget_.commit(now);
-    ++statistics_.granted;
-    return true;
+    if (budget_.earliest(now) > now) return {};
+    return grant();
+  }
+
+  // A permit's request is answered: it counts from now, and the slot it held
+  // may let the head of the queue through. After shutdown the budget is
+  // still kept, but nothing is posted: the execution context may be going away.
+  void release_permit() noexcept override {
+    std::lock_guard lock(mutex_);
+    budget_.release(Clock::now());
+    ++statistics_.released;
+    if (!closing_) settle();
+  }
+
+  std::size_t in_use() const {
+    std::lock_guard lock(mutex_);
+    return budget_.held();
   }
 
   void pause_until(time_point t) {
@@ -152,6 +168,7 @@ class limiter_core : public std::enable_shared_from_this<limiter_core<Clock, Bud
   // then completes with operation_aborted and finds nothing left to do.
   void shutdown() {
     std::lock_guard lock(mutex_);
+    closing_ = true;
     while (!queue_.empty()) abort(queue_.front());
   }
 
@@ -183,7 +200,14 @@ class limiter_core : public std::enable_shared_from_this<limiter_core<Clock, Bud
     queue_.erase(w);
     w->state = waiter_state::aborted;
     ++statistics_.cancelled;
-    w->post_completion(asio::error::operation_aborted);
+    w->post_completion(asio::error::operation_aborted, limiter_permit{});
+  }
+
+  // Holds a slot for a request starting now (mutex held).
+  limiter_permit grant() {
+    budget_.hold();
+    ++statistics_.granted;
+    return limiter_permit(this->shared_from_this());
   }
 
   // Grants, in order, every waiter the budget allows at `now`.
@@ -192,18 +216,19 @@ class limiter_core : public std::enable_shared_from_this<limiter_core<Clock, Bud
       limiter_waiter* w = queue_.front();
       queue_.erase(w);
       w->state = waiter_state::granted;
-      budget_.commit(now);
-      ++statistics_.granted;
-      w->post_completion({});
+      w->post_completion({}, grant());
     }
   }
 
   // When the timer should fire: at the head's earliest start, or never when
-  // nobody waits. The earliest start depends on the budget alone, so a
-  // cancelled head leaves it unchanged for the next waiter.
+  // nobody waits or only a release can let the head through. The earliest
+  // start depends on the budget alone, so a cancelled head leaves it
+  // unchanged for the next waiter.
   std::optional<time_point> wanted_expiry(time_point now) const {
     if (queue_.empty()) return std::nullopt;
-    return budget_.earliest(now);
+    const time_point t = budget_.earliest(now);
+    if (t == time_point::max()) return std::nullopt;
+    return t;
   }
 
   // After any change (mutex held): grant what fits now, and have the strand
@@ -264,11 +289,18 @@ class limiter_core : public std::enable_shared_from_this<limiter_core<Clock, Bud
   std::optional<time_point> armed_;  // the expiry the timer is armed (or being armed) for
   std::uint64_t generation_ = 0;     // bumped on every arm or cancel of the timer
   bool sync_posted_ = false;
+  bool closing_ = false;             // shut down: post nothing more
 };
 
 /// The machinery of `basic_sliding_window_limiter` and
 /// `basic_token_bucket_limiter`: an asynchronous, FIFO-fair, thread-safe gate
 /// in front of a start budget.
+///
+/// Each grant is a `limiter_permit`: the slot stays held until the permit is
+/// released, when the request's answer (or failure) is known, and the request
+/// counts against the budget from then on. However long requests take, the
+/// server never sees more than the budget (the proof and the utilisation
+/// cost, W / (W + latency), are in limiter_budget.hpp).
 ///
 /// Waiters are granted strictly in the order they called `async_acquire`, each
 /// at the earliest time the budget allows; a later caller never overtakes a
@@ -297,22 +329,31 @@ class basic_limiter {
 
   executor_type get_executor() const noexcept { return core_->executor(); }
 
-  /// Waits for one start. Completes with `void(std::error_code)`: success once
-  /// every earlier waiter has been granted and the budget allows a start (the
-  /// start is then counted), `asio::error::operation_aborted` if the wait is
-  /// cancelled through the handler's cancellation slot (any cancellation type;
-  /// the wait then consumes nothing and the next waiter keeps its time) or the
-  /// limiter is destroyed. Works with every completion token. As everywhere in
-  /// Asio, emit the cancellation signal where the handler runs (its
+  /// Waits for a slot for one request.
+  ///
+  /// @par Completion Signature
+  /// `void(std::error_code, limiter_permit)`: success with a permit once every
+  /// earlier waiter has been granted and the budget allows one more request;
+  /// hold the permit until the request's answer is known.
+  /// `asio::error::operation_aborted` with an empty permit if the wait is
+  /// cancelled or the limiter is destroyed.
+  ///
+  /// @par Per-Operation Cancellation
+  /// Terminal, partial and total: a queued wait has had no effect yet, so a
+  /// cancelled one consumes nothing and the next waiter keeps its time. As
+  /// everywhere in Asio, emit the signal where the handler runs (its
   /// associated executor), not concurrently from another thread.
+  ///
+  /// Works with every completion token.
   template <class CompletionToken>
   auto async_acquire(CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+    return asio::async_initiate<CompletionToken, void(std::error_code, limiter_permit)>(
         [c = core_.get()](auto handler) { c->start(std::move(handler)); }, token);
   }
 
-  /// Takes a start now if nobody is queued and the budget allows it; never waits.
-  bool try_acquire() { return core_->try_acquire(); }
+  /// A permit now if nobody is queued and the budget allows one more
+  /// request; an empty permit otherwise. Never waits.
+  limiter_permit try_acquire() { return core_->try_acquire(); }
 
   /// Grants nothing, to queued or new waiters, before `t`. A pause that ends
   /// earlier than one already in force changes nothing.
@@ -327,7 +368,10 @@ class basic_limiter {
   /// How many `async_acquire` calls are queued.
   std::size_t waiting() const { return core_->waiting(); }
 
-  /// Starts granted and waits aborted so far.
+  /// How many permits are held now (granted and not released).
+  std::size_t in_use() const { return core_->in_use(); }
+
+  /// Permits granted and released, and waits aborted, so far.
   limiter_statistics statistics() const { return core_->statistics(); }
 
  private:
