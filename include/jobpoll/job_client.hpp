@@ -227,7 +227,7 @@ class job_client {
     polling.initial_delay = options.initial_delay;
 
     http_request request = make_request(description_.poll, handle.params, &handle.id, {}, options);
-    auto polled = co_await try_poll_until(exchange(std::move(request)), poll_policy{this}, std::move(polling));
+    auto polled = co_await try_poll_until(exchange<Clock>(std::move(request), end), poll_policy{this}, std::move(polling));
     handle.progress = polled.stats.progress();
     handle.remaining = left_until<Clock>(end);
     if (polled.error) {
@@ -271,8 +271,8 @@ class job_client {
   };
 
   // The submit answer is good when it is 2xx and holds a handle. Only a
-  // refused connection surely never reached the server, so only that
-  // transport error is retried.
+  // refused connection and a request the transport never sent surely never
+  // reached the server, so only those transport errors are retried.
   struct submit_policy {
     job_client* client;
     poll_status operator()(const answer& a) const {
@@ -281,9 +281,10 @@ class job_client {
       if (auto id = client->handle_in(a, why)) return poll_status::succeeded("handle " + detail::in_quotes(*id));
       return poll_status::permanent(errc::decode_error, std::move(why));
     }
-    poll_status classify_error(const std::error_code& ec) const {
-      if (error_is(ec, std::errc::connection_refused)) return poll_status::transient(ec, "connection refused");
-      return poll_status::permanent(ec, ec.message() + "; not retried: the server may have created the job");
+    poll_status classify_error(const std::error_code& ec, std::string what) const {
+      if (error_is(ec, std::errc::connection_refused) || ec == errc::not_sent)
+        return poll_status::transient(ec, std::move(what));
+      return poll_status::permanent(ec, std::move(what) + "; not retried: the server may have created the job");
     }
   };
 
@@ -344,7 +345,7 @@ class job_client {
     // The attempt timeout goes to the transport only: a submit that timed out is not retried.
     submitting.attempt_timeout.reset();
     http_request request = make_request(description_.submit, params, nullptr, {}, options);
-    auto submitted = co_await try_poll_until(exchange(std::move(request)), submit_policy{this}, std::move(submitting));
+    auto submitted = co_await try_poll_until(exchange<Clock>(std::move(request), end), submit_policy{this}, std::move(submitting));
     if (submitted.error) throw to_job_error(std::move(submitted), job_phase::submit, std::nullopt, "submitting job");
     std::string why;
     co_return job_handle{*handle_in(*submitted.response, why), std::move(params), {}, {}};
@@ -411,7 +412,7 @@ class job_client {
                                 const basic_poll_options<Clock>& options, std::optional<typename Clock::time_point> end,
                                 const std::string& context) {
     http_request request = make_request(what, handle.params, &handle.id, extra, options);
-    auto fetched = co_await try_poll_until(exchange(std::move(request)), fetch_policy{}, phase_options(options, end));
+    auto fetched = co_await try_poll_until(exchange<Clock>(std::move(request), end), fetch_policy{}, phase_options(options, end));
     if (fetched.error) throw to_job_error(std::move(fetched), job_phase::result, handle, context);
     co_return std::move(*fetched.response);
   }
@@ -435,7 +436,7 @@ class job_client {
     if (request) {
       // Bounded as a whole: a poll's first limiter wait is not held to its
       // deadline, but a cancel must not wait out a long limiter pause.
-      auto send = [&] { return try_poll_until(exchange(*request), cancel_policy{}, cancelling); };
+      auto send = [&] { return try_poll_until(exchange<Clock>(*request, std::nullopt), cancel_policy{}, cancelling); };
       std::optional<poll_result<answer>> cancelled;
       if (!co_await detail::poll_with_timeout<Clock>(send, description_.cancel_timeout, cancelled)) {
         outcome = "no answer within " + detail::format_seconds(description_.cancel_timeout) + ", limiter wait included";
@@ -483,12 +484,26 @@ class job_client {
     return request;
   }
 
-  // The poll operation for one request: sends it, decodes a 2xx body.
-  auto exchange(http_request request) {
-    return [this, request = std::move(request)]() -> asio::awaitable<answer> {
+  // The poll operation for one request: sends it, bounded by the job's
+  // deadline `end` (a request sent at or after it still gets
+  // final_request_grace, so the one poll rule 1 promises can be answered),
+  // and decodes a 2xx body. A transport failure the caller cannot read from
+  // the code alone is rethrown saying what happened.
+  template <class Clock>
+  auto exchange(http_request request, std::optional<typename Clock::time_point> end) {
+    return [this, request = std::move(request), end]() -> asio::awaitable<answer> {
+      http_request sent = request;
+      if (end) {
+        sent.deadline =
+            std::max<std::chrono::nanoseconds>(*end - Clock::now(), final_request_grace);
+      }
       // Not `answer a{co_await ...}`: g++ 12 miscompiles a co_await inside an aggregate initializer.
       answer a;
-      a.http = co_await transport_->async_request(request, asio::use_awaitable);
+      try {
+        a.http = co_await transport_->async_request(std::move(sent), asio::use_awaitable);
+      } catch (const std::system_error& e) {
+        throw_described(e.code(), request, end.has_value());
+      }
       if (a.http.ok()) {
         try {
           a.value.emplace(codec_.decode(a.http.body));
@@ -498,6 +513,26 @@ class job_client {
       }
       co_return a;
     };
+  }
+
+  // Why a request failed, in words its code alone cannot give: a slow answer
+  // says it was slow and which bound cut it; other failures pass unchanged.
+  [[noreturn]] static void throw_described(const std::error_code& ec, const http_request& request, bool bounded) {
+    using detail::format_seconds;
+    if (error_is(ec, std::errc::timed_out)) {
+      std::string what = "no complete answer to " + request.method + " " + request.url + " in time (";
+      if (request.timeout) what += "request timeout " + format_seconds(*request.timeout);
+      if (request.timeout && bounded) what += ", ";
+      if (bounded) what += "the job's deadline";
+      if (!request.timeout && !bounded) what += "the transport's default timeout";
+      throw std::system_error(ec, what + "): the answer was slow");
+    }
+    if (ec == errc::not_sent)
+      throw std::system_error(ec, request.method + " " + request.url + " never left the client");
+    if (error_is(ec, std::errc::message_size))
+      throw std::system_error(ec, "the answer to " + request.method + " " + request.url +
+                                      " is larger than the transport's response size limit");
+    throw std::system_error(ec);
   }
 
   template <class Clock>
@@ -531,6 +566,9 @@ class job_client {
     return job_error(r.error, context + ": " + r.message, std::move(r.status), r.stats, phase, std::move(handle),
                      std::move(last));
   }
+
+  // See exchange().
+  static constexpr std::chrono::nanoseconds final_request_grace = std::chrono::seconds(1);
 
   Transport* transport_;
   job_description description_;

@@ -588,4 +588,59 @@ TEST_F(JobClientTest, EveryRequestOfAJobGoesThroughTheSharedLimiter) {
   EXPECT_EQ(r.stats.limiter_waited, 10s);
 }
 
+TEST_F(JobClientTest, SubmitThatNeverLeftTheClientIsRetried) {
+  transport.on("POST", std::string(base) + "/v1/jobs")
+      .fail(jobpoll::errc::not_sent)
+      .reply(202, "{}", {{"Location", "/v1/jobs/job-1"}});
+  transport.on("GET", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"completed","result":"ok"})");
+  client_type client(transport, job_api(), job_api_status());
+  const auto outcome = run(client, {{"tool", "t"}}, exact());
+  EXPECT_EQ(success(outcome).value, "ok");
+  EXPECT_EQ(transport.count("POST", std::string(base) + "/v1/jobs"), 2u);
+}
+
+TEST_F(JobClientTest, TheDeadlineEndsAStalledPollAndSaysTheAnswerWasSlow) {
+  transport.on("POST", std::string(base) + "/v1/jobs").reply(202, "{}", {{"Location", "/v1/jobs/job-1"}});
+  transport.on("GET", std::string(base) + "/v1/jobs/job-1").after(1s).reply(200, R"({"status":"running"})").hang();
+  transport.on("DELETE", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"cancelled"})");
+  client_type client(transport, job_api(), job_api_status());
+  options o = exact();
+  o.deadline = 5s;  // no attempt timeout: only the deadline bounds the stalled answer
+  const auto outcome_e = run(client, {{"tool", "t"}}, o);
+  const auto& e = failure(outcome_e);
+  EXPECT_EQ(e.code(), jobpoll::errc::timeout);
+  EXPECT_THAT(e.what(), HasSubstr("no complete answer to GET http://api.test/v1/jobs/job-1 in time (the job's deadline)"));
+  EXPECT_THAT(e.what(), HasSubstr("the answer was slow"));
+  EXPECT_EQ(e.cancel_state(), jobpoll::remote_cancel::sent);
+  // The first poll answered at 1 s, the second was sent at 3 s and cut at 5 s.
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 5s);
+}
+
+TEST_F(JobClientTest, ASlowSubmitAnswerSaysItWasSlowAndIsNotRetried) {
+  transport.on("POST", std::string(base) + "/v1/jobs").hang();
+  client_type client(transport, job_api(), job_api_status());
+  options o = exact();
+  o.deadline = 3s;
+  o.attempt_timeout = 2s;
+  const auto outcome_e = run(client, {{"tool", "t"}}, o);
+  const auto& e = failure(outcome_e);
+  EXPECT_EQ(e.code(), asio::error::timed_out);
+  EXPECT_THAT(e.what(), HasSubstr("no complete answer to POST http://api.test/v1/jobs in time (request timeout 2.000s, "
+                                  "the job's deadline): the answer was slow"));
+  EXPECT_THAT(e.what(), HasSubstr("not retried: the server may have created the job"));
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 2s);
+  EXPECT_EQ(transport.count("POST", "*"), 1u);
+}
+
+TEST_F(JobClientTest, APollSentAtTheDeadlineStillGetsTimeToAnswer) {
+  transport.on("POST", std::string(base) + "/v1/jobs").reply(202, "{}", {{"Location", "/v1/jobs/job-1"}});
+  transport.on("GET", std::string(base) + "/v1/jobs/job-1").after(500ms).reply(200, R"({"status":"completed","result":1})");
+  client_type client(transport, job_api(), job_api_status());
+  options o = exact();
+  o.deadline = 0s;  // rule 1: at least one poll, and its answer is waited for
+  const auto outcome = run(client, {{"tool", "t"}}, o);
+  EXPECT_EQ(success(outcome).value, 1);
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 500ms);
+}
+
 }  // namespace

@@ -245,6 +245,19 @@ TEST_F(ScriptedTransport, TimeoutOnAHangTimesOutAtTheTimeout) {
   EXPECT_EQ(out.at, 3s);
 }
 
+TEST_F(ScriptedTransport, TheShorterOfTimeoutAndDeadlineEndsAHang) {
+  transport.on("GET", job_url).hang().hang();
+  auto request = with_timeout(get(), 5s);
+  request.deadline = 2s;
+  const outcome cut_by_deadline = exchange(request);
+  EXPECT_EQ(cut_by_deadline.ec, asio::error::timed_out);
+  EXPECT_EQ(cut_by_deadline.at, 2s);
+  request.deadline = 9s;
+  const outcome cut_by_timeout = exchange(request);
+  EXPECT_EQ(cut_by_timeout.ec, asio::error::timed_out);
+  EXPECT_EQ(cut_by_timeout.at, 7s);
+}
+
 TEST_F(ScriptedTransport, TimeoutEqualToTheDelayLetsTheReplyThrough) {
   transport.on("GET", job_url).after(2s).reply(200, "just in time");
   const outcome out = exchange(with_timeout(get(), 2s));

@@ -312,9 +312,13 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
       return {duration::zero(), std::make_error_code(std::errc::function_not_supported), {}};
     }
     using kind = typename route::reply_type::kind;
+    // Nothing is queued here, so a deadline bounds the exchange like a timeout.
     std::optional<duration> timeout;
-    if (request.timeout)
-      timeout = std::max(std::chrono::ceil<duration>(*request.timeout), duration::zero());
+    for (const auto& bound : {request.timeout, request.deadline}) {
+      if (!bound) continue;
+      const duration d = std::max(std::chrono::ceil<duration>(*bound), duration::zero());
+      timeout = timeout ? std::min(*timeout, d) : d;
+    }
     // The reply was sent; a timeout shorter than its delay overtakes it.
     if (reply->what == kind::hang) {
       if (!timeout) return {std::nullopt, {}, {}};
@@ -371,8 +375,9 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
 /// - with the front reply of the first route (in the order `on` added them)
 ///   that matches the request and still has a reply, after that reply's delay
 ///   on `Clock`: its response with an empty error, or its `fail()` error;
-/// - with `asio::error::timed_out` when `request.timeout` is shorter than the
-///   reply's delay, or the reply hangs, once the timeout elapses on `Clock`
+/// - with `asio::error::timed_out` when `request.timeout` (or
+///   `request.deadline`, the shorter of the two) is shorter than the reply's
+///   delay, or the reply hangs, once the timeout elapses on `Clock`
 ///   (the reply is consumed all the same: it was sent; a timeout equal to the
 ///   delay lets the reply through);
 /// - with `std::errc::function_not_supported` at once when no route matches
