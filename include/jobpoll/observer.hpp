@@ -32,8 +32,11 @@ struct poll_event {
   std::chrono::nanoseconds elapsed;  ///< since the start of the poll
 };
 
-/// Passed to `on_wait` before each timed wait, and after each limiter wait
-/// (whose length is only known once it is over).
+/// Passed to `on_wait` before each wait. For a limiter wait, `duration` is
+/// how long the limiter expects it to last if nothing else changes (0 when
+/// it cannot tell: others are queued, or every slot is held until an
+/// answer), shortened to the deadline once a poll has happened; the time
+/// it really took is added to `poll_stats::limiter_waited`.
 struct wait_event {
   std::size_t attempt;               ///< attempts made so far
   wait_reason reason;

@@ -148,6 +148,12 @@ asio::awaitable<std::error_code> wait_for_limiter(limiter_ref limiter, const pol
   const auto begin = Clock::now();
   const auto left = polled ? schedule.remaining(since(start, begin)) : std::nullopt;
   if (left && *left <= std::chrono::nanoseconds::zero()) co_return make_error_code(errc::timeout);
+  if (hooks && hooks->on_wait) {
+    // Told before the wait, so a user sees why nothing happens meanwhile.
+    auto expected = limiter.expected_wait().value_or(std::chrono::nanoseconds::zero());
+    const bool clipped = left && (expected == std::chrono::nanoseconds::zero() || *left < expected);
+    hooks->on_wait({stats.attempts, wait_reason::limiter, clipped ? *left : expected, clipped});
+  }
   try {
     if (!left) {
       permit = co_await limiter.acquire();
@@ -167,9 +173,7 @@ asio::awaitable<std::error_code> wait_for_limiter(limiter_ref limiter, const pol
   } catch (const std::system_error& e) {
     co_return e.code();
   }
-  const auto waited = since(begin, Clock::now());
-  stats.limiter_waited += waited;
-  if (hooks && hooks->on_wait) hooks->on_wait({stats.attempts, wait_reason::limiter, waited, false});
+  stats.limiter_waited += since(begin, Clock::now());
   co_return std::error_code{};
 }
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <concepts>
 #include <memory>
+#include <optional>
 
 #include <asio/awaitable.hpp>
 #include <asio/use_awaitable.hpp>
@@ -67,11 +68,16 @@ class limiter_ref {
   /// Holds back every user of the limiter for `d` from now.
   void pause_for(std::chrono::nanoseconds d) const { operations_->pause_for(object_, d); }
 
+  /// How long a wait started now would last if nothing else changed, when
+  /// the limiter can tell (its `expected_wait()`, if it has one).
+  std::optional<std::chrono::nanoseconds> expected_wait() const { return operations_->expected_wait(object_); }
+
  private:
   struct operations {
     asio::awaitable<limiter_permit> (*acquire)(void*);
     limiter_permit (*try_acquire)(void*);
     void (*pause_for)(void*, std::chrono::nanoseconds);
+    std::optional<std::chrono::nanoseconds> (*expected_wait)(void*);
   };
 
   template <class L>
@@ -79,6 +85,13 @@ class limiter_ref {
       [](void* p) { return static_cast<L*>(p)->async_acquire(asio::use_awaitable); },
       [](void* p) { return static_cast<L*>(p)->try_acquire(); },
       [](void* p, std::chrono::nanoseconds d) { static_cast<L*>(p)->pause_for(d); },
+      [](void* p) -> std::optional<std::chrono::nanoseconds> {
+        if constexpr (requires(L& l) { { l.expected_wait() } -> std::convertible_to<std::optional<std::chrono::nanoseconds>>; }) {
+          return static_cast<L*>(p)->expected_wait();
+        } else {
+          return std::nullopt;
+        }
+      },
   };
 
   void* object_ = nullptr;

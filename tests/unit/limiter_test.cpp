@@ -534,4 +534,20 @@ TYPED_TEST(Limiter, APermitMayOutliveItsLimiter) {
   this->expect_nothing_left_behind();
 }
 
+TYPED_TEST(Limiter, ExpectedWaitIsKnownOnlyWhenNothingElseDecides) {
+  auto lim = this->make(1, 10s);
+  EXPECT_EQ(lim.expected_wait(), 0ns);
+  jobpoll::limiter_permit held = lim.try_acquire();
+  EXPECT_EQ(lim.expected_wait(), std::nullopt);  // only the held request's answer can free the slot
+  manual_clock::advance_to(at(2s));
+  held.release();
+  EXPECT_EQ(lim.expected_wait(), 10s);
+  outcome queued;
+  lim.async_acquire(this->record(queued));
+  EXPECT_EQ(lim.expected_wait(), std::nullopt);  // behind a waiter: depends on what it does
+  this->run();
+  EXPECT_THAT(queued, granted_at(12s));
+  this->expect_nothing_left_behind();
+}
+
 }  // namespace

@@ -146,6 +146,15 @@ class limiter_core final : public permit_issuer, public std::enable_shared_from_
     return budget_.held();
   }
 
+  std::optional<std::chrono::nanoseconds> expected_wait() const {
+    std::lock_guard lock(mutex_);
+    if (!queue_.empty()) return std::nullopt;
+    const time_point now = Clock::now();
+    const time_point t = budget_.earliest(now);
+    if (t == time_point::max()) return std::nullopt;
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t - now);
+  }
+
   void pause_until(time_point t) {
     std::lock_guard lock(mutex_);
     budget_.pause_until(t);
@@ -370,6 +379,11 @@ class basic_limiter {
 
   /// How many permits are held now (granted and not released).
   std::size_t in_use() const { return core_->in_use(); }
+
+  /// How long an `async_acquire` started now would wait if nothing else
+  /// changed; none when that depends on others (waiters are queued, or every
+  /// slot is held until an answer).
+  std::optional<std::chrono::nanoseconds> expected_wait() const { return core_->expected_wait(); }
 
   /// Permits granted and released, and waits aborted, so far.
   limiter_statistics statistics() const { return core_->statistics(); }
