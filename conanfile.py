@@ -47,7 +47,7 @@ class JobpollConan(ConanFile):
         if self.options.with_json:
             self.requires("nlohmann_json/3.11.2", transitive_headers=True)
         if self.options.with_curl:
-            self.requires("libcurl/[>=7.78 <9]", transitive_headers=True)
+            self.requires("libcurl/[>=7.80 <9]", transitive_headers=True)
 
     def package_id(self):
         self.info.clear()

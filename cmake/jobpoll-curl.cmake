@@ -1,7 +1,7 @@
 # Component `curl` of the installed jobpoll package: jobpoll::curl, the HTTP
 # transport on libcurl (<jobpoll/transport/curl.hpp>). Included by
 # jobpollConfig.cmake for find_package(jobpoll COMPONENTS curl).
-_jobpoll_find_component_dependency(curl CURL 7.66)
+_jobpoll_find_component_dependency(curl CURL 7.80)
 if(CURL_FOUND)
   include("${CMAKE_CURRENT_LIST_DIR}/jobpoll-curl-targets.cmake")
   set(jobpoll_curl_FOUND TRUE)

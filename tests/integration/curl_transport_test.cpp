@@ -1,12 +1,14 @@
 // curl_transport against the loopback job server (tests/server/job_server.py):
 // requests as the server logged them, responses as it sent them, network
-// failures as error codes, timeouts, cancellation, destruction, concurrency.
+// failures as error codes, no silent re-sends, the queue in front of libcurl,
+// timeouts and deadlines, cancellation, destruction, concurrency.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -22,6 +24,7 @@
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/use_awaitable.hpp>
@@ -42,6 +45,7 @@ using namespace std::chrono_literals;
 using jobpoll_test::curl_code;
 using jobpoll_test::outcome;
 using jobpoll::curl_category;
+using jobpoll::errc;
 using jobpoll::curl_options;
 using jobpoll::curl_transport;
 using jobpoll::http_request;
@@ -106,6 +110,21 @@ class curl_transport_test : public ::testing::Test {
   }
 
   outcome send(curl_transport& t, http_request r) { return jobpoll_test::send(ctx, t, std::move(r)); }
+
+  // Starts `r`; its outcome lands in `out`.
+  static void start(curl_transport& t, http_request r, std::optional<outcome>& out) {
+    t.async_request(std::move(r), [&out](std::error_code ec, http_response response) {
+      out = outcome{ec, std::move(response)};
+    });
+  }
+
+  // The requests the server logged for `method` `path`.
+  std::size_t logged(std::string_view method, std::string_view path) const {
+    const json log = server.log();
+    return static_cast<std::size_t>(std::count_if(log.begin(), log.end(), [&](const json& e) {
+      return e["method"] == method && e["path"] == path;
+    }));
+  }
   void run_until(const std::function<bool()>& done) { jobpoll_test::run_until(ctx, done); }
 };
 
@@ -407,6 +426,282 @@ TEST_F(curl_transport_test, AZeroTimeoutFailsWithoutSending) {
   EXPECT_EQ(server.log().size(), 0u);
 }
 
+// --- sent at most once ---------------------------------------------------------------
+
+// libcurl 7.88 re-sends a request by itself when a reused keep-alive
+// connection ends without a byte of answer (transfer.c, Curl_retry_request).
+// The transport refuses that second send: the server sees the request once,
+// for a GET as for a submit.
+TEST_F(curl_transport_test, AReusedConnectionClosedWithoutAnAnswerIsNotResent) {
+  std::vector<std::string> details;
+  curl_transport t(ctx.get_executor(), collecting_details(details));
+  struct exchange {
+    std::string method, path, body;
+    int answer;  // the status of the same request sent again afterwards
+  };
+  for (const exchange& x : {exchange{"GET", "/v1/jobs/none", "", 404},
+                            exchange{"POST", "/v1/jobs", R"({"steps":0})", 202}}) {
+    SCOPED_TRACE(x.method + " " + x.path);
+    server.reset();
+    details.clear();
+    // Warm one keep-alive connection.
+    ASSERT_EQ(send(t, request("GET", "/warm")).response.status, 404);
+    server.script(x.method, x.path, json::array({{{"action", "close"}}}));
+    const std::uint64_t opened = t.connections_opened();
+
+    const outcome closed = send(t, request(x.method, x.path, x.body));
+    EXPECT_EQ(closed.ec, std::errc::connection_reset) << closed.ec.message();
+    EXPECT_TRUE(jobpoll::is_transient_error(closed.ec));
+    EXPECT_EQ(details, std::vector<std::string>{"the server closed a reused connection (or refused the HTTP/2 "
+                                                "stream) without answering; not re-sent"});
+    json log = server.log();
+    ASSERT_EQ(log.size(), 2u);  // the warm-up and the request, once: no second copy
+    EXPECT_EQ(log[1]["method"], x.method);
+    EXPECT_EQ(log[1]["reused"], true);
+    EXPECT_EQ(log[1]["status"], nullptr);
+    EXPECT_EQ(server.jobs()["v1_jobs"], 0);  // the submit created no job
+
+    const outcome again = send(t, request(x.method, x.path, x.body));
+    ASSERT_EQ(again.ec, std::error_code());
+    EXPECT_EQ(again.response.status, x.answer);
+    log = server.log();
+    ASSERT_EQ(log.size(), 3u);
+    EXPECT_EQ(log[2]["reused"], false);  // a fresh connection
+    EXPECT_GT(t.connections_opened(), opened);
+  }
+}
+
+struct attempt_counts {
+  std::size_t attempts = 0;        // requests handed to the transport
+  std::size_t submits_lost = 0;    // submits that failed: not retried (the server may have the job)
+  std::size_t polls_retried = 0;   // polls that failed transiently and were sent again
+  std::size_t jobs_done = 0;       // jobs polled to "completed"
+  std::size_t unexpected = 0;      // anything else
+};
+
+// One job as a poller drives it: a submit, not retried when its fate is
+// unknown, then polls until "completed", each transient failure retried.
+asio::awaitable<void> submit_and_poll(curl_transport& t, const jobpoll::test::loopback_server& server, int tag,
+                                      attempt_counts& counts) {
+  http_request submit;
+  submit.method = "POST";
+  submit.url = server.url("/v1/jobs");
+  submit.body = json{{"steps", 2}, {"params", {{"tag", tag}}}}.dump();
+  ++counts.attempts;
+  std::string job;
+  try {
+    const http_response r = co_await t.async_request(std::move(submit), asio::use_awaitable);
+    job = json::parse(r.body)["job_id"];
+  } catch (const std::system_error& e) {
+    ++(e.code() == std::errc::connection_reset ? counts.submits_lost : counts.unexpected);
+    co_return;
+  }
+  for (;;) {
+    http_request poll;
+    poll.url = server.url("/v1/jobs/" + job);
+    ++counts.attempts;
+    try {
+      const http_response r = co_await t.async_request(std::move(poll), asio::use_awaitable);
+      if (json::parse(r.body)["status"] == "completed") break;
+    } catch (const std::system_error& e) {
+      if (!jobpoll::is_transient_error(e.code())) {
+        ++counts.unexpected;
+        co_return;
+      }
+      ++counts.polls_retried;
+    }
+  }
+  ++counts.jobs_done;
+}
+
+TEST_F(curl_transport_test, WithReusedConnectionsDroppedTheServerSeesEachAttemptOnce) {
+  server.configure({{"close_reused", 0.2}});
+  curl_options options;
+  options.http2 = false;  // plain http: one request per connection at a time
+  options.max_total_connections = 4;
+  curl_transport t(ctx.get_executor(), options);
+  ASSERT_EQ(t.max_active_transfers(), 4u);
+  constexpr int jobs = 60;
+  attempt_counts counts;
+  for (int i = 0; i < jobs; ++i) asio::co_spawn(ctx, submit_and_poll(t, server, i, counts), asio::detached);
+  run_until([&] { return counts.jobs_done + counts.submits_lost + counts.unexpected == jobs; });
+
+  EXPECT_EQ(counts.unexpected, 0u);
+  const json log = server.log();
+  EXPECT_EQ(log.size(), counts.attempts);  // every request that left was sent once
+  std::vector<int> submits_per_tag(jobs, 0);
+  std::size_t dropped = 0;
+  for (const json& e : log) {
+    if (e["closed_reused"] == true) ++dropped;
+    if (e["method"] == "POST") ++submits_per_tag[json::parse(e["body"].get<std::string>())["params"]["tag"].get<std::size_t>()];
+  }
+  EXPECT_EQ(submits_per_tag, std::vector<int>(jobs, 1));  // no submit received twice
+  EXPECT_EQ(dropped, counts.submits_lost + counts.polls_retried);
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(server.jobs()["v1_jobs"], jobs - static_cast<int>(counts.submits_lost));
+}
+
+// --- the queue in front of libcurl -----------------------------------------------------
+
+TEST_F(curl_transport_test, TheTransferCapComesFromTheOptions) {
+  auto cap = [&](curl_options o) { return curl_transport(ctx.get_executor(), std::move(o)).max_active_transfers(); };
+  EXPECT_EQ(cap({}), curl_options::default_max_active_transfers);
+  curl_options ten;
+  ten.max_total_connections = 10;
+  // One transfer per connection until a server is seen to multiplex (the
+  // HTTP/2 test sees it grow to connections x streams).
+  EXPECT_EQ(cap(ten), 10u);
+  EXPECT_EQ(jobpoll::detail::transfer_cap(ten, true), 1000u);  // 10 connections x 100 HTTP/2 streams
+  ten.max_concurrent_streams = 8;
+  EXPECT_EQ(jobpoll::detail::transfer_cap(ten, true), 80u);
+  ten.http2 = false;
+  EXPECT_EQ(jobpoll::detail::transfer_cap(ten, true), 10u);
+  ten.max_active_transfers = 3;
+  EXPECT_EQ(cap(ten), 3u);
+}
+
+TEST_F(curl_transport_test, TenThousandRequestsNeverPutMoreThanTheCapIntoLibcurl) {
+  curl_options options;
+  options.max_active_transfers = 100;
+  options.max_total_connections = 10;
+  curl_transport t(ctx.get_executor(), options);
+  constexpr std::size_t n = 10'000;
+  std::size_t answered = 0;
+  std::vector<std::error_code> errors;
+  for (std::size_t i = 0; i < n; ++i) {
+    t.async_request(request("GET", "/v1/jobs/none"), [&](std::error_code ec, http_response response) {
+      if (ec || response.status != 404) errors.push_back(ec);
+      ++answered;
+    });
+  }
+  // Every handler the context runs (socket, timer, queue, completion) is
+  // followed by a look at what libcurl holds.
+  std::size_t most_active = 0;
+  std::size_t most_queued = 0;
+  ctx.restart();
+  while (answered < n) {
+    ASSERT_NE(ctx.run_one_for(30s), 0u) << "no handler ran for 30 s";
+    most_active = std::max(most_active, t.active());
+    most_queued = std::max(most_queued, t.queued());
+  }
+  EXPECT_THAT(errors, ::testing::IsEmpty());
+  EXPECT_EQ(most_active, 100u);
+  EXPECT_GE(most_queued, n - 100 - 100);  // the strand took nearly all before the first answer
+  EXPECT_EQ(t.queued(), 0u);
+  EXPECT_EQ(t.active(), 0u);
+  EXPECT_LE(t.connections_opened(), 10u);
+  EXPECT_EQ(server.log().size(), n);
+}
+
+// --- timeouts and deadlines with a queue -----------------------------------------------
+
+// One transfer at a time: what follows a slow request waits in the queue.
+curl_options one_at_a_time(std::vector<std::string>& details) {
+  curl_options options;
+  options.on_error = [&details](std::string_view, std::string_view, std::error_code, std::string_view detail) {
+    details.emplace_back(detail);
+  };
+  options.max_active_transfers = 1;
+  return options;
+}
+
+TEST_F(curl_transport_test, AQueuedRequestWhoseDeadlinePassesIsNeverSent) {
+  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}}));
+  std::vector<std::string> details;
+  curl_transport t(ctx.get_executor(), one_at_a_time(details));
+  std::optional<outcome> slow, queued;
+  start(t, request("GET", "/slow"), slow);
+  http_request r = request("GET", "/v1/jobs/none");
+  r.deadline = 300ms;
+  start(t, std::move(r), queued);
+  run_until([&] { return queued.has_value(); });
+
+  EXPECT_EQ(queued->ec, errc::not_sent);
+  EXPECT_TRUE(jobpoll::is_transient_error(queued->ec));
+  ASSERT_EQ(details.size(), 1u);
+  EXPECT_THAT(details[0], ::testing::MatchesRegex("waited [0-9.]+ s in the transport's queue for a connection, "
+                                                  "until its deadline; never sent"));
+  EXPECT_FALSE(slow.has_value());
+  EXPECT_EQ(t.active(), 1u);
+  EXPECT_EQ(t.queued(), 0u);
+  EXPECT_EQ(logged("GET", "/v1/jobs/none"), 0u);
+}
+
+TEST_F(curl_transport_test, WithoutADeadlineAQueuedRequestWaitsAtMostItsTimeout) {
+  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}}));
+  std::vector<std::string> details;
+  curl_transport t(ctx.get_executor(), one_at_a_time(details));
+  std::optional<outcome> slow, queued;
+  start(t, request("GET", "/slow"), slow);
+  http_request r = request("GET", "/v1/jobs/none");
+  r.timeout = 200ms;
+  start(t, std::move(r), queued);
+  run_until([&] { return queued.has_value(); });
+
+  EXPECT_EQ(queued->ec, errc::not_sent);
+  ASSERT_EQ(details.size(), 1u);
+  EXPECT_THAT(details[0], HasSubstr("until its timeout (it has no deadline); never sent"));
+  EXPECT_EQ(logged("GET", "/v1/jobs/none"), 0u);
+}
+
+TEST_F(curl_transport_test, ADeadlineEndsAStalledExchange) {
+  server.script("GET", "/stalled", json::array({{{"delay_ms", 10000}}}));
+  std::vector<std::string> details;
+  curl_transport t(ctx.get_executor(), collecting_details(details));
+  http_request r = request("GET", "/stalled");
+  r.deadline = 300ms;  // the timeout, 30 s by default, would wait for the answer
+  const auto began = std::chrono::steady_clock::now();
+  const outcome o = send(t, std::move(r));
+  EXPECT_EQ(o.ec, asio::error::timed_out);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 5s);  // not the server's 10 s
+  ASSERT_EQ(details.size(), 1u);
+  EXPECT_THAT(details[0], ::testing::StartsWith("the request's deadline ended the exchange"));
+  EXPECT_EQ(logged("GET", "/stalled"), 1u);
+}
+
+TEST_F(curl_transport_test, TheTimeoutCountsFromTheHandOffNotFromTheQueue) {
+  // /first holds the only transfer slot for 400 ms; /second then takes 250 ms
+  // to answer: 650 ms from the call, within its 500 ms timeout from the hand-off.
+  server.script("GET", "/first", json::array({{{"delay_ms", 400}}}));
+  server.script("GET", "/second", json::array({{{"delay_ms", 250}, {"status", 200}, {"body", "ok"}}}));
+  std::vector<std::string> details;
+  curl_transport t(ctx.get_executor(), one_at_a_time(details));
+  std::optional<outcome> first, second;
+  start(t, request("GET", "/first"), first);
+  http_request r = request("GET", "/second");
+  r.timeout = 500ms;
+  start(t, std::move(r), second);
+  run_until([&] { return first.has_value() && second.has_value(); });
+
+  EXPECT_EQ(first->ec, std::error_code());
+  ASSERT_EQ(second->ec, std::error_code()) << details.front();
+  EXPECT_EQ(second->response.body, "ok");
+}
+
+TEST_F(curl_transport_test, CancellingAQueuedRequestAbortsItUnsent) {
+  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}}));
+  std::vector<std::string> details;
+  curl_transport t(ctx.get_executor(), one_at_a_time(details));
+  std::optional<outcome> slow, queued;
+  start(t, request("GET", "/slow"), slow);
+  asio::cancellation_signal signal;
+  t.async_request(request("GET", "/v1/jobs/none"),
+                  asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, http_response response) {
+                    queued = outcome{ec, std::move(response)};
+                  }));
+  run_until_logged(1);  // /slow is at the server: the other one waits in the queue
+  run_until([&] { return t.queued() == 1; });
+  signal.emit(asio::cancellation_type::terminal);
+  run_until([&] { return queued.has_value(); });
+
+  EXPECT_EQ(queued->ec, asio::error::operation_aborted);
+  EXPECT_EQ(t.queued(), 0u);
+  EXPECT_EQ(t.active(), 1u);
+  EXPECT_EQ(t.in_flight(), 1u);
+  EXPECT_THAT(details, ::testing::IsEmpty());
+  EXPECT_EQ(logged("GET", "/v1/jobs/none"), 0u);
+}
+
 // --- cancellation and destruction ---------------------------------------------
 
 TEST_F(curl_transport_test, CancellingARequestInFlightAbortsIt) {
@@ -631,6 +926,10 @@ TEST_F(curl_transport_test, BadOptionsThrowNamingTheField) {
   negative_hosts.max_connections_per_host = -2;
   EXPECT_EQ(thrown_message([&] { make(negative_hosts); }),
             "jobpoll::curl_options: max_connections_per_host must be 0 (no limit) or positive, got -2");
+  curl_options no_streams;
+  no_streams.max_concurrent_streams = 0;
+  EXPECT_EQ(thrown_message([&] { make(no_streams); }),
+            "jobpoll::curl_options: max_concurrent_streams must be positive (at most 2^31 - 1), got 0");
   curl_options no_body;
   no_body.max_response_bytes = 0;
   EXPECT_EQ(thrown_message([&] { make(no_body); }), "jobpoll::curl_options: max_response_bytes must be positive, got 0");

@@ -131,14 +131,30 @@ POST /_control/script
 POST /_control/config
     any of {"working_polls": int >= 0, "outcome": "pass" | "fail",
             "total": int >= 0, "page_limit": int >= 0,
-            "quota": {"limit": int >= 1, "window_s": number > 0} or null}
-    -> 200 the resulting config. Setting "quota" forgets the admitted requests.
+            "quota": {"limit": int >= 1, "window_s": number > 0} or null,
+            "close_reused": number in [0, 1]}
+    -> 200 the resulting config ("close_reused" appears in it once set).
+    Setting "quota" forgets the admitted requests.
+    "close_reused" = F (default 0) closes, without answering, a fraction F of
+    the requests that arrive on a reused connection (one that carried an
+    earlier request, control requests included), like a keep-alive connection
+    that the server timed out just as the client reused it. It is
+    deterministic: the n-th such request (n = 1, 2, ...) is closed when
+    floor(n * F) > floor((n - 1) * F), so exactly floor(n * F) of the first n
+    are. Such a request is logged (status null, "closed_reused": true) and
+    checked before the quota and scripted replies: it counts against neither
+    and consumes no scripted reply. Setting "close_reused" restarts n at 0.
 GET /_control/log
     -> 200 [{"method", "path", "query" (raw query string), "headers": {name: value}
              (a repeated name's values joined with ", "),
              "body": str, "status": int sent (null after reset, close or a cut
-             delay), "scripted": bool}] for every non-control request, in
-    arrival order.
+             delay), "scripted": bool,
+             "arrived": time.monotonic() of this server process (float
+             seconds) when its request line had been read,
+             "reused": bool, whether an earlier request (control requests
+             included) came on the same connection,
+             "closed_reused": bool, whether "close_reused" closed it}]
+    for every non-control request, in arrival order.
 GET /_control/jobs
     -> 200 {"jobs": [{"id", "kind": "v1" | "load-job", "submits": 1,
                       "polls": GETs answered normally, "cancelled": bool,
@@ -169,6 +185,9 @@ import time
 import urllib.parse
 
 DEFAULT_CONFIG = {"working_polls": 2, "outcome": "pass", "total": 22, "page_limit": 10, "quota": None}
+# Config fields that appear in the config only once set (the answer to a
+# config request stays as it was for clients that do not use them).
+OPTIONAL_CONFIG = {"close_reused": 0}
 
 
 class BadRequest(Exception):
@@ -281,6 +300,7 @@ class State:
         self.scripts = []  # [{"method", "path", "replies": deque}]
         self.log = []
         self.admitted = collections.deque()  # monotonic times of admitted requests
+        self.reused_arrivals = 0  # requests on reused connections since "close_reused" was set
         # Set by reset and shutdown to cut scripted delays short; replaced by reset.
         self.wake = threading.Event()
         if self.shutting_down.is_set():
@@ -288,14 +308,20 @@ class State:
 
     # --- arrival: log, quota, script ------------------------------------------
 
-    def arrive(self, method, path, query, headers, body):
+    def arrive(self, method, path, query, headers, body, arrived, reused):
         """Logs a non-control request; returns (log entry, quota Reply or None,
         scripted reply or None, the event that cuts its delay short). The event
-        is taken now, so a reset after the request is logged always cuts it."""
+        is taken now, so a reset after the request is logged always cuts it.
+        A request that "close_reused" drops comes back with the scripted reply
+        {"action": "close"}, not counted as scripted."""
         with self.lock:
             entry = {"method": method, "path": path, "query": query, "headers": headers,
-                     "body": body.decode("utf-8", "replace"), "status": None, "scripted": False}
+                     "body": body.decode("utf-8", "replace"), "status": None, "scripted": False,
+                     "arrived": arrived, "reused": reused, "closed_reused": False}
             self.log.append(entry)
+            if reused and self._close_reused():
+                entry["closed_reused"] = True
+                return entry, None, {"action": "close"}, self.wake
             rejected = self._check_quota()
             if rejected:
                 entry["status"] = rejected.status
@@ -312,6 +338,13 @@ class State:
     @staticmethod
     def _path_matches(pattern, path):
         return path.startswith(pattern[:-1]) if pattern.endswith("*") else path == pattern
+
+    def _close_reused(self):
+        """Whether "close_reused" drops this request on a reused connection."""
+        fraction = self.config.get("close_reused", OPTIONAL_CONFIG["close_reused"])
+        self.reused_arrivals += 1
+        n = self.reused_arrivals
+        return math.floor(n * fraction) > math.floor((n - 1) * fraction)
 
     def _check_quota(self):
         quota = self.config["quota"]
@@ -503,9 +536,10 @@ class State:
         changes = parse_json_body(body)
         if not isinstance(changes, dict):
             raise BadRequest(f"the config must be a JSON object, got {json.dumps(changes)[:200]}")
-        unknown = set(changes) - set(DEFAULT_CONFIG)
+        known = set(DEFAULT_CONFIG) | set(OPTIONAL_CONFIG)
+        unknown = set(changes) - known
         if unknown:
-            raise BadRequest(f"unknown config field(s) {sorted(unknown)}; known: {sorted(DEFAULT_CONFIG)}")
+            raise BadRequest(f"unknown config field(s) {sorted(unknown)}; known: {sorted(known)}")
         config = dict(self.config)
         for name in ("working_polls", "total", "page_limit"):
             if name in changes:
@@ -517,6 +551,12 @@ class State:
         if "quota" in changes:
             config["quota"] = check_quota(changes["quota"])
             self.admitted.clear()
+        if "close_reused" in changes:
+            fraction = changes["close_reused"]
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+                raise BadRequest(f'"close_reused" must be a number in [0, 1], got {json.dumps(fraction)}')
+            config["close_reused"] = fraction
+            self.reused_arrivals = 0
         self.config = config
         return Reply.json(200, config)
 
@@ -561,7 +601,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # client's delayed ACK (Nagle), and every sequential request with it.
     disable_nagle_algorithm = True
 
+    def parse_request(self):
+        """The request line has just been read: the arrival time of the request."""
+        self.arrived = time.monotonic()
+        return super().parse_request()
+
     def do_GET(self):
+        self.requests_served += 1
         self._dispatch()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
@@ -581,7 +627,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         headers = {}
         for name, value in self.headers.items():
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        entry, rejected, script, wake = state.arrive(self.command, url.path, url.query, headers, body)
+        entry, rejected, script, wake = state.arrive(self.command, url.path, url.query, headers, body,
+                                                     self.arrived, self.requests_served > 1)
         if rejected:
             self._answer(entry, rejected)
         elif script is None:
@@ -590,7 +637,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif script.get("delay_ms", 0) > 0 and wake.wait(script["delay_ms"] / 1000):
             self._drop(reset=False, why="delay cut short")
         elif script.get("action") == "close":
-            self._drop(reset=False, why="scripted close")
+            self._drop(reset=False, why="close_reused" if entry["closed_reused"] else "scripted close")
         elif script.get("action") == "reset":
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Content-Length: 1000\r\n\r\n0123456789")
@@ -683,6 +730,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self._print(f"TLS handshake failed: {e}")
                 raise
         super().setup()
+        self.requests_served = 0  # on this connection, control requests included
 
     def _print(self, line):
         sys.stderr.write(f"job_server {self.address_string()}: {line}\n")

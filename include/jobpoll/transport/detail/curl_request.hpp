@@ -1,14 +1,17 @@
 #pragma once
 // One request as it travels through curl_transport: what curl reads (method,
-// URL, header list, body), what it writes (header lines, body), and the
-// completion handler waiting for the response.
+// URL, header list, body), what it writes (header lines, body), its place in
+// the transport's queue, its time limits, and the completion handler waiting
+// for the response.
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -61,10 +64,27 @@ struct curl_slist_deleter {
 };
 using curl_slist_ptr = std::unique_ptr<curl_slist, curl_slist_deleter>;
 
+// `now + d` for a time limit: `now` when `d` is not positive (the limit has
+// passed), the latest representable time when the sum would overflow (a
+// deadline of nanoseconds::max() is "none" in effect, not undefined behaviour).
+inline std::chrono::steady_clock::time_point saturating_add(std::chrono::steady_clock::time_point now,
+                                                            std::chrono::nanoseconds d) noexcept {
+  using time_point = std::chrono::steady_clock::time_point;
+  if (d <= std::chrono::nanoseconds::zero()) return now;
+  const auto room = std::chrono::duration_cast<std::chrono::nanoseconds>(time_point::max() - now);
+  return d >= room ? time_point::max() : now + std::chrono::duration_cast<time_point::duration>(d);
+}
+
+class curl_request;
+// When each queued request must stop waiting, earliest first (curl_queue.hpp).
+using curl_wait_index = std::multimap<std::chrono::steady_clock::time_point, curl_request*>;
+
 // The non-template part of a request. Built on the initiating thread, then
 // touched only on the transport's strand until its completion is posted.
 class curl_request {
  public:
+  using time_point = std::chrono::steady_clock::time_point;
+
   curl_request(const curl_request&) = delete;
   curl_request& operator=(const curl_request&) = delete;
 
@@ -74,16 +94,28 @@ class curl_request {
   const std::string body;               // what CURLOPT_POSTFIELDS points into
   const bool sends_body;                // POST, PUT, PATCH, or any method with a body
   const curl_slist_ptr header_list;     // CURLOPT_HTTPHEADER
-  const std::chrono::nanoseconds timeout;
+  const std::chrono::nanoseconds timeout;  // for the exchange, from the hand-off to curl
   const std::size_t max_body;
+  const time_point made;                // when async_request was called
+  const std::optional<time_point> deadline;  // made + http_request::deadline
+  // The latest it may wait in the queue: its deadline, or without one its
+  // timeout (a request must not wait forever for a connection).
+  const time_point wait_limit;
 
   // Set by the cancellation slot's handler, read on the strand: a cancel that
   // arrives before the request reaches the strand is seen there.
   std::atomic<bool> cancel_requested{false};
 
+  // While queued (curl_queue): the FIFO links and the wait index entry.
+  curl_request* next = nullptr;
+  curl_request* prev = nullptr;
+  curl_wait_index::iterator wait_entry;
+
   CURL* easy = nullptr;                 // while the request is in the multi handle
+  bool deadline_cut = false;            // the deadline, not the timeout, bounds the exchange
+  unsigned sends = 0;                   // times curl was about to send it (on_prereq)
   char error_buffer[CURL_ERROR_SIZE] = {};
-  std::error_code callback_error;       // why on_body refused data
+  std::error_code callback_error;       // why a callback refused to go on
   http_response response;               // filled on success, before the completion is posted
 
   // Posts the handler's invocation with (ec, response) to its executor; once.
@@ -107,6 +139,22 @@ class curl_request {
     }
     return n;
   }
+
+  // CURLOPT_PREREQFUNCTION: curl calls it right before it sends the request,
+  // on a new or reused connection. A second call is libcurl about to re-send
+  // the request on its own (a reused connection closed before any answer, an
+  // HTTP/2 stream refused, a send error on a reused connection): refused, so
+  // that every request that leaves the client passes the caller's rate
+  // limiter and retry rules, and a submit is never sent twice behind its back.
+  static int on_prereq(void* self, char*, char*, int, int) noexcept {
+    auto& r = *static_cast<curl_request*>(self);
+    if (++r.sends == 1) return CURL_PREREQFUNC_OK;
+    r.callback_error = std::make_error_code(std::errc::connection_reset);
+    return CURL_PREREQFUNC_ABORT;  // the transfer fails with CURLE_ABORTED_BY_CALLBACK
+  }
+
+  // True once on_prereq has stopped a re-send.
+  bool resend_refused() const noexcept { return sends > 1; }
 
   // CURLOPT_HEADERFUNCTION: one line at a time. A status line starts a new
   // header block (after "100 Continue", a proxy's CONNECT answer); the blank
@@ -140,7 +188,8 @@ class curl_request {
   }
 
  protected:
-  curl_request(http_request&& request, std::chrono::nanoseconds timeout, std::size_t max_body, std::uint64_t id)
+  curl_request(http_request&& request, time_point made, std::chrono::nanoseconds timeout, std::size_t max_body,
+               std::uint64_t id)
       : id(id),
         method(std::move(request.method)),
         url(std::move(request.url)),
@@ -148,7 +197,10 @@ class curl_request {
         sends_body(method != "HEAD" && (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH")),
         header_list(make_header_list(request.headers, sends_body)),
         timeout(timeout),
-        max_body(max_body) {}
+        max_body(max_body),
+        made(made),
+        deadline(request.deadline ? std::optional<time_point>(saturating_add(made, *request.deadline)) : std::nullopt),
+        wait_limit(deadline ? *deadline : saturating_add(made, timeout)) {}
   ~curl_request() = default;
 
  private:
