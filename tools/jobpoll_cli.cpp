@@ -629,8 +629,15 @@ std::string poll_line(const jobpoll::poll_event& e) {
   return line;
 }
 
-// "waiting 2.000s (interval)"
+// "waiting 2.000s (interval)"; a limiter wait, printed as it starts:
+// "waiting 9.300s for the rate limit", "waiting up to 4.000s for the rate
+// limit (the deadline)", or "waiting for the rate limit".
 std::string wait_line(const jobpoll::wait_event& e) {
+  if (e.reason == jobpoll::wait_reason::limiter) {
+    if (e.duration == 0ns) return "waiting for the rate limit";
+    if (e.clipped_by_deadline) return "waiting up to " + format_seconds(e.duration) + " for the rate limit (the deadline)";
+    return "waiting " + format_seconds(e.duration) + " for the rate limit";
+  }
   std::string line = "waiting " + format_seconds(e.duration) + " (" + std::string(to_string(e.reason));
   if (e.clipped_by_deadline) line += ", shortened to the deadline";
   return line + ")";

@@ -332,6 +332,39 @@ TEST(Cli, HelpDocumentsEveryFlagTheExitCodesAndExamples) {
   EXPECT_THAT(run.out, HasSubstr("jobpoll --submit 'http://127.0.0.1:PORT/transaction/load-job?"));
 }
 
+TEST(Cli, TimeoutEndsAStalledAnswerAtTheDeadlineSayingItWasSlow) {
+  loopback_server server;
+  // The first poll's answer takes 20 s: the 1 s deadline must end it, not
+  // the transport's 30 s default request timeout.
+  server.script("GET", "/v1/jobs/job-1", json::array({{{"delay_ms", 20000}}}));
+  const cli_run run = run_cli(with(job_api_args(server, {{"steps", 5}}), {"--timeout", "1s"}));
+
+  EXPECT_EQ(run.exit_code, 2) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("no complete answer to GET " + server.url("/v1/jobs/job-1") +
+                                 " in time (the job's deadline): the answer was slow"));
+  EXPECT_THAT(run.err, HasSubstr("; remote cancel sent"));
+  EXPECT_EQ(requests(server.log()),
+            (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "DELETE /v1/jobs/job-1"}));
+}
+
+TEST(Cli, ALimiterWaitIsPrintedWhenItStarts) {
+  loopback_server server;
+  const cli_run run = run_cli(with(job_api_args(server, {{"steps", 1}}), {"--rate", "2/1s"}));
+
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  // Submit and first poll take the 2 starts; the second poll waits for the
+  // window (about 1 s from the submit's answer), and the line says so
+  // between the first poll and the second.
+  const auto first_poll = run.err.find("poll 1:");
+  const auto wait = run.err.find("\nwaiting 0.", first_poll);
+  const auto second_poll = run.err.find("poll 2:");
+  ASSERT_NE(second_poll, std::string::npos) << run.err;
+  EXPECT_LT(first_poll, wait) << run.err;
+  EXPECT_LT(wait, second_poll) << run.err;
+  const std::string line = run.err.substr(wait + 1, run.err.find('\n', wait + 1) - wait - 1);
+  EXPECT_THAT(line, testing::MatchesRegex("waiting 0\\.[0-9]+s for the rate limit"));
+}
+
 TEST(Cli, SigtermWhilePollingCancelsTheJobAndExits4) {
   loopback_server server;
   child_process cli(cli_command(job_api_args(server, {{"steps", 1000000}}, "100ms")));
