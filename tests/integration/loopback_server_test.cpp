@@ -485,6 +485,22 @@ TEST_F(LoopbackServerTest, AMalformedScriptIsRejectedWithWhatWasWrong) {
   EXPECT_EQ(get("/x").status, 404);
 }
 
+TEST_F(LoopbackServerTest, LatencyDelaysArrivalOrAnswerWithinItsBoundsAndABadOneIsRejected) {
+  http_response bad = server.request("POST", "/_control/config", R"({"latency_ms": [200, 100]})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(body_of(bad), json({{"error", R"("latency_ms" must be [low, high] with 0 <= low <= high <= 10000, or null, got [200, 100])"}}));
+  EXPECT_EQ(server.configure({{"latency_ms", {50, 50}}}).at("latency_ms"), json({50, 50}));
+  // Each exchange takes the 50 ms the server sleeps, at least (sleeps only
+  // ever last longer), split around the arrival.
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(get("/v1/jobs/none").status, 404);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(server.log().size(), 3u);
+  EXPECT_TRUE(server.configure({{"latency_ms", nullptr}}).at("latency_ms").is_null());
+}
+
 // --- log, reset, robustness ---------------------------------------------------
 
 TEST_F(LoopbackServerTest, TheLogRecordsEveryNonControlRequestInArrivalOrder) {

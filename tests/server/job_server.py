@@ -132,8 +132,10 @@ POST /_control/config
     any of {"working_polls": int >= 0, "outcome": "pass" | "fail",
             "total": int >= 0, "page_limit": int >= 0,
             "quota": {"limit": int >= 1, "window_s": number > 0} or null,
-            "close_reused": number in [0, 1]}
-    -> 200 the resulting config ("close_reused" appears in it once set).
+            "close_reused": number in [0, 1],
+            "latency_ms": [low, high] (0 <= low <= high <= 10000) or null}
+    -> 200 the resulting config ("close_reused" and "latency_ms" appear in it
+    once set).
     Setting "quota" forgets the admitted requests.
     "close_reused" = F (default 0) closes, without answering, a fraction F of
     the requests that arrive on a reused connection (one that carried an
@@ -144,6 +146,12 @@ POST /_control/config
     are. Such a request is logged (status null, "closed_reused": true) and
     checked before the quota and scripted replies: it counts against neither
     and consumes no scripted reply. Setting "close_reused" restarts n at 0.
+    "latency_ms" = [L, H] gives every non-control request a latency drawn
+    uniformly from [L, H] ms (a pseudo-random sequence that restarts when it is
+    set), split at a uniformly drawn point into a part before the request
+    "arrives" (like a slow network: its "arrived" time and the quota see it
+    that much later) and a part after it, before the answer is sent (a slow
+    server). Scripted delays come on top. null: none (the default).
 GET /_control/log
     -> 200 [{"method", "path", "query" (raw query string), "headers": {name: value}
              (a repeated name's values joined with ", "),
@@ -172,6 +180,7 @@ import collections
 import copy
 import hashlib
 import http.server
+import random
 import json
 import math
 import os
@@ -187,7 +196,7 @@ import urllib.parse
 DEFAULT_CONFIG = {"working_polls": 2, "outcome": "pass", "total": 22, "page_limit": 10, "quota": None}
 # Config fields that appear in the config only once set (the answer to a
 # config request stays as it was for clients that do not use them).
-OPTIONAL_CONFIG = {"close_reused": 0}
+OPTIONAL_CONFIG = {"close_reused": 0, "latency_ms": None}
 
 
 class BadRequest(Exception):
@@ -301,6 +310,7 @@ class State:
         self.log = []
         self.admitted = collections.deque()  # monotonic times of admitted requests
         self.reused_arrivals = 0  # requests on reused connections since "close_reused" was set
+        self.latency = random.Random(0)  # draws of "latency_ms"
         # Set by reset and shutdown to cut scripted delays short; replaced by reset.
         self.wake = threading.Event()
         if self.shutting_down.is_set():
@@ -338,6 +348,16 @@ class State:
     @staticmethod
     def _path_matches(pattern, path):
         return path.startswith(pattern[:-1]) if pattern.endswith("*") else path == pattern
+
+    def draw_latency(self):
+        """(seconds before arrival, seconds before the answer) of "latency_ms"."""
+        with self.lock:
+            bounds = self.config.get("latency_ms")
+            if not bounds:
+                return 0.0, 0.0
+            total = self.latency.uniform(bounds[0], bounds[1]) / 1000
+            before = self.latency.uniform(0, total)
+            return before, total - before
 
     def _close_reused(self):
         """Whether "close_reused" drops this request on a reused connection."""
@@ -557,6 +577,16 @@ class State:
                 raise BadRequest(f'"close_reused" must be a number in [0, 1], got {json.dumps(fraction)}')
             config["close_reused"] = fraction
             self.reused_arrivals = 0
+        if "latency_ms" in changes:
+            bounds = changes["latency_ms"]
+            if bounds is not None and not (
+                    isinstance(bounds, list) and len(bounds) == 2
+                    and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+                    and 0 <= bounds[0] <= bounds[1] <= 10000):
+                raise BadRequest(f'"latency_ms" must be [low, high] with 0 <= low <= high <= 10000, or null, '
+                                 f'got {json.dumps(bounds)[:200]}')
+            config["latency_ms"] = bounds
+            self.latency = random.Random(0)
         self.config = config
         return Reply.json(200, config)
 
@@ -602,9 +632,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def parse_request(self):
-        """The request line has just been read: the arrival time of the request."""
+        """The request line has just been read: the arrival time of the request
+        (after the network part of "latency_ms", for a non-control request)."""
+        parsed = super().parse_request()
+        self.answer_delay = 0.0
+        if parsed and not self.path.startswith("/_control/"):
+            before, self.answer_delay = self.server.state.draw_latency()
+            if before > 0:
+                time.sleep(before)
         self.arrived = time.monotonic()
-        return super().parse_request()
+        return parsed
 
     def do_GET(self):
         self.requests_served += 1
@@ -629,6 +666,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         entry, rejected, script, wake = state.arrive(self.command, url.path, url.query, headers, body,
                                                      self.arrived, self.requests_served > 1)
+        if self.answer_delay > 0:
+            time.sleep(self.answer_delay)  # the server part of "latency_ms"
         if rejected:
             self._answer(entry, rejected)
         elif script is None:
