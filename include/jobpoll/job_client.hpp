@@ -502,7 +502,7 @@ class job_client {
       try {
         a.http = co_await transport_->async_request(std::move(sent), asio::use_awaitable);
       } catch (const std::system_error& e) {
-        throw_described(e.code(), request, end.has_value());
+        throw_described(e.code(), request, end.has_value(), response_limit());
       }
       if (a.http.ok()) {
         try {
@@ -517,7 +517,8 @@ class job_client {
 
   // Why a request failed, in words its code alone cannot give: a slow answer
   // says it was slow and which bound cut it; other failures pass unchanged.
-  [[noreturn]] static void throw_described(const std::error_code& ec, const http_request& request, bool bounded) {
+  [[noreturn]] static void throw_described(const std::error_code& ec, const http_request& request, bool bounded,
+                                           const std::string& limit) {
     using detail::format_seconds;
     if (error_is(ec, std::errc::timed_out)) {
       std::string what = "no complete answer to " + request.method + " " + request.url + " in time (";
@@ -531,8 +532,17 @@ class job_client {
       throw std::system_error(ec, request.method + " " + request.url + " never left the client");
     if (error_is(ec, std::errc::message_size))
       throw std::system_error(ec, "the answer to " + request.method + " " + request.url +
-                                      " is larger than the transport's response size limit");
+                                      " is larger than the transport's response size limit" + limit);
     throw std::system_error(ec);
+  }
+
+  // " (N bytes)" when the transport tells its response size limit.
+  std::string response_limit() const {
+    if constexpr (requires(const Transport& t) { { t.max_response_bytes() } -> std::convertible_to<std::size_t>; }) {
+      return " (" + std::to_string(transport_->max_response_bytes()) + " bytes)";
+    } else {
+      return {};
+    }
   }
 
   template <class Clock>

@@ -126,6 +126,42 @@ class curl_transport_test : public ::testing::Test {
     }));
   }
   void run_until(const std::function<bool()>& done) { jobpoll_test::run_until(ctx, done); }
+
+  // One transfer at a time: what follows a slow request waits in the queue.
+  static curl_options one_at_a_time(std::vector<std::string>& details) {
+    curl_options options;
+    options.on_error = [&details](std::string_view, std::string_view, std::error_code, std::string_view detail) {
+      details.emplace_back(detail);
+    };
+    options.max_active_transfers = 1;
+    return options;
+  }
+
+  // A request queued behind a 10 s exchange ends unsent once its deadline
+  // passes, or without a deadline its timeout: the server never receives it.
+  void expect_never_sent(std::optional<std::chrono::nanoseconds> deadline,
+                           std::optional<std::chrono::nanoseconds> timeout, const std::string& detail_pattern) {
+    server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}}));
+    std::vector<std::string> details;
+    curl_transport t(ctx.get_executor(), one_at_a_time(details));
+    std::optional<outcome> slow, queued;
+    start(t, request("GET", "/slow"), slow);
+    http_request r = request("GET", "/v1/jobs/none");
+    r.deadline = deadline;
+    r.timeout = timeout;
+    start(t, std::move(r), queued);
+    run_until([&] { return queued.has_value(); });
+
+    EXPECT_EQ(queued->ec, errc::not_sent);
+    EXPECT_TRUE(jobpoll::is_transient_error(queued->ec));
+    ASSERT_EQ(details.size(), 1u);
+    EXPECT_THAT(details[0], ::testing::MatchesRegex("waited [0-9.]+ s in the transport's queue for a connection, " +
+                                                    detail_pattern));
+    EXPECT_FALSE(slow.has_value());
+    EXPECT_EQ(t.active(), 1u);
+    EXPECT_EQ(t.queued(), 0u);
+    EXPECT_EQ(logged("GET", "/v1/jobs/none"), 0u);
+  }
 };
 
 // --- requests and responses ----------------------------------------------------
@@ -595,53 +631,12 @@ TEST_F(curl_transport_test, TenThousandRequestsNeverPutMoreThanTheCapIntoLibcurl
 
 // --- timeouts and deadlines with a queue -----------------------------------------------
 
-// One transfer at a time: what follows a slow request waits in the queue.
-curl_options one_at_a_time(std::vector<std::string>& details) {
-  curl_options options;
-  options.on_error = [&details](std::string_view, std::string_view, std::error_code, std::string_view detail) {
-    details.emplace_back(detail);
-  };
-  options.max_active_transfers = 1;
-  return options;
-}
-
 TEST_F(curl_transport_test, AQueuedRequestWhoseDeadlinePassesIsNeverSent) {
-  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}}));
-  std::vector<std::string> details;
-  curl_transport t(ctx.get_executor(), one_at_a_time(details));
-  std::optional<outcome> slow, queued;
-  start(t, request("GET", "/slow"), slow);
-  http_request r = request("GET", "/v1/jobs/none");
-  r.deadline = 300ms;
-  start(t, std::move(r), queued);
-  run_until([&] { return queued.has_value(); });
-
-  EXPECT_EQ(queued->ec, errc::not_sent);
-  EXPECT_TRUE(jobpoll::is_transient_error(queued->ec));
-  ASSERT_EQ(details.size(), 1u);
-  EXPECT_THAT(details[0], ::testing::MatchesRegex("waited [0-9.]+ s in the transport's queue for a connection, "
-                                                  "until its deadline; never sent"));
-  EXPECT_FALSE(slow.has_value());
-  EXPECT_EQ(t.active(), 1u);
-  EXPECT_EQ(t.queued(), 0u);
-  EXPECT_EQ(logged("GET", "/v1/jobs/none"), 0u);
+  expect_never_sent(300ms, std::nullopt, "until its deadline; never sent");
 }
 
 TEST_F(curl_transport_test, WithoutADeadlineAQueuedRequestWaitsAtMostItsTimeout) {
-  server.script("GET", "/slow", json::array({{{"delay_ms", 10000}}}));
-  std::vector<std::string> details;
-  curl_transport t(ctx.get_executor(), one_at_a_time(details));
-  std::optional<outcome> slow, queued;
-  start(t, request("GET", "/slow"), slow);
-  http_request r = request("GET", "/v1/jobs/none");
-  r.timeout = 200ms;
-  start(t, std::move(r), queued);
-  run_until([&] { return queued.has_value(); });
-
-  EXPECT_EQ(queued->ec, errc::not_sent);
-  ASSERT_EQ(details.size(), 1u);
-  EXPECT_THAT(details[0], HasSubstr("until its timeout (it has no deadline); never sent"));
-  EXPECT_EQ(logged("GET", "/v1/jobs/none"), 0u);
+  expect_never_sent(std::nullopt, 200ms, "until its timeout \\(it has no deadline\\); never sent");
 }
 
 TEST_F(curl_transport_test, ADeadlineEndsAStalledExchange) {

@@ -29,6 +29,7 @@
 
 #include "job_outcome.hpp"
 #include "loopback_server.hpp"
+#include "v1_job_api.hpp"
 
 namespace {
 
@@ -36,27 +37,11 @@ using namespace std::chrono_literals;
 using namespace jobpoll_test;
 using testing::HasSubstr;
 using json = nlohmann::json;
-using status_type = jobpoll::field_status<jobpoll::json_codec>;
+using status_type = jobpoll_test::v1_status;
 using client_type = jobpoll::job_client<jobpoll::curl_transport, jobpoll::json_codec, status_type>;
 
 class FaultMatrix : public ::testing::Test {
  protected:
-  // The seed-004 job API of the loopback server.
-  jobpoll::job_description job_api() const {
-    jobpoll::job_description d;
-    d.submit = {"POST", server.url("/v1/jobs"), "{body}"};
-    d.handle = jobpoll::handle_source::body("/job_id");
-    d.poll = {"GET", "/v1/jobs/{handle}"};
-    d.result = jobpoll::result_source::in_poll_answer("/result");
-    d.cancel = jobpoll::request_template{"DELETE", "/v1/jobs/{handle}"};
-    return d;
-  }
-  static status_type job_api_status() {
-    return status_type("/status", {.succeeded = {"completed"}, .failed = {"failed", "cancelled"}, .pending = {"pending", "running"}})
-        .progress_at("/progress")
-        .failure_detail_at("/error");
-  }
-
   // Fast, exact strategies; hints are recorded as parsed but waited for at most 20 ms.
   jobpoll::poll_options fast() {
     jobpoll::poll_options o;
@@ -93,7 +78,7 @@ class FaultMatrix : public ::testing::Test {
   jobpoll::test::loopback_server server;
   asio::io_context ctx;
   jobpoll::curl_transport transport{ctx.get_executor()};
-  client_type client{transport, job_api(), job_api_status()};
+  client_type client{transport, v1_job_api(server), v1_job_status()};
   jobpoll::poll_hooks hooks;
   std::vector<jobpoll::poll_status> polls;
 };
@@ -296,9 +281,8 @@ TEST_F(FaultMatrix, DeadlinePassingIssuesTheRemoteCancel) {
 }
 
 TEST_F(FaultMatrix, ASavedHandleResumesInANewClientWithoutASecondSubmit) {
-  auto d = job_api();
-  d.cancel.reset();  // an interrupted poll leaves the job running
-  client_type first(transport, d, job_api_status());
+  const auto d = v1_job_api(server, false);  // an interrupted poll leaves the job running
+  client_type first(transport, d, v1_job_status());
   auto o = fast();
   o.deadline = 0s;  // one poll, then give up
   jobpoll::job_params params{{"body", json{{"steps", 4}, {"result", "resumed"}}.dump()}};
@@ -312,7 +296,7 @@ TEST_F(FaultMatrix, ASavedHandleResumesInANewClientWithoutASecondSubmit) {
 
   // A new client, as another process would build it from a checkpoint.
   saved.remaining.reset();
-  client_type second(transport, d, job_api_status());
+  client_type second(transport, d, v1_job_status());
   const auto outcome_r = finish(second.wait(saved, fast()));
   const auto& r = success(outcome_r);
   EXPECT_EQ(r.value, "resumed");
@@ -320,6 +304,46 @@ TEST_F(FaultMatrix, ASavedHandleResumesInANewClientWithoutASecondSubmit) {
   const json jobs = server.jobs();
   EXPECT_EQ(jobs["v1_jobs"], 1);
   EXPECT_EQ(jobs["jobs"][0]["polls"], 5);
+}
+
+TEST_F(FaultMatrix, AnOversizedAnswerIsAnErrorNamingTheLimit) {
+  jobpoll::curl_options small;
+  small.max_response_bytes = 64;
+  jobpoll::curl_transport tight(ctx.get_executor(), small);
+  client_type c(tight, v1_job_api(server), v1_job_status());
+  server.script("GET", "/v1/jobs/job-1", json::array({{{"status", 200}, {"body", std::string(1000, 'x')}}}));
+  auto o = fast();
+  o.max_retries = 0;
+  const auto outcome_e = finish(c.run({{"body", json{{"steps", 0}}.dump()}}, o));
+  const auto& e = failure(outcome_e);
+  EXPECT_EQ(e.code(), std::errc::message_size);
+  EXPECT_THAT(e.what(), HasSubstr("the answer to GET " + server.url("/v1/jobs/job-1") +
+                                  " is larger than the transport's response size limit (64 bytes)"));
+}
+
+// With no deadline the queue wait of a request is bounded by its timeout: a
+// submit stuck behind a slow request times out in the transport's queue,
+// never having left, and is retried until it gets through; it arrives once.
+TEST_F(FaultMatrix, ASubmitThatTimedOutInTheTransportQueueIsRetriedAndArrivesOnce) {
+  jobpoll::curl_options one;
+  one.max_active_transfers = 1;
+  jobpoll::curl_transport narrow(ctx.get_executor(), one);
+  client_type c(narrow, v1_job_api(server), v1_job_status());
+  server.script("GET", "/slow", json::array({{{"delay_ms", 1500}, {"status", 200}}}));
+  std::optional<std::error_code> slow;
+  jobpoll::http_request occupy;
+  occupy.url = server.url("/slow");
+  narrow.async_request(occupy, [&](std::error_code ec, jobpoll::http_response) { slow = ec; });
+  auto o = fast();
+  o.deadline = jobpoll::deadline::none();
+  o.attempt_timeout = 200ms;
+  o.backoff = jobpoll::fixed_interval{10ms};
+  o.max_retries = 50;
+  const auto outcome_r = finish(c.run({{"body", json{{"steps", 0}, {"result", "ok"}}.dump()}}, o));
+  EXPECT_EQ(success(outcome_r).value, "ok");
+  EXPECT_EQ(slow, std::error_code{});
+  const auto log = server_log();
+  EXPECT_EQ(std::count(log.begin(), log.end(), "POST /v1/jobs"), 1);
 }
 
 }  // namespace

@@ -29,30 +29,16 @@
 #include <jobpoll/transport/curl.hpp>
 
 #include "loopback_server.hpp"
+#include "v1_job_api.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using json = nlohmann::json;
-using status_type = jobpoll::field_status<jobpoll::json_codec>;
-using client_type = jobpoll::job_client<jobpoll::curl_transport, jobpoll::json_codec, status_type>;
+using client_type = jobpoll::job_client<jobpoll::curl_transport, jobpoll::json_codec, jobpoll_test::v1_status>;
 
 class ServerBudget : public ::testing::Test {
  protected:
-  // The /v1 job API, without a cancel request: a job given up at its
-  // deadline sends nothing more.
-  jobpoll::job_description job_api() const {
-    jobpoll::job_description d;
-    d.submit = {"POST", server.url("/v1/jobs"), "{body}"};
-    d.handle = jobpoll::handle_source::body("/job_id");
-    d.poll = {"GET", "/v1/jobs/{handle}"};
-    d.result = jobpoll::result_source::in_poll_answer("/result");
-    return d;
-  }
-  static status_type job_api_status() {
-    return status_type("/status", {.succeeded = {"completed"}, .failed = {"failed"}, .pending = {"pending", "running"}});
-  }
-
   // What one job ended with.
   struct ended {
     std::error_code error;
@@ -106,7 +92,8 @@ class ServerBudget : public ::testing::Test {
                                       o.max_total_connections = 8;
                                       return o;
                                     }()};
-  client_type client{transport, job_api(), job_api_status()};
+  // Without a cancel request: a job given up at its deadline sends nothing more.
+  client_type client{transport, jobpoll_test::v1_job_api(server, false), jobpoll_test::v1_job_status()};
 };
 
 // 10 jobs polling as fast as the budget allows share 10 requests per second

@@ -153,6 +153,9 @@ class curl_transport {
   /// connection open none.
   std::uint64_t connections_opened() const noexcept { return core_->connections_opened(); }
 
+  /// The largest response body accepted (`curl_options::max_response_bytes`).
+  std::size_t max_response_bytes() const noexcept { return core_->max_response_bytes(); }
+
   /// The executor given to the constructor: the I/O runs on a strand of it,
   /// and completions run on it unless their handler has its own.
   executor_type get_executor() const noexcept { return core_->executor(); }

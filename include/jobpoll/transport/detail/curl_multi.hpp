@@ -114,6 +114,13 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
     curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, options_.max_connections_per_host);
     curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, options_.max_total_connections);
     curl_multi_setopt(m, CURLMOPT_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams);
+    // Keep every connection the limits allow (or the transfer cap, without
+    // one) open for reuse: libcurl's own cache size follows the handles it
+    // holds, which the queue keeps few, so it would close and reopen them.
+    const std::size_t keep = options_.max_total_connections > 0
+                                 ? static_cast<std::size_t>(options_.max_total_connections)
+                                 : transfer_cap(options_, false);
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, static_cast<long>(std::min<std::size_t>(keep, LONG_MAX)));
   }
 
   curl_multi(const curl_multi&) = delete;
@@ -145,6 +152,7 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
   std::size_t active() const noexcept { return active_.load(std::memory_order_relaxed); }
   std::size_t max_active() const noexcept { return max_active_.load(std::memory_order_relaxed); }
   std::uint64_t connections_opened() const noexcept { return connections_opened_.load(); }
+  std::size_t max_response_bytes() const noexcept { return options_.max_response_bytes; }
 
   // Any thread. The request reaches the strand through a posted job; a
   // cancellation emitted before that is seen there.
