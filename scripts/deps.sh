@@ -20,6 +20,10 @@ JOBPOLL_APT_PACKAGES=(
   python3               # the loopback job server of the integration tests and the demo
   openssl               # certificates for the TLS integration tests
   ca-certificates       # the system CA bundle libcurl verifies against by default (the TLS tests expect it)
+  python3-hypercorn     # tests/server/h2_server.py: the HTTP/2 (TLS, ALPN h2) server of http2_test and job_load
+  python3-h2            # the HTTP/2 protocol under hypercorn (a dependency of it; named since h2_server.py relies on it)
+  python3-aiohttp       # bench/python/aiohttp_client.py: the Python peer of the job_load benchmark
+  python3-tenacity      # its retries on 429/5xx/connection errors
 )
 
 jobpoll_missing_packages() {

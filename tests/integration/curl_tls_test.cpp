@@ -5,20 +5,12 @@
 //
 // The certificates are made once per test suite with the `openssl` command:
 // a private CA, a server certificate for 127.0.0.1 and localhost, and one for
-// example.test only, all signed by that CA, in a temporary directory.
+// example.test only, all signed by that CA, in a temporary directory
+// (test_pki.hpp).
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -42,6 +34,7 @@
 #include "job_outcome.hpp"
 #include "curl_exchange.hpp"
 #include "loopback_server.hpp"
+#include "test_pki.hpp"
 
 namespace {
 
@@ -62,100 +55,23 @@ struct report {
   std::string detail;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Runs `openssl args...` (stdin and stdout /dev/null, stderr to `err_path`).
-// Throws std::runtime_error naming the command and with its stderr unless it exits with status 0.
-void run_openssl(std::vector<std::string> args, const std::string& err_path) {
-  args.insert(args.begin(), "openssl");
-  std::string command;
-  for (const auto& a : args) command += (command.empty() ? "" : " ") + a;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start `" + command + "`: " + std::strerror(rc));
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw std::runtime_error("waitpid for `" + command + "` failed: " + std::strerror(errno));
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
-  const std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                                            : "was killed by signal " + std::to_string(WTERMSIG(status));
-  throw std::runtime_error("`" + command + "` " + how + "; its stderr: " + read_file(err_path));
-}
-
 class curl_tls_test : public ::testing::Test {
  protected:
-  // Paths of the files SetUpTestSuite makes.
-  struct pki {
-    std::string dir;
-    std::string ca_cert;      // the private CA (self-signed, CA:TRUE)
-    std::string server_cert;  // SAN IP:127.0.0.1, DNS:localhost; signed by the CA
-    std::string server_key;
-    std::string other_cert;   // SAN DNS:example.test only; signed by the CA
-    std::string other_key;
-  };
-
   // A failure here is kept for SetUp to fail every test with: thrown, it
   // would make gtest skip them, and ctest counts a skipped test as no failure.
   static void SetUpTestSuite() {
     try {
-      make_certificates_and_start_server();
+      pki_ = std::make_unique<test_pki>();
+      server_ = std::make_unique<jobpoll::test::loopback_server>(
+          std::vector<std::string>{"--tls-cert", pki_->server_cert(), "--tls-key", pki_->server_key()});
     } catch (const std::exception& e) {
       setup_error_ = e.what();
     }
   }
 
-  static void make_certificates_and_start_server() {
-    char dir_template[] = "/tmp/jobpoll-tls-XXXXXX";
-    if (::mkdtemp(dir_template) == nullptr)
-      throw std::runtime_error("mkdtemp(/tmp/jobpoll-tls-XXXXXX) failed: " + std::string(std::strerror(errno)));
-    files_.dir = dir_template;
-    const std::string d = files_.dir + "/";
-    files_.ca_cert = d + "ca.pem";
-    files_.server_cert = d + "server.pem";
-    files_.server_key = d + "server.key";
-    files_.other_cert = d + "other.pem";
-    files_.other_key = d + "other.key";
-    const std::string err = d + "openssl.err";
-    // P-256 keys: generated at once, unlike RSA. `req -x509 -CA` (OpenSSL 3)
-    // makes and signs a certificate in one command.
-    run_openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                 d + "ca.key", "-out", files_.ca_cert, "-days", "2", "-subj", "/CN=jobpoll test CA", "-addext",
-                 "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"},
-                err);
-    const auto leaf = [&](const std::string& cert, const std::string& key, const std::string& cn,
-                          const std::string& san) {
-      run_openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                   key, "-out", cert, "-days", "2", "-subj", "/CN=" + cn, "-CA", files_.ca_cert, "-CAkey",
-                   d + "ca.key", "-addext", "subjectAltName=" + san, "-addext", "basicConstraints=critical,CA:FALSE",
-                   "-addext", "extendedKeyUsage=serverAuth"},
-                  err);
-    };
-    leaf(files_.server_cert, files_.server_key, "jobpoll loopback", "IP:127.0.0.1,DNS:localhost");
-    leaf(files_.other_cert, files_.other_key, "example.test", "DNS:example.test");
-    server_ = std::make_unique<jobpoll::test::loopback_server>(
-        std::vector<std::string>{"--tls-cert", files_.server_cert, "--tls-key", files_.server_key});
-  }
-
   static void TearDownTestSuite() {
     server_.reset();
-    if (!files_.dir.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(files_.dir, ignored);
-    }
-    files_ = {};
+    pki_.reset();
     setup_error_.clear();
   }
 
@@ -214,7 +130,7 @@ class curl_tls_test : public ::testing::Test {
     return lines;
   }
 
-  static inline pki files_;
+  static inline std::unique_ptr<test_pki> pki_;
   static inline std::string setup_error_;
   static inline std::unique_ptr<jobpoll::test::loopback_server> server_;
 
@@ -241,7 +157,7 @@ TEST_F(curl_tls_test, DefaultOptionsRejectAPrivateCaCertificateBeforeAnyRequest)
 
 TEST_F(curl_tls_test, CaFileWithThePrivateCaVerifiesTheServer) {
   curl_options options = reporting();
-  options.ca_file = files_.ca_cert;
+  options.ca_file = pki_->ca_cert();
   curl_transport t(ctx.get_executor(), options);
   const outcome o = send(t, get(https_url("127.0.0.1", server_->port(), "/v1/jobs/nope")));
 
@@ -269,7 +185,7 @@ TEST_F(curl_tls_test, VerifyTlsFalseAcceptsTheServerWithoutAnyCa) {
 TEST_F(curl_tls_test, HostNameMustBeInTheCertificate) {
   // localhost is in the server certificate's subjectAltName: it verifies.
   curl_options options = reporting();
-  options.ca_file = files_.ca_cert;
+  options.ca_file = pki_->ca_cert();
   curl_transport t(ctx.get_executor(), options);
   const outcome by_name = send(t, get(https_url("localhost", server_->port(), "/v1/jobs/nope")));
   ASSERT_EQ(by_name.ec, std::error_code()) << by_name.ec.message();
@@ -278,7 +194,7 @@ TEST_F(curl_tls_test, HostNameMustBeInTheCertificate) {
 
   // A certificate from the same CA for example.test only: the chain
   // verifies, the host name 127.0.0.1 does not match.
-  jobpoll::test::loopback_server other({"--tls-cert", files_.other_cert, "--tls-key", files_.other_key});
+  jobpoll::test::loopback_server other({"--tls-cert", pki_->other_cert(), "--tls-key", pki_->other_key()});
   const outcome o = send(t, get(https_url("127.0.0.1", other.port(), "/v1/jobs/nope")));
 
   EXPECT_EQ(o.ec, curl_code(CURLE_PEER_FAILED_VERIFICATION)) << o.ec.message();
@@ -293,7 +209,7 @@ TEST_F(curl_tls_test, HostNameMustBeInTheCertificate) {
 }
 
 TEST_F(curl_tls_test, UnreadableCaFileIsAnInvalidArgumentNotARetry) {
-  const std::string missing = files_.dir + "/no-such-ca.pem";
+  const std::string missing = pki_->dir() + "/no-such-ca.pem";
   curl_options options = reporting();
   options.ca_file = missing;
   curl_transport t(ctx.get_executor(), options);
@@ -322,7 +238,7 @@ TEST_F(curl_tls_test, JobClientRunsAJobOverHttps) {
                                                      .pending = {"pending", "running"}})
                                  .failure_detail_at("/error");
   curl_options options = reporting();
-  options.ca_file = files_.ca_cert;
+  options.ca_file = pki_->ca_cert();
   curl_transport t(ctx.get_executor(), options);
   client_type client(t, d, status);
   jobpoll::poll_options o;

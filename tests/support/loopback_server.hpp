@@ -75,18 +75,32 @@ inline std::size_t append_header(char* data, std::size_t size, std::size_t count
 
 }  // namespace detail
 
-/// One job_server.py process on 127.0.0.1 and a free port, for the lifetime of
-/// this object. Non-copyable, non-movable (the process belongs to one owner).
+/// One job_server.py process (or another server script of tests/server with
+/// the same start-up contract) on 127.0.0.1 and a free port, for the
+/// lifetime of this object. Non-copyable, non-movable (the process belongs
+/// to one owner).
 class loopback_server {
  public:
   /// Starts `JOBPOLL_TEST_PYTHON JOBPOLL_TEST_SERVER --port 0 <extra_args>` and
   /// waits for its "PORT <n>" line. Throws std::runtime_error naming the
   /// command and what it printed if it cannot start, exits early, prints
   /// something else, or prints nothing within 30 s.
-  explicit loopback_server(std::vector<std::string> extra_args = {}) {
+  explicit loopback_server(std::vector<std::string> extra_args = {})
+      : loopback_server(JOBPOLL_TEST_SERVER, std::move(extra_args)) {}
+
+  /// The same with the server script `script` (e.g. tests/server/h2_server.py).
+  loopback_server(const std::string& script, std::vector<std::string> extra_args)
+      : loopback_server(with_python(script, std::move(extra_args))) {}
+
+  /// Any server program with the same contract (prints "PORT <n>" once
+  /// bound, exits on SIGTERM and on stdin EOF), started as `argv` (the
+  /// benchmarks' C++ job server, for one).
+  struct command_line {
+    std::vector<std::string> argv;
+  };
+  explicit loopback_server(command_line command) {
     detail::init_curl_once();  // before any test thread makes a curl handle of its own
-    std::vector<std::string> args{JOBPOLL_TEST_PYTHON, JOBPOLL_TEST_SERVER, "--port", "0"};
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    std::vector<std::string>& args = command.argv;
     for (const auto& a : args) command_ += (command_.empty() ? "" : " ") + a;
     spawn(args);
     try {
@@ -188,6 +202,12 @@ class loopback_server {
   void reset() const { control("POST", "/_control/reset"); }
 
  private:
+  static command_line with_python(const std::string& script, std::vector<std::string> extra_args) {
+    command_line c{{JOBPOLL_TEST_PYTHON, script, "--port", "0"}};
+    c.argv.insert(c.argv.end(), extra_args.begin(), extra_args.end());
+    return c;
+  }
+
   void spawn(std::vector<std::string>& args) {
     int in[2];
     int out[2];
