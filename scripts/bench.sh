@@ -2,17 +2,22 @@
 # Builds jobpoll's benchmarks (Release, -O2, -Werror; the default compiler, g++) in build-bench/ and
 # runs them, each against its hand-written Asio baseline in the same process,
 # then prints every ratio once more at the end. About 5-6 minutes on 2 cores
-# (batch_bench about 70 s of it).
+# (batch_bench about 70 s of it), plus job_load (about 2 minutes).
 #
-#   scripts/bench.sh                      all five
+#   scripts/bench.sh                      all six
 #   scripts/bench.sh poll_overhead ...    a subset: poll_overhead, many_pollers, limiter_throughput,
 #                                         curl_transport (against the loopback job server),
-#                                         batch_bench (the batch runner against job_client alone)
+#                                         batch_bench (the batch runner against job_client alone),
+#                                         job_load (1,000 and 10,000 jobs: jobpoll vs plain libcurl
+#                                         multi vs Python aiohttp+tenacity, each its own process;
+#                                         and jobpoll over HTTP/2 vs HTTP/1.1 against a hypercorn server)
 #
 # REPS=<n> sets the Google Benchmark repetitions (default 5; medians are
 # compared); MANY_REPS=<n> the fresh-process runs per many_pollers
 # configuration (default 3); BATCH_REPS=<n> those per batch_bench way and
-# size (default 5). Full outputs: build-bench/<name>.txt.
+# size (default 5); LOAD_REPS=<n> the runs per job_load client and size
+# (default 3; medians are compared), LOAD_JOBS=<list> its sizes (default 1000,10000). Full outputs:
+# build-bench/<name>.txt.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,12 +27,14 @@ source scripts/deps.sh
 reps=${REPS:-5}
 many_reps=${MANY_REPS:-3}
 batch_reps=${BATCH_REPS:-5}
+load_reps=${LOAD_REPS:-3}
+load_jobs=${LOAD_JOBS:-1000,10000}
 dir=build-bench
-all=(poll_overhead many_pollers limiter_throughput curl_transport batch_bench)
+all=(poll_overhead many_pollers limiter_throughput curl_transport batch_bench job_load)
 selected=("$@")
 ((${#selected[@]})) || selected=("${all[@]}")
 for name in "${selected[@]}"; do
-  case $name in poll_overhead | many_pollers | limiter_throughput | curl_transport | batch_bench) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
+  case $name in poll_overhead | many_pollers | limiter_throughput | curl_transport | batch_bench | job_load) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
 done
 
 header() { printf '\n==== %s ====\n' "$*"; }
@@ -55,6 +62,8 @@ for name in "${selected[@]}"; do
     "$dir/bench/$name" --reps="$many_reps" | tee "$out"
   elif [[ $name == batch_bench ]]; then
     "$dir/bench/$name" --reps="$batch_reps" | tee "$out"
+  elif [[ $name == job_load ]]; then
+    "$dir/bench/$name" --reps="$load_reps" --jobs="$load_jobs" | tee "$out"
   else
     "$dir/bench/$name" "${gbench_flags[@]}" | tee "$out"
   fi
