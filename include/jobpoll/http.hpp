@@ -34,6 +34,9 @@ class http_headers {
   http_headers() = default;
   http_headers(std::initializer_list<http_header> lines) : lines_(lines) {}
 
+  /// Room for `n` lines without reallocating.
+  void reserve(std::size_t n) { lines_.reserve(n); }
+
   /// Appends a line (keeps earlier lines of the same name).
   void add(std::string name, std::string value) { lines_.push_back({std::move(name), std::move(value)}); }
 

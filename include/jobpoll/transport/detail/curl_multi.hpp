@@ -377,15 +377,15 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
   }
 
   // `limit`: how long curl may take over the exchange (CURLOPT_TIMEOUT_MS).
-  CURLcode configure(CURL* easy, curl_request& r, std::chrono::nanoseconds limit) {
+  // What every request of this transport shares: set once per easy handle,
+  // which keeps them from one request to the next (no curl_easy_reset, which
+  // would free and parse them all again for every request).
+  CURLcode configure_handle(CURL* easy) {
     CURLcode rc = CURLE_OK;
     auto set = [&](CURLoption option, auto value) {
       if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
     };
-    set(CURLOPT_PRIVATE, static_cast<void*>(&r));
-    set(CURLOPT_URL, r.url.c_str());
     set(CURLOPT_NOSIGNAL, 1L);
-    set(CURLOPT_ERRORBUFFER, r.error_buffer);
     set(CURLOPT_ACCEPT_ENCODING, "");  // every encoding curl can decode
     set(CURLOPT_FOLLOWLOCATION, 0L);   // a job client reads Location itself
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -393,35 +393,54 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
 #else
     set(CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-    set(CURLOPT_TIMEOUT_MS, to_curl_ms(limit));
     set(CURLOPT_CONNECTTIMEOUT_MS, to_curl_ms(options_.connect_timeout));
     set(CURLOPT_SSL_VERIFYPEER, options_.verify_tls ? 1L : 0L);
     set(CURLOPT_SSL_VERIFYHOST, options_.verify_tls ? 2L : 0L);
     if (!options_.ca_file.empty()) set(CURLOPT_CAINFO, options_.ca_file.c_str());
     set(CURLOPT_HTTP_VERSION, static_cast<long>(options_.http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1));
     set(CURLOPT_USERAGENT, options_.user_agent.c_str());
-    if (r.method != "HEAD") {  // a HEAD answer's Content-Length announces no body
-      set(CURLOPT_MAXFILESIZE_LARGE,
-          static_cast<curl_off_t>(std::min<std::size_t>(r.max_body, std::numeric_limits<curl_off_t>::max())));
-    }
     set(CURLOPT_WRITEFUNCTION, &curl_request::on_body);
-    set(CURLOPT_WRITEDATA, static_cast<void*>(&r));
     set(CURLOPT_HEADERFUNCTION, &curl_request::on_header);
-    set(CURLOPT_HEADERDATA, static_cast<void*>(&r));
     set(CURLOPT_PREREQFUNCTION, &curl_request::on_prereq);
-    set(CURLOPT_PREREQDATA, static_cast<void*>(&r));
     // The multi handle, not the request: a connection and its socket outlive
     // the request that opened it, in the multi handle's connection cache.
     set(CURLOPT_OPENSOCKETFUNCTION, &curl_multi::open_socket_callback);
     set(CURLOPT_OPENSOCKETDATA, static_cast<void*>(this));
     set(CURLOPT_CLOSESOCKETFUNCTION, &curl_multi::close_socket_callback);
     set(CURLOPT_CLOSESOCKETDATA, static_cast<void*>(this));
+    return rc;
+  }
+
+  // What is this request's own. Every option a request may set is set for
+  // each one (the method's too), so nothing carries over from the last
+  // request the handle made.
+  CURLcode configure(CURL* easy, curl_request& r, std::chrono::nanoseconds limit) {
+    CURLcode rc = CURLE_OK;
+    auto set = [&](CURLoption option, auto value) {
+      if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
+    };
+    set(CURLOPT_PRIVATE, static_cast<void*>(&r));
+    set(CURLOPT_URL, r.url.c_str());
+    set(CURLOPT_ERRORBUFFER, r.error_buffer);
+    set(CURLOPT_TIMEOUT_MS, to_curl_ms(limit));
+    // A HEAD answer's Content-Length announces no body: no limit to apply.
+    const bool head = r.method == "HEAD";
+    set(CURLOPT_MAXFILESIZE_LARGE,
+        head ? curl_off_t{0}
+             : static_cast<curl_off_t>(std::min<std::size_t>(r.max_body, std::numeric_limits<curl_off_t>::max())));
+    set(CURLOPT_WRITEDATA, static_cast<void*>(&r));
+    set(CURLOPT_HEADERDATA, static_cast<void*>(&r));
+    set(CURLOPT_PREREQDATA, static_cast<void*>(&r));
     set(CURLOPT_HTTPHEADER, r.header_list.get());
-    if (r.method == "HEAD") {
+    // The method, from a clean slate: no body (setting POSTFIELDS, even to
+    // null, also makes the method POST), no custom name, then HTTPGET, which
+    // undoes POST and NOBODY; then what this request needs.
+    set(CURLOPT_POSTFIELDS, static_cast<const char*>(nullptr));
+    set(CURLOPT_CUSTOMREQUEST, static_cast<const char*>(nullptr));
+    set(CURLOPT_HTTPGET, 1L);
+    if (head) {
       set(CURLOPT_NOBODY, 1L);
-    } else if (r.method == "GET" && !r.sends_body) {
-      set(CURLOPT_HTTPGET, 1L);
-    } else {
+    } else if (r.method != "GET" || r.sends_body) {
       if (r.method == "POST") {
         set(CURLOPT_POST, 1L);
       } else {
@@ -532,16 +551,27 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
     admit();
   }
 
+  // A handle configured with what every request shares (configure_handle).
   CURL* acquire_easy() noexcept {
-    if (idle_.empty()) return curl_easy_init();
-    CURL* easy = idle_.back();
-    idle_.pop_back();
+    if (!idle_.empty()) {
+      CURL* easy = idle_.back();
+      idle_.pop_back();
+      return easy;
+    }
+    CURL* easy = curl_easy_init();
+    if (easy != nullptr && configure_handle(easy) != CURLE_OK) {
+      curl_easy_cleanup(easy);
+      return nullptr;
+    }
     return easy;
   }
 
+  // Keeps the handle for the next request, as configured; it no longer
+  // points at the request's header list and body (freed with the request).
   void release_easy(CURL* easy) noexcept {
     if (idle_.size() < pool_size) {
-      curl_easy_reset(easy);
+      curl_easy_setopt(easy, CURLOPT_HTTPHEADER, static_cast<curl_slist*>(nullptr));
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, static_cast<const char*>(nullptr));
       idle_.push_back(easy);  // capacity reserved: no allocation
     } else {
       curl_easy_cleanup(easy);

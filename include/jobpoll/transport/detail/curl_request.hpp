@@ -183,6 +183,7 @@ class curl_request {
   // The received headers and body as a response with `status`.
   void take_response(int status) {
     response.status = status;
+    response.headers.reserve(header_lines_.size());
     for (http_header& h : header_lines_) response.headers.add(std::move(h.name), std::move(h.value));
     response.body = std::move(body_);
   }
@@ -205,20 +206,28 @@ class curl_request {
 
  private:
   // "Name: value" lines; "Name;" is curl's way to send an empty value, and
-  // "Name:" removes a header curl would add: "Expect: 100-continue" (an
-  // extra round trip before large bodies) and, for a body sent without a
-  // Content-Type, curl's "application/x-www-form-urlencoded" guess.
+  // "Name:" removes a header curl would add to a request with a body:
+  // "Expect: 100-continue" (an extra round trip before large bodies) and,
+  // without a Content-Type, curl's "application/x-www-form-urlencoded" guess.
   static curl_slist_ptr make_header_list(const http_headers& headers, bool sends_body) {
     curl_slist_ptr list;
-    auto append = [&](const std::string& line) {
+    std::string line;
+    auto append = [&](std::string_view name, std::string_view separator, std::string_view value) {
+      line.assign(name).append(separator).append(value);
       curl_slist* grown = curl_slist_append(list.get(), line.c_str());
       if (grown == nullptr) throw std::bad_alloc();
       static_cast<void>(list.release());
       list.reset(grown);
     };
-    for (const http_header& h : headers) append(h.value.empty() ? h.name + ";" : h.name + ": " + h.value);
-    if (!headers.contains("Expect")) append("Expect:");
-    if (sends_body && !headers.contains("Content-Type")) append("Content-Type:");
+    for (const http_header& h : headers) {
+      if (h.value.empty()) {
+        append(h.name, ";", "");
+      } else {
+        append(h.name, ": ", h.value);
+      }
+    }
+    if (sends_body && !headers.contains("Expect")) append("Expect", ":", "");
+    if (sends_body && !headers.contains("Content-Type")) append("Content-Type", ":", "");
     return list;
   }
 
