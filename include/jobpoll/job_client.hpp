@@ -196,7 +196,7 @@ class job_client {
   template <clock Clock>
   asio::awaitable<job_handle> submit(job_params params, basic_poll_options<Clock> options) {
     const auto end = end_of(options.deadline, Clock::now());
-    co_return co_await submit_until(std::move(params), std::move(options), end);
+    co_return co_await submit_until(std::move(params), options, end);
   }
   asio::awaitable<job_handle> submit(job_params params = {}) { return submit(std::move(params), poll_options{}); }
 
@@ -338,8 +338,10 @@ class job_client {
     return std::nullopt;
   }
 
+  // `options` is a reference: both callers co_await this at once, from a
+  // frame that holds them, so the phase copy below is the only copy.
   template <class Clock>
-  asio::awaitable<job_handle> submit_until(job_params params, basic_poll_options<Clock> options,
+  asio::awaitable<job_handle> submit_until(job_params params, const basic_poll_options<Clock>& options,
                                            std::optional<typename Clock::time_point> end) {
     basic_poll_options<Clock> submitting = phase_options(options, end);
     // The attempt timeout goes to the transport only: a submit that timed out is not retried.

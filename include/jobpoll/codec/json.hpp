@@ -2,8 +2,10 @@
 // The JSON codec: jobpoll's `codec` concept on nlohmann::json. A leaf: only
 // code that names `json_codec` pulls in nlohmann::json (CMake target jobpoll::json).
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -68,13 +70,41 @@ class json_codec {
   /// Throws `std::invalid_argument` naming `pointer` when it is malformed
   /// (does not start with '/', or has a '~' not followed by 0 or 1).
   const value_type* find(const value_type& value, std::string_view pointer) const {
-    const auto parsed = parse_pointer(pointer);
-    try {
-      return value.contains(parsed) ? &value.at(parsed) : nullptr;
-    } catch (const nlohmann::json::out_of_range&) {
-      // An array index too large for size_t: nothing can be there.
-      return nullptr;
+    // Checked whole first, so a malformed pointer throws whatever the
+    // document holds; then walked token by token without building a
+    // json_pointer (this runs for every poll answer).
+    check_pointer(pointer);
+    const value_type* at = &value;
+    std::string unescaped;
+    while (!pointer.empty()) {
+      pointer.remove_prefix(1);  // the '/'
+      const std::size_t end = std::min(pointer.find('/'), pointer.size());
+      std::string_view token = pointer.substr(0, end);
+      pointer.remove_prefix(end);
+      if (token.find('~') != std::string_view::npos) {
+        unescaped.clear();
+        for (std::size_t i = 0; i < token.size(); ++i) {
+          if (token[i] == '~') {
+            unescaped += token[++i] == '0' ? '~' : '/';
+          } else {
+            unescaped += token[i];
+          }
+        }
+        token = unescaped;
+      }
+      if (at->is_object()) {
+        const auto member = at->find(token);
+        if (member == at->end()) return nullptr;
+        at = &*member;
+      } else if (at->is_array()) {
+        const auto index = array_index(token);
+        if (!index || *index >= at->size()) return nullptr;
+        at = &(*at)[*index];
+      } else {
+        return nullptr;
+      }
     }
+    return at;
   }
 
   /// A scalar as text: a string without quotes, an integer in decimal ("42"),
@@ -115,13 +145,30 @@ class json_codec {
   }
 
  private:
-  static nlohmann::json::json_pointer parse_pointer(std::string_view pointer) {
-    try {
-      return nlohmann::json::json_pointer(std::string{pointer});
-    } catch (const nlohmann::json::parse_error& error) {
-      detail::throw_invalid("json_codec", "malformed JSON pointer (" + detail::json_error_reason(error) + ")",
+  // RFC 6901: empty, or '/'-separated tokens in which '~' is followed by 0 or 1.
+  static void check_pointer(std::string_view pointer) {
+    if (!pointer.empty() && pointer.front() != '/')
+      detail::throw_invalid("json_codec", "malformed JSON pointer (it must be empty or start with '/')",
                             detail::in_quotes(pointer));
+    for (std::size_t i = 0; i < pointer.size(); ++i) {
+      if (pointer[i] == '~' && (i + 1 == pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1')))
+        detail::throw_invalid("json_codec", "malformed JSON pointer ('~' must be followed by '0' or '1')",
+                              detail::in_quotes(pointer));
     }
+  }
+
+  // An array index token: "0", or digits without a leading zero, that fits;
+  // anything else ("-", "01", "x", too large) names no element.
+  static std::optional<std::size_t> array_index(std::string_view token) noexcept {
+    if (token.empty() || (token.size() > 1 && token.front() == '0')) return std::nullopt;
+    std::size_t index = 0;
+    for (char c : token) {
+      if (c < '0' || c > '9') return std::nullopt;
+      const auto digit = static_cast<std::size_t>(c - '0');
+      if (index > (std::numeric_limits<std::size_t>::max() - digit) / 10) return std::nullopt;
+      index = index * 10 + digit;
+    }
+    return index;
   }
 
   void require_array(const value_type& value, std::string_view role) const {

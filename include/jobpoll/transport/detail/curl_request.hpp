@@ -167,6 +167,7 @@ class curl_request {
     try {
       if (line.starts_with("HTTP/")) {
         r.header_lines_.clear();
+        r.header_lines_.reserve(8);  // a typical answer's headers, in one allocation
         r.in_header_block_ = true;
       } else if (line.empty()) {
         r.in_header_block_ = false;
