@@ -4,6 +4,7 @@
 // - try_acquire_*: a budget that never binds (1000 starts per microsecond),
 //   called in a tight loop from 1 or 2 threads; baseline: std::mutex + counter.
 // - async_acquire_*: the same budget, `co_await async_acquire(use_awaitable)`
+//   (the permit dropped at once)
 //   in a loop by 8 coroutines on one io_context run by 1 or 2 threads; the
 //   completion is always posted, so the baseline is `co_await asio::post`.
 //   Both run on a context with a reactor (an idle timer), as any program
@@ -129,7 +130,7 @@ void async_acquire(benchmark::State& state) {
   asio::io_context limiter_ctx;
   Limiter limiter = make_unbounded<Limiter>(limiter_ctx.get_executor());
   run_acquirers(state, static_cast<int>(state.range(0)), [&](asio::any_io_executor) -> asio::awaitable<void> {
-    for (int i = 0; i < acquires_each; ++i) co_await limiter.async_acquire(asio::use_awaitable);
+    for (int i = 0; i < acquires_each; ++i) static_cast<void>(co_await limiter.async_acquire(asio::use_awaitable));
   });
   if (limiter.statistics().granted != static_cast<std::uint64_t>(state.iterations()) * acquirers * acquires_each)
     state.SkipWithError("not every acquire was granted");
@@ -174,7 +175,8 @@ void contended_manual(benchmark::State& state) {
     Limiter limiter = make_contended<Limiter>(ctx.get_executor(), 10);
     for (int i = 0; i < waiters; ++i) {
       asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-        for (int k = 0; k < contended_acquires_each; ++k) co_await limiter.async_acquire(asio::use_awaitable);
+        for (int k = 0; k < contended_acquires_each; ++k)
+          static_cast<void>(co_await limiter.async_acquire(asio::use_awaitable));
       }, [](std::exception_ptr e) {
         if (e) std::rethrow_exception(e);
       });
@@ -206,7 +208,8 @@ void contended_steady(benchmark::State& state) {
     Limiter limiter = make_contended<Limiter>(ctx.get_executor(), 100);
     for (int i = 0; i < waiters; ++i) {
       asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-        for (int k = 0; k < steady_acquires_each; ++k) co_await limiter.async_acquire(asio::use_awaitable);
+        for (int k = 0; k < steady_acquires_each; ++k)
+          static_cast<void>(co_await limiter.async_acquire(asio::use_awaitable));
       }, [](std::exception_ptr e) {
         if (e) std::rethrow_exception(e);
       });

@@ -34,7 +34,7 @@
 #include "job_outcome.hpp"
 #include "curl_exchange.hpp"
 #include "loopback_server.hpp"
-#include "test_pki.hpp"
+#include "tls_loopback.hpp"
 
 namespace {
 
@@ -57,28 +57,13 @@ struct report {
 
 class curl_tls_test : public ::testing::Test {
  protected:
-  // A failure here is kept for SetUp to fail every test with: thrown, it
-  // would make gtest skip them, and ctest counts a skipped test as no failure.
-  static void SetUpTestSuite() {
-    try {
-      pki_ = std::make_unique<test_pki>();
-      server_ = std::make_unique<jobpoll::test::loopback_server>(
-          std::vector<std::string>{"--tls-cert", pki_->server_cert(), "--tls-key", pki_->server_key()});
-    } catch (const std::exception& e) {
-      setup_error_ = e.what();
-    }
-  }
-
-  static void TearDownTestSuite() {
-    server_.reset();
-    pki_.reset();
-    setup_error_.clear();
-  }
+  static void SetUpTestSuite() { tls_.start(); }
+  static void TearDownTestSuite() { tls_.stop(); }
 
   // Each test starts with a fresh server: no jobs, an empty log.
   void SetUp() override {
-    ASSERT_EQ(setup_error_, "") << "the test suite's certificates or server could not be set up";
-    control(server_->port(), "POST", "/_control/reset");
+    ASSERT_EQ(tls_.error(), "") << "the test suite's certificates or server could not be set up";
+    control(tls_.server().port(), "POST", "/_control/reset");
   }
 
   static std::string https_url(std::string_view host, int port, std::string_view path) {
@@ -130,9 +115,7 @@ class curl_tls_test : public ::testing::Test {
     return lines;
   }
 
-  static inline std::unique_ptr<test_pki> pki_;
-  static inline std::string setup_error_;
-  static inline std::unique_ptr<jobpoll::test::loopback_server> server_;
+  static inline tls_loopback tls_;
 
   asio::io_context ctx;
   std::vector<report> reports;
@@ -142,7 +125,7 @@ const json unknown_job_body = {{"error", "unknown job nope"}};
 
 TEST_F(curl_tls_test, DefaultOptionsRejectAPrivateCaCertificateBeforeAnyRequest) {
   curl_transport t(ctx.get_executor(), reporting());
-  const outcome o = send(t, get(https_url("127.0.0.1", server_->port(), "/v1/jobs/nope")));
+  const outcome o = send(t, get(https_url("127.0.0.1", tls_.server().port(), "/v1/jobs/nope")));
 
   EXPECT_EQ(o.ec, curl_code(CURLE_PEER_FAILED_VERIFICATION)) << o.ec.message();
   EXPECT_EQ(o.ec, std::errc::permission_denied);
@@ -152,49 +135,49 @@ TEST_F(curl_tls_test, DefaultOptionsRejectAPrivateCaCertificateBeforeAnyRequest)
   EXPECT_EQ(reports[0].ec, curl_code(CURLE_PEER_FAILED_VERIFICATION));
   // The system's CA bundle (ca-certificates) does not know the private CA.
   EXPECT_EQ(reports[0].detail, "SSL certificate problem: unable to get local issuer certificate");
-  EXPECT_THAT(server_log(server_->port()), ::testing::IsEmpty());
+  EXPECT_THAT(server_log(tls_.server().port()), ::testing::IsEmpty());
 }
 
 TEST_F(curl_tls_test, CaFileWithThePrivateCaVerifiesTheServer) {
   curl_options options = reporting();
-  options.ca_file = pki_->ca_cert();
+  options.ca_file = tls_.pki().ca_cert();
   curl_transport t(ctx.get_executor(), options);
-  const outcome o = send(t, get(https_url("127.0.0.1", server_->port(), "/v1/jobs/nope")));
+  const outcome o = send(t, get(https_url("127.0.0.1", tls_.server().port(), "/v1/jobs/nope")));
 
   ASSERT_EQ(o.ec, std::error_code()) << o.ec.message();
   EXPECT_EQ(o.response.status, 404);
   EXPECT_EQ(o.response.headers.find("Content-Type"), "application/json");
   EXPECT_EQ(json::parse(o.response.body), unknown_job_body);
   EXPECT_THAT(reports, ::testing::IsEmpty());
-  EXPECT_THAT(server_log(server_->port()), ::testing::ElementsAre("GET /v1/jobs/nope -> 404"));
+  EXPECT_THAT(server_log(tls_.server().port()), ::testing::ElementsAre("GET /v1/jobs/nope -> 404"));
 }
 
 TEST_F(curl_tls_test, VerifyTlsFalseAcceptsTheServerWithoutAnyCa) {
   curl_options options = reporting();
   options.verify_tls = false;
   curl_transport t(ctx.get_executor(), options);
-  const outcome o = send(t, get(https_url("127.0.0.1", server_->port(), "/v1/jobs/nope")));
+  const outcome o = send(t, get(https_url("127.0.0.1", tls_.server().port(), "/v1/jobs/nope")));
 
   ASSERT_EQ(o.ec, std::error_code()) << o.ec.message();
   EXPECT_EQ(o.response.status, 404);
   EXPECT_EQ(json::parse(o.response.body), unknown_job_body);
   EXPECT_THAT(reports, ::testing::IsEmpty());
-  EXPECT_THAT(server_log(server_->port()), ::testing::ElementsAre("GET /v1/jobs/nope -> 404"));
+  EXPECT_THAT(server_log(tls_.server().port()), ::testing::ElementsAre("GET /v1/jobs/nope -> 404"));
 }
 
 TEST_F(curl_tls_test, HostNameMustBeInTheCertificate) {
   // localhost is in the server certificate's subjectAltName: it verifies.
   curl_options options = reporting();
-  options.ca_file = pki_->ca_cert();
+  options.ca_file = tls_.pki().ca_cert();
   curl_transport t(ctx.get_executor(), options);
-  const outcome by_name = send(t, get(https_url("localhost", server_->port(), "/v1/jobs/nope")));
+  const outcome by_name = send(t, get(https_url("localhost", tls_.server().port(), "/v1/jobs/nope")));
   ASSERT_EQ(by_name.ec, std::error_code()) << by_name.ec.message();
   EXPECT_EQ(by_name.response.status, 404);
   EXPECT_EQ(json::parse(by_name.response.body), unknown_job_body);
 
   // A certificate from the same CA for example.test only: the chain
   // verifies, the host name 127.0.0.1 does not match.
-  jobpoll::test::loopback_server other({"--tls-cert", pki_->other_cert(), "--tls-key", pki_->other_key()});
+  jobpoll::test::loopback_server other({"--tls-cert", tls_.pki().other_cert(), "--tls-key", tls_.pki().other_key()});
   const outcome o = send(t, get(https_url("127.0.0.1", other.port(), "/v1/jobs/nope")));
 
   EXPECT_EQ(o.ec, curl_code(CURLE_PEER_FAILED_VERIFICATION)) << o.ec.message();
@@ -205,15 +188,15 @@ TEST_F(curl_tls_test, HostNameMustBeInTheCertificate) {
   EXPECT_EQ(reports[0].ec, curl_code(CURLE_PEER_FAILED_VERIFICATION));
   EXPECT_EQ(reports[0].detail, "SSL: no alternative certificate subject name matches target host name '127.0.0.1'");
   EXPECT_THAT(server_log(other.port()), ::testing::IsEmpty());
-  EXPECT_THAT(server_log(server_->port()), ::testing::ElementsAre("GET /v1/jobs/nope -> 404"));
+  EXPECT_THAT(server_log(tls_.server().port()), ::testing::ElementsAre("GET /v1/jobs/nope -> 404"));
 }
 
 TEST_F(curl_tls_test, UnreadableCaFileIsAnInvalidArgumentNotARetry) {
-  const std::string missing = pki_->dir() + "/no-such-ca.pem";
+  const std::string missing = tls_.pki().dir() + "/no-such-ca.pem";
   curl_options options = reporting();
   options.ca_file = missing;
   curl_transport t(ctx.get_executor(), options);
-  const outcome o = send(t, get(https_url("127.0.0.1", server_->port(), "/v1/jobs/nope")));
+  const outcome o = send(t, get(https_url("127.0.0.1", tls_.server().port(), "/v1/jobs/nope")));
 
   EXPECT_EQ(o.ec, curl_code(CURLE_SSL_CACERT_BADFILE)) << o.ec.message();
   EXPECT_EQ(o.ec, std::errc::invalid_argument);
@@ -222,11 +205,11 @@ TEST_F(curl_tls_test, UnreadableCaFileIsAnInvalidArgumentNotARetry) {
   ASSERT_EQ(reports.size(), 1u);
   EXPECT_EQ(reports[0].ec, curl_code(CURLE_SSL_CACERT_BADFILE));
   EXPECT_EQ(reports[0].detail, "error setting certificate file: " + missing);
-  EXPECT_THAT(server_log(server_->port()), ::testing::IsEmpty());
+  EXPECT_THAT(server_log(tls_.server().port()), ::testing::IsEmpty());
 }
 
 TEST_F(curl_tls_test, JobClientRunsAJobOverHttps) {
-  const std::string base = https_url("127.0.0.1", server_->port(), "");
+  const std::string base = https_url("127.0.0.1", tls_.server().port(), "");
   jobpoll::job_description d;
   d.submit = {"POST", base + "/v1/jobs", "{body}"};
   d.handle = jobpoll::handle_source::body("/job_id");
@@ -238,7 +221,7 @@ TEST_F(curl_tls_test, JobClientRunsAJobOverHttps) {
                                                      .pending = {"pending", "running"}})
                                  .failure_detail_at("/error");
   curl_options options = reporting();
-  options.ca_file = pki_->ca_cert();
+  options.ca_file = tls_.pki().ca_cert();
   curl_transport t(ctx.get_executor(), options);
   client_type client(t, d, status);
   jobpoll::poll_options o;
@@ -258,7 +241,7 @@ TEST_F(curl_tls_test, JobClientRunsAJobOverHttps) {
   EXPECT_EQ(r.stats.attempts, 2u);  // "pending", then "completed"
   EXPECT_THAT(reports, ::testing::IsEmpty());
   EXPECT_EQ(t.connections_opened(), 1u);  // one TLS connection, kept alive for all three requests
-  EXPECT_THAT(server_log(server_->port()),
+  EXPECT_THAT(server_log(tls_.server().port()),
               ::testing::ElementsAre("POST /v1/jobs -> 202", "GET /v1/jobs/job-1 -> 200", "GET /v1/jobs/job-1 -> 200"));
 }
 

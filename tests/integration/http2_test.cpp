@@ -33,7 +33,7 @@
 
 #include "curl_exchange.hpp"
 #include "job_outcome.hpp"
-#include "test_pki.hpp"
+#include "tls_loopback.hpp"
 
 #include "loopback_server.hpp"
 
@@ -50,40 +50,26 @@ using client_type = jobpoll::job_client<jobpoll::curl_transport, jobpoll::json_c
 
 class http2_test : public ::testing::Test {
  protected:
-  // A failure here is kept for SetUp to fail every test with: thrown, it
-  // would make gtest skip them, and ctest counts a skipped test as no failure.
+  // h2_server.py, beside job_server.py.
   static void SetUpTestSuite() {
-    try {
-      pki_ = std::make_unique<test_pki>();
-      // h2_server.py, beside job_server.py.
-      const auto script = std::filesystem::path(JOBPOLL_TEST_SERVER).parent_path() / "h2_server.py";
-      server_ = std::make_unique<jobpoll::test::loopback_server>(
-          script.string(), std::vector<std::string>{"--tls-cert", pki_->server_cert(), "--tls-key", pki_->server_key()});
-    } catch (const std::exception& e) {
-      setup_error_ = e.what();
-    }
+    tls_.start((std::filesystem::path(JOBPOLL_TEST_SERVER).parent_path() / "h2_server.py").string());
   }
-
-  static void TearDownTestSuite() {
-    server_.reset();
-    pki_.reset();
-    setup_error_.clear();
-  }
+  static void TearDownTestSuite() { tls_.stop(); }
 
   // Each test starts with a fresh server: no jobs, an empty log, no hold.
   void SetUp() override {
-    ASSERT_EQ(setup_error_, "") << "the test suite's certificates or server could not be set up";
+    ASSERT_EQ(tls_.error(), "") << "the test suite's certificates or server could not be set up";
     control("POST", "/_control/reset");
   }
 
   static std::string url(std::string_view path) {
-    return "https://127.0.0.1:" + std::to_string(server_->port()) + std::string(path);
+    return "https://127.0.0.1:" + std::to_string(tls_.server().port()) + std::string(path);
   }
 
   // The options under test: the private CA, HTTP/2 offered or not, one connection at most.
   static curl_options options(bool http2) {
     curl_options o;
-    o.ca_file = pki_->ca_cert();
+    o.ca_file = tls_.pki().ca_cert();
     o.http2 = http2;
     o.max_total_connections = 1;
     return o;
@@ -93,7 +79,7 @@ class http2_test : public ::testing::Test {
   // logged); its JSON answer. Throws unless the server answers 200.
   json control(const std::string& method, const std::string& path, const json& body = nullptr) {
     curl_options o;
-    o.ca_file = pki_->ca_cert();
+    o.ca_file = tls_.pki().ca_cert();
     curl_transport t(ctx.get_executor(), o);
     http_request r;
     r.method = method;
@@ -169,9 +155,7 @@ class http2_test : public ::testing::Test {
     return s;
   }
 
-  static inline std::unique_ptr<test_pki> pki_;
-  static inline std::unique_ptr<jobpoll::test::loopback_server> server_;
-  static inline std::string setup_error_;
+  static inline tls_loopback tls_;
 
   asio::io_context ctx;
 };

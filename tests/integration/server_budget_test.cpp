@@ -84,6 +84,19 @@ class ServerBudget : public ::testing::Test {
     return times;
   }
 
+  // Saturates `limiter`: 10 jobs polling as fast as it allows for 4 s,
+  // against a server whose every answer takes 0-200 ms, part of it before
+  // the request arrives. The server's arrival times, sorted.
+  std::vector<double> saturate(jobpoll::limiter_ref limiter) {
+    server.configure({{"latency_ms", {0, 200}}});
+    jobpoll::poll_options o;
+    o.interval = jobpoll::fixed_interval{0ms};
+    o.deadline = 4s;
+    o.limiter = limiter;
+    run_jobs(10, {{"steps", 1000}}, o);
+    return arrivals();
+  }
+
   jobpoll::test::loopback_server server;
   asio::io_context ctx;
   jobpoll::curl_transport transport{ctx.get_executor(), [] {
@@ -96,20 +109,11 @@ class ServerBudget : public ::testing::Test {
   client_type client{transport, jobpoll_test::v1_job_api(server, false), jobpoll_test::v1_job_status()};
 };
 
-// 10 jobs polling as fast as the budget allows share 10 requests per second
-// for 4 s, against a server whose every answer takes 0-200 ms, part of it
-// before the request arrives: the server's own log never holds 11 arrivals
+// 10 requests per second: the server's own log never holds 11 arrivals
 // within a second.
 TEST_F(ServerBudget, TheSlidingWindowHoldsAtTheServerWhateverTheLatency) {
-  server.configure({{"latency_ms", {0, 200}}});
   jobpoll::sliding_window_limiter quota(ctx.get_executor(), 10, 1s);
-  jobpoll::poll_options o;
-  o.interval = jobpoll::fixed_interval{0ms};
-  o.deadline = 4s;
-  o.limiter = quota;
-  run_jobs(10, {{"steps", 1000}}, o);
-
-  const std::vector<double> times = arrivals();
+  const std::vector<double> times = saturate(quota);
   ASSERT_GT(times.size(), 30u);
   for (std::size_t i = 10; i < times.size(); ++i)
     ASSERT_GE(times[i] - times[i - 10], 1.0) << "11 arrivals within 1 s, ending at arrival " << i;
@@ -120,19 +124,12 @@ TEST_F(ServerBudget, TheSlidingWindowHoldsAtTheServerWhateverTheLatency) {
   EXPECT_EQ(quota.in_use(), 0u);
 }
 
+// 10 per second in bursts of 3: never more than the burst plus the refill
+// between the first and the last of any run of arrivals.
 TEST_F(ServerBudget, TheTokenBucketHoldsAtTheServerWhateverTheLatency) {
-  server.configure({{"latency_ms", {0, 200}}});
-  jobpoll::token_bucket_limiter bucket(ctx.get_executor(), 10, 1s, 3);  // 10 per s, bursts of 3
-  jobpoll::poll_options o;
-  o.interval = jobpoll::fixed_interval{0ms};
-  o.deadline = 4s;
-  o.limiter = bucket;
-  run_jobs(10, {{"steps", 1000}}, o);
-
-  const std::vector<double> times = arrivals();
+  jobpoll::token_bucket_limiter bucket(ctx.get_executor(), 10, 1s, 3);
+  const std::vector<double> times = saturate(bucket);
   ASSERT_GT(times.size(), 30u);
-  // Never more than the burst plus the refill between the first and the last
-  // of any run of arrivals.
   for (std::size_t i = 0; i < times.size(); ++i)
     for (std::size_t j = i; j < times.size(); ++j)
       ASSERT_LE(static_cast<double>(j - i + 1), 3.0 + (times[j] - times[i]) * 10.0)

@@ -264,7 +264,7 @@ TYPED_TEST(Limiter, CancellationThroughAwaitableOperatorsConsumesNothing) {
   asio::co_spawn(
       this->ctx,
       [&]() -> asio::awaitable<void> {
-        co_await lim.async_acquire(asio::use_awaitable);
+        static_cast<void>(co_await lim.async_acquire(asio::use_awaitable));
         next = manual_clock::now();
       },
       rethrow);
@@ -337,9 +337,9 @@ TYPED_TEST(Limiter, WorksThroughLimiterRef) {
   asio::co_spawn(
       this->ctx,
       [&]() -> asio::awaitable<void> {
-        co_await ref.acquire();
+        static_cast<void>(co_await ref.acquire());
         grants.push_back(manual_clock::now());
-        co_await ref.acquire();
+        static_cast<void>(co_await ref.acquire());
         grants.push_back(manual_clock::now());
       },
       rethrow);
@@ -373,7 +373,7 @@ TYPED_TEST(Limiter, DestroyingTheLimiterFailsAnAwaitingCoroutine) {
         this->ctx,
         [&]() -> asio::awaitable<void> {
           try {
-            co_await lim.async_acquire(asio::use_awaitable);
+            static_cast<void>(co_await lim.async_acquire(asio::use_awaitable));
           } catch (const std::system_error& e) {
             thrown = e.code();
           }
