@@ -101,6 +101,19 @@ void expect_window_respected(const std::vector<TimePoint>& starts, std::size_t n
   }
 }
 
+/// How much of a window's budget sorted arrivals use in steady state: the
+/// rate of the arrivals after the first `n` (a full window's worth, which
+/// arrive at once), from the first arrival to the last, as a fraction of
+/// `n` per `window`. Edge effects of the span (whole batches counted in a
+/// span that ends mid-cycle) do not inflate it.
+template <class T, class Duration>
+double window_use(const std::vector<T>& arrivals, std::size_t n, Duration window) {
+  if (arrivals.size() <= n) return 0;
+  const double span = std::chrono::duration<double>(arrivals.back() - arrivals.front()).count();
+  const double rate = static_cast<double>(arrivals.size() - n) / span;
+  return rate / (static_cast<double>(n) / std::chrono::duration<double>(window).count());
+}
+
 /// The token bucket bound: the starts i..j (sorted) never outnumber the burst
 /// plus the tokens refilled between the first and the last of them.
 template <class TimePoint>
