@@ -19,7 +19,9 @@
 // only if they and k fit. The cost: a slot is busy for W plus the request's
 // latency L, so a saturated sliding window serves N per (W + L), a fraction
 // W / (W + L) of the nominal rate (0.96 for W = 3 s and L = 0-200 ms; 0.9999
-// for 15 s at loopback latency).
+// for 15 s at loopback latency). The one arrival the proof cannot bound: a
+// request the client gave up on (timeout, cancellation) is released then,
+// and a server that reads it from its socket buffer later counts it later.
 
 #include <algorithm>
 #include <cassert>
