@@ -23,23 +23,11 @@
 #include <string_view>
 #include <vector>
 
-extern char** environ;
+#include "child_process.hpp"
 
 namespace jobpoll_bench {
 
 namespace detail {
-
-// The environment with no_proxy=* (a proxy must never see loopback traffic).
-inline std::vector<std::string> loopback_environment() {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string_view entry(*e);
-    if (!entry.starts_with("no_proxy=") && !entry.starts_with("NO_PROXY=")) env.emplace_back(entry);
-  }
-  env.emplace_back("no_proxy=*");
-  env.emplace_back("NO_PROXY=*");
-  return env;
-}
 
 inline std::string joined(const std::vector<std::string>& argv) {
   std::string s;
@@ -57,7 +45,7 @@ inline pid_t spawn(std::vector<std::string> argv, int in_fd, int out_fd) {
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   }
   posix_spawn_file_actions_adddup2(&actions, out_fd, STDOUT_FILENO);
-  std::vector<std::string> env = loopback_environment();
+  std::vector<std::string> env = jobpoll_test::loopback_environment();
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);

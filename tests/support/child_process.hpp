@@ -27,6 +27,19 @@
 
 namespace jobpoll_test {
 
+/// This process's environment with no_proxy=* (a proxy must never see
+/// loopback traffic), for the programs the tests and benchmarks start.
+inline std::vector<std::string> loopback_environment() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    if (!entry.starts_with("no_proxy=") && !entry.starts_with("NO_PROXY=")) env.emplace_back(entry);
+  }
+  env.emplace_back("no_proxy=*");
+  env.emplace_back("NO_PROXY=*");
+  return env;
+}
+
 /// How a child process ended and what it printed.
 struct child_result {
   bool exited = false;  // it called exit (WIFEXITED), rather than being ended by a signal
@@ -74,13 +87,7 @@ class child_process {
     posix_spawnattr_setsigmask(&attributes, &none);
     posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 
-    std::vector<std::string> environment;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string_view entry(*e);
-      if (!entry.starts_with("no_proxy=") && !entry.starts_with("NO_PROXY=")) environment.emplace_back(entry);
-    }
-    environment.emplace_back("no_proxy=*");
-    environment.emplace_back("NO_PROXY=*");
+    std::vector<std::string> environment = loopback_environment();
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
