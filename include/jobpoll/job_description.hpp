@@ -11,6 +11,7 @@
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "jobpoll/detail/url_template.hpp"
 #include "jobpoll/error.hpp"
@@ -39,6 +40,10 @@ struct request_template {
   std::string url;
   std::string body;        ///< sent with the codec's content type unless `headers` set one
   http_headers headers;
+  /// Form fields, in order: when there are any the body is
+  /// `application/x-www-form-urlencoded` (names and expanded values
+  /// percent-encoded) and `body` must be empty.
+  std::vector<std::pair<std::string, std::string>> form;
 };
 
 /// Which part of a request a template is: values are percent-encoded in a URL.
@@ -114,18 +119,23 @@ struct result_source {
   std::string pointer;            ///< where the result is in the answer ("" is the whole document)
   request_template request;       ///< for fetch and paged; placeholders {handle}, {offset}, {limit}
   paging pages;                   ///< for paged
+  /// Placeholders of `request` read from the final poll answer: name ->
+  /// pointer, e.g. {"location", "/resourceLocation"} for a `request` whose
+  /// URL is "{+location}", or {"file", "/output_file_id"}. A pointer with no
+  /// scalar there ends the job with `decode_error` naming it.
+  std::map<std::string, std::string, std::less<>> from_answer;
 
   /// The result is in the final poll answer, at `pointer`.
   static result_source in_poll_answer(std::string pointer = "") {
-    return {kind::poll_answer, std::move(pointer), {}, {}};
+    return {kind::poll_answer, std::move(pointer), {}, {}, {}};
   }
   /// The result is fetched with `request` (e.g. GET .../jobs/{handle}/result), at `pointer`.
   static result_source fetch(request_template request, std::string pointer = "") {
-    return {kind::fetch, std::move(pointer), std::move(request), {}};
+    return {kind::fetch, std::move(pointer), std::move(request), {}, {}};
   }
   /// The result is every page of `request`, read as `how` says.
   static result_source paged(request_template request, paging how) {
-    return {kind::paged, {}, std::move(request), std::move(how)};
+    return {kind::paged, {}, std::move(request), std::move(how), {}};
   }
 };
 
