@@ -88,6 +88,104 @@ GET /transaction/get-job-data?hash=H[&offset=O&limit=L]   (O defaults to 0,
                     "limit": L, "total": 0, "message": "report failed"}}
     Unknown hash -> 404 {"error": "unknown hash"}; no hash -> 400.
 
+Google long-running operations (/v1/lro)
+----------------------------------------
+POST /v1/lro/operations
+    Body (JSON object, every field optional): "steps": int >= 1 (default 3),
+    "outcome": "succeed" | "fail" (default "succeed"), "result": any (default
+    "result of operations/<n>").
+    -> 200 {"name": "operations/<n>", "done": false, "metadata": {"progressPercent": 0}}
+    (n = 1, 2, ... in submission order). Malformed body -> 400 as for /v1/jobs.
+GET /v1/lro/operations/{n}
+    Every GET advances the operation one step; GET number k (from 1):
+      k <  steps: 200 {"name", "done": false, "metadata": {"progressPercent": 100 * k // steps}}
+      k >= steps: 200 {"name", "done": true, "metadata": {"progressPercent": 100},
+                       "response": {"result": result}}
+              or  {"name", "done": true, "metadata": {"progressPercent": 100},
+                   "error": {"code": 13, "message": "internal: simulated failure"}}
+    A cancelled operation answers {"name", "done": true, "metadata": {...},
+    "error": {"code": 1, "message": "operation cancelled"}}.
+POST /v1/lro/operations/{n}:cancel
+    -> 200 {}; an operation that is not done yet is cancelled.
+    Unknown operation (GET or cancel) -> 404
+    {"error": {"code": 5, "message": "operation operations/<n> not found"}}.
+
+Azure asynchronous operations (/azure)
+--------------------------------------
+PUT /azure/resources/{name}
+    Body (JSON object, every field optional): "steps": int >= 0 (default 3),
+    "outcome": "succeed" | "fail" (default "succeed"), "size": any (default 1).
+    -> 201 {"name": name, "status": "Accepted"},
+       Operation-Location: <scheme>://<Host of the request>/azure/operations/op-<n>
+       (http://127.0.0.1:PORT/... for a client that sends Host 127.0.0.1:PORT),
+       Retry-After: the config's "azure_retry_after" (whole seconds, default 1).
+GET /azure/operations/{id}
+    Every GET advances the operation one step; GET number k (from 1):
+      k = 1 <= steps:    200 {"id", "status": "NotStarted"}
+      1 < k <= steps:    200 {"id", "status": "Running", "percentComplete": round(100 * (k - 1) / steps)}
+      k > steps:         200 {"id", "status": "Succeeded", "percentComplete": 100,
+                              "resourceLocation": "/azure/resources/<name>"}
+                     or  200 {"id", "status": "Failed",
+                              "error": {"code": "InternalError", "message": "simulated failure"}}
+    A cancelled operation answers 200 {"id", "status": "Canceled"}.
+DELETE /azure/operations/{id}
+    -> 202 (empty body); an operation that has not ended is Canceled.
+GET /azure/resources/{name}
+    -> 200 {"name", "properties": {"provisioningState": "Succeeded", "size": size}}
+    once its latest operation has answered Succeeded; 404 before (and after a
+    failure or cancel). Unknown operation or resource -> 404
+    {"error": {"code": "NotFound", "message": ...}}.
+
+EBI-style job dispatcher (/ebi, plain text and forms)
+-----------------------------------------------------
+POST /ebi/run
+    Content-Type application/x-www-form-urlencoded; fields "email" and
+    "sequence" required (non-empty), optional "steps" (int >= 0, default 2) and
+    "outcome" ("finished" | "failure", default "finished").
+    -> 200 text/plain job id "ncbiblast-R<YYYYMMDD>-<n:06d>-0001-p1m" (UTC date of
+    submission, n = 1, 2, ...). Another Content-Type, a body that is not a form,
+    a missing or empty field or a bad value -> 400 text/plain saying which.
+GET /ebi/status/{id}
+    Every GET advances the job one step; GET number k (from 1):
+      k = 1 <= steps: 200 text/plain "QUEUED"; 1 < k <= steps: "RUNNING";
+      k > steps: "FINISHED" or "FAILURE".
+    Unknown id -> 404 text/plain "NOT_FOUND".
+GET /ebi/result/{id}/out
+    -> 200 text/plain, several lines (the job id, the sequence, two hits) once the
+    job has answered FINISHED; 404 text/plain before, for another result type
+    or an unknown id.
+
+Hostile answers (/hostile, for the client-robustness tests)
+-----------------------------------------------------------
+POST /hostile/{kind}
+    Body (JSON object, every field optional): "depth", "bytes", "count" (ints
+    >= 0) size the hostile answer. Creates job hostile-<n> (n = 1, 2, ...).
+    For a poll kind -> 202 {"job_id": "hostile-<n>", "status": "pending"},
+    Location: /hostile/{kind}/hostile-<n>; every GET of that Location answers:
+      deep             200 application/json: "[" * depth + "]" * depth (depth
+                       default 100000, ~200 KB)
+      deep-status      200 {"job_id", "status": <"[" * depth + "]" * depth>}
+      bignum-status    200 {"job_id": .., "status": 1e999} (the bytes as written)
+      bignum-progress  200 {"job_id": .., "status": "running", "progress": 1e999}
+      huge-header      200 {"job_id", "status": "completed", "result": {"ok": true}}
+                       with a header X-Hostile-Padding of `bytes` "a"s (default
+                       1 MiB: one header line well over 64 KB)
+      many-headers     the same with `count` headers X-Hostile-<i>: 40 "b"s
+                       (default 20000, ~1 MB of headers)
+      html             200 text/html, an HTML error page (~1 KB)
+      oversized        200 application/json, {"job_id", "status": "running",
+                       "padding": "ccc..."} of `bytes` bytes in all (default
+                       64 MiB + 1 KiB: over the jobpoll tool's 64 MiB limit)
+    For a submit kind the submit answer is hostile (the job exists all the same;
+    its GET answers {"job_id", "status": "pending"}):
+      submit-no-handle     202 {"status": "accepted", "message": "job queued"} (no
+                           id, no Location)
+      submit-undecodable   202 application/json, a JSON text cut in the middle:
+                           {"job_id": "hostile-<n>", "status": "pend
+      submit-html          202 text/html, an HTML page
+      submit-deep          202 application/json, nested `depth` deep (default 100000)
+    Unknown kind -> 404. GET /hostile/{kind}/{id} of an unknown id -> 404.
+
 Quota
 -----
 With --quota N/S or the config's "quota", every non-control request counts
@@ -133,9 +231,12 @@ POST /_control/config
             "total": int >= 0, "page_limit": int >= 0,
             "quota": {"limit": int >= 1, "window_s": number > 0} or null,
             "close_reused": number in [0, 1],
-            "latency_ms": [low, high] (0 <= low <= high <= 10000) or null}
-    -> 200 the resulting config ("close_reused" and "latency_ms" appear in it
-    once set).
+            "latency_ms": [low, high] (0 <= low <= high <= 10000) or null,
+            "azure_retry_after": int >= 0}
+    -> 200 the resulting config ("close_reused", "latency_ms" and
+    "azure_retry_after" appear in it once set).
+    "azure_retry_after" = S (default 1): the Retry-After (seconds) of the Azure
+    PUT's 201 answer, the wait a client owes before its first poll.
     Setting "quota" forgets the admitted requests.
     "close_reused" = F (default 0) closes, without answering, a fraction F of
     the requests that arrive on a reused connection (one that carried an
@@ -164,11 +265,17 @@ GET /_control/log
              "closed_reused": bool, whether "close_reused" closed it}]
     for every non-control request, in arrival order.
 GET /_control/jobs
-    -> 200 {"jobs": [{"id", "kind": "v1" | "load-job", "submits": 1,
-                      "polls": GETs answered normally, "cancelled": bool,
+    -> 200 {"jobs": [{"id", "kind": "v1" | "load-job" | "lro" | "azure" | "ebi" | "hostile",
+                      "submits": 1, "polls": GETs answered normally, "cancelled": bool,
                       "status": current status}],
-            "load_jobs": submitted load-jobs, "v1_jobs": submitted v1 jobs}
-    (a load-job's id is its hash).
+            "load_jobs": submitted load-jobs, "v1_jobs": submitted v1 jobs,
+            "lro_jobs", "azure_jobs", "ebi_jobs", "hostile_jobs": the same for
+            each of those kinds, each present only once one was submitted}
+    (a load-job's id is its hash, an LRO's its name "operations/<n>", an
+    Azure operation's "op-<n>", an EBI job's its text id; the status is the
+    one the last GET answered (before any, the first): "running", "succeeded", "failed" or
+    "cancelled" for an LRO, the status text for Azure and EBI, the kind for a
+    hostile job).
 POST /_control/reset
     Clears jobs, scripts, the log and the quota window, restores the startup
     config (--quota included), restarts ids at 1 and cuts scripted delays
@@ -196,7 +303,7 @@ import urllib.parse
 DEFAULT_CONFIG = {"working_polls": 2, "outcome": "pass", "total": 22, "page_limit": 10, "quota": None}
 # Config fields that appear in the config only once set (the answer to a
 # config request stays as it was for clients that do not use them).
-OPTIONAL_CONFIG = {"close_reused": 0, "latency_ms": None}
+OPTIONAL_CONFIG = {"close_reused": 0, "latency_ms": None, "azure_retry_after": 1}
 
 
 class BadRequest(Exception):
@@ -292,6 +399,83 @@ def scripted_reply(reply):
     return Reply(reply["status"], reply.get("body", "").encode(), headers)
 
 
+def text_reply(status, text):
+    """A text/plain answer (the EBI dialect), the text as given (no newline added)."""
+    return Reply(status, text.encode(), [("Content-Type", "text/plain;charset=UTF-8")])
+
+
+def ebi_result(job):
+    """The multi-line "out" result of a finished EBI job."""
+    return (f"# ncbiblast result of {job['id']}\n"
+            f"# query: {job['sequence']} ({len(job['sequence'])} letters)\n"
+            f"hit 1\tsp|P00001|EXAMPLE1\tscore 98.5\te-value 1e-20\n"
+            f"hit 2\tsp|P00002|EXAMPLE2\tscore 41.0\te-value 0.003\n")
+
+
+# Hostile kinds and the sizes each takes (name -> default).
+MIB = 1 << 20
+HOSTILE_KINDS = {
+    "deep": {"depth": 100000},
+    "deep-status": {"depth": 100000},
+    "bignum-status": {},
+    "bignum-progress": {},
+    "huge-header": {"bytes": MIB},
+    "many-headers": {"count": 20000},
+    "html": {},
+    "oversized": {"bytes": 64 * MIB + 1024},
+    "submit-no-handle": {},
+    "submit-undecodable": {},
+    "submit-html": {},
+    "submit-deep": {"depth": 100000},
+}
+
+HTML_PAGE = ("<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body>\n"
+             "<h1>502 Bad Gateway</h1>\n<p>The upstream server did not answer in time.</p>\n"
+             + "<!-- padding -->\n" * 50 + "</body></html>\n")
+
+
+def hostile_poll_answer(job):
+    """The answer of every GET of a hostile job."""
+    kind, job_id = job["hostile"], job["id"]
+    as_json = [("Content-Type", "application/json")]
+    if kind == "deep":
+        return Reply(200, b"[" * job["depth"] + b"]" * job["depth"], as_json)
+    if kind == "deep-status":
+        return Reply(200, b'{"job_id": "%s", "status": ' % job_id.encode() + b"[" * job["depth"]
+                     + b"]" * job["depth"] + b"}", as_json)
+    if kind == "bignum-status":
+        return Reply(200, b'{"job_id": "%s", "status": 1e999}' % job_id.encode(), as_json)
+    if kind == "bignum-progress":
+        return Reply(200, b'{"job_id": "%s", "status": "running", "progress": 1e999}' % job_id.encode(), as_json)
+    if kind in ("huge-header", "many-headers"):
+        reply = Reply.json(200, {"job_id": job_id, "status": "completed", "result": {"ok": True}})
+        if kind == "huge-header":
+            reply.headers.append(("X-Hostile-Padding", "a" * job["bytes"]))
+        else:
+            reply.headers.extend((f"X-Hostile-{i}", "b" * 40) for i in range(job["count"]))
+        return reply
+    if kind == "html":
+        return Reply(200, HTML_PAGE.encode(), [("Content-Type", "text/html; charset=utf-8")])
+    if kind == "oversized":
+        head = b'{"job_id": "%s", "status": "running", "padding": "' % job_id.encode()
+        tail = b'"}'
+        return Reply(200, head + b"c" * max(0, job["bytes"] - len(head) - len(tail)) + tail, as_json)
+    return Reply.json(200, {"job_id": job_id, "status": "pending"})  # a submit kind
+
+
+def hostile_submit_answer(job):
+    """The 202 answer to the submit of a hostile submit kind (the job exists all the same)."""
+    kind, job_id = job["hostile"], job["id"]
+    if kind == "submit-no-handle":
+        return Reply.json(202, {"status": "accepted", "message": "job queued"})
+    if kind == "submit-undecodable":
+        return Reply(202, b'{"job_id": "%s", "status": "pend' % job_id.encode(), [("Content-Type", "application/json")])
+    if kind == "submit-html":
+        return Reply(202, b"<html><body><p>Accepted: your job is queued.</p></body></html>\n",
+                     [("Content-Type", "text/html")])
+    return Reply(202, b"[" * job["depth"] + b"]" * job["depth"], [("Content-Type", "application/json")])
+
+
 class State:
     """Everything the handlers share; every method takes the one lock."""
 
@@ -306,6 +490,9 @@ class State:
         self.jobs = {}  # id (or hash) -> job dict, in submission order
         self.v1_count = 0
         self.load_count = 0
+        # Submissions of the other dialects, by kind ("lro", "azure", "ebi", "hostile").
+        self.dialect_counts = {}
+        self.azure_resources = {}  # resource name -> the id of its latest operation
         self.scripts = []  # [{"method", "path", "replies": deque}]
         self.log = []
         self.admitted = collections.deque()  # monotonic times of admitted requests
@@ -387,16 +574,29 @@ class State:
 
     # --- the normal behaviour -------------------------------------------------
 
-    def handle(self, method, path, query, body):
-        """The normal answer to a non-control request."""
+    def handle(self, method, path, query, body, headers=None, origin=""):
+        """The normal answer to a non-control request; `headers` are the
+        request's (a dict), `origin` "scheme://host:port" as the client named
+        the server (for absolute URLs in answers)."""
+        headers = headers or {}
         with self.lock:
             try:
-                return self._route(method, path, urllib.parse.parse_qs(query), body)
+                if path.startswith("/ebi/"):
+                    return self._route_ebi(method, path, body, headers)
+                return self._route(method, path, urllib.parse.parse_qs(query), body, origin)
             except BadRequest as e:
+                if path.startswith("/ebi/"):
+                    return text_reply(400, str(e))
                 return error(400, str(e))
 
-    def _route(self, method, path, query, body):
+    def _route(self, method, path, query, body, origin=""):
         parts = path.strip("/").split("/")
+        if parts[0] == "v1" and len(parts) >= 2 and parts[1] == "lro":
+            return self._route_lro(method, path, parts, body)
+        if parts[0] == "azure":
+            return self._route_azure(method, path, parts, body, origin)
+        if parts[0] == "hostile":
+            return self._route_hostile(method, path, parts, body)
         if path == "/v1/jobs":
             return self._submit_v1(body) if method == "POST" else self._not_allowed(method, path)
         if len(parts) == 3 and parts[:2] == ["v1", "jobs"]:
@@ -520,6 +720,251 @@ class State:
             data["message"] = "report failed"
         return Reply.json(200, {"data": data})
 
+    # --- the other dialects ---------------------------------------------------
+
+    def _new_job(self, kind, job_id, **fields):
+        self.dialect_counts[kind] = self.dialect_counts.get(kind, 0) + 1
+        job = {"id": job_id, "kind": kind, "polls": 0, "cancelled": False, **fields}
+        self.jobs[job_id] = job
+        return job
+
+    def _next_number(self, kind):
+        return self.dialect_counts.get(kind, 0) + 1
+
+    @staticmethod
+    def _dialect_spec(body, outcomes, default_steps, minimum_steps=0):
+        spec = parse_json_body(body)
+        if not isinstance(spec, dict):
+            raise BadRequest(f"the request must be a JSON object, got {json.dumps(spec)[:200]}")
+        steps = check_int("steps", spec.get("steps", default_steps), minimum_steps)
+        outcome = spec.get("outcome", outcomes[0])
+        if outcome not in outcomes:
+            raise BadRequest(f'"outcome" must be {" or ".join(json.dumps(o) for o in outcomes)}, '
+                             f'got {json.dumps(outcome)}')
+        return spec, steps, outcome
+
+    # Google long-running operations
+
+    def _route_lro(self, method, path, parts, body):
+        if parts == ["v1", "lro", "operations"]:
+            return self._submit_lro(body) if method == "POST" else self._not_allowed(method, path)
+        if len(parts) == 4 and parts[2] == "operations":
+            number, _, verb = parts[3].partition(":")
+            name = f"operations/{number}"
+            if verb == "cancel":
+                return self._cancel_lro(name) if method == "POST" else self._not_allowed(method, path)
+            if verb:
+                return self._lro_not_found(f"unknown custom method :{verb} on {name}")
+            return self._poll_lro(name) if method == "GET" else self._not_allowed(method, path)
+        return self._lro_not_found(f"no route for {method} {path}")
+
+    @staticmethod
+    def _lro_not_found(message):
+        return Reply.json(404, {"error": {"code": 5, "message": message, "status": "NOT_FOUND"}})
+
+    def _submit_lro(self, body):
+        spec, steps, outcome = self._dialect_spec(body, ("succeed", "fail"), 3, 1)
+        name = f"operations/{self._next_number('lro')}"
+        self._new_job("lro", name, steps=steps, outcome=outcome,
+                      result=spec.get("result", f"result of {name}"))
+        return Reply.json(200, {"name": name, "done": False, "metadata": {"progressPercent": 0}})
+
+    @staticmethod
+    def _lro_status(job):
+        if job["cancelled"]:
+            return "cancelled"
+        if job["polls"] < job["steps"]:
+            return "running"
+        return "succeeded" if job["outcome"] == "succeed" else "failed"
+
+    def _lro_answer(self, job):
+        status = self._lro_status(job)
+        percent = 100 * min(job["polls"], job["steps"]) // job["steps"]
+        answer = {"name": job["id"], "done": status != "running", "metadata": {"progressPercent": percent}}
+        if status == "succeeded":
+            answer["response"] = {"result": job["result"]}
+        elif status == "failed":
+            answer["error"] = {"code": 13, "message": "internal: simulated failure"}
+        elif status == "cancelled":
+            answer["error"] = {"code": 1, "message": "operation cancelled"}
+        return answer
+
+    def _poll_lro(self, name):
+        job = self.jobs.get(name)
+        if job is None or job["kind"] != "lro":
+            return self._lro_not_found(f"operation {name} not found")
+        if not job["cancelled"]:
+            job["polls"] += 1
+        return Reply.json(200, self._lro_answer(job))
+
+    def _cancel_lro(self, name):
+        job = self.jobs.get(name)
+        if job is None or job["kind"] != "lro":
+            return self._lro_not_found(f"operation {name} not found")
+        if self._lro_status(job) == "running":
+            job["cancelled"] = True
+        return Reply.json(200, {})
+
+    # Azure asynchronous operations
+
+    def _route_azure(self, method, path, parts, body, origin):
+        if len(parts) == 3 and parts[1] == "resources":
+            if method == "PUT":
+                return self._put_azure(parts[2], body, origin)
+            if method == "GET":
+                return self._get_azure_resource(parts[2])
+            return self._not_allowed(method, path)
+        if len(parts) == 3 and parts[1] == "operations":
+            if method == "GET":
+                return self._poll_azure(parts[2])
+            if method == "DELETE":
+                return self._cancel_azure(parts[2])
+            return self._not_allowed(method, path)
+        return self._azure_not_found(f"no route for {method} {path}")
+
+    @staticmethod
+    def _azure_not_found(message):
+        return Reply.json(404, {"error": {"code": "NotFound", "message": message}})
+
+    def _put_azure(self, name, body, origin):
+        spec, steps, outcome = self._dialect_spec(body, ("succeed", "fail"), 3)
+        op_id = f"op-{self._next_number('azure')}"
+        self._new_job("azure", op_id, steps=steps, outcome=outcome, resource=name, size=spec.get("size", 1))
+        self.azure_resources[name] = op_id
+        retry_after = self.config.get("azure_retry_after", OPTIONAL_CONFIG["azure_retry_after"])
+        return Reply.json(201, {"name": name, "status": "Accepted"},
+                          [("Operation-Location", f"{origin}/azure/operations/{op_id}"),
+                           ("Retry-After", str(retry_after))])
+
+    @staticmethod
+    def _azure_status(job):
+        if job["cancelled"]:
+            return "Canceled"
+        if job["polls"] <= job["steps"]:
+            return "NotStarted" if job["polls"] <= 1 else "Running"
+        return "Succeeded" if job["outcome"] == "succeed" else "Failed"
+
+    def _poll_azure(self, op_id):
+        job = self.jobs.get(op_id)
+        if job is None or job["kind"] != "azure":
+            return self._azure_not_found(f"operation {op_id} not found")
+        if not job["cancelled"]:
+            job["polls"] += 1
+        status = self._azure_status(job)
+        answer = {"id": op_id, "status": status}
+        if status == "Running":
+            answer["percentComplete"] = round(100 * (job["polls"] - 1) / job["steps"])
+        elif status == "Succeeded":
+            answer.update(percentComplete=100, resourceLocation=f"/azure/resources/{job['resource']}")
+        elif status == "Failed":
+            answer["error"] = {"code": "InternalError", "message": "simulated failure"}
+        return Reply.json(200, answer)
+
+    def _cancel_azure(self, op_id):
+        job = self.jobs.get(op_id)
+        if job is None or job["kind"] != "azure":
+            return self._azure_not_found(f"operation {op_id} not found")
+        if self._azure_status(job) in ("NotStarted", "Running"):
+            job["cancelled"] = True
+        return Reply(202)
+
+    def _get_azure_resource(self, name):
+        job = self.jobs.get(self.azure_resources.get(name, ""))
+        if job is None or self._azure_status(job) != "Succeeded" or job["polls"] <= job["steps"]:
+            return self._azure_not_found(f"resource {name} not found")
+        return Reply.json(200, {"name": name, "properties": {"provisioningState": "Succeeded", "size": job["size"]}})
+
+    # EBI-style job dispatcher (plain text, forms)
+
+    def _route_ebi(self, method, path, body, headers):
+        parts = path.strip("/").split("/")
+        if parts == ["ebi", "run"]:
+            return self._submit_ebi(body, headers) if method == "POST" else self._ebi_not_allowed(method, path)
+        if len(parts) == 3 and parts[1] == "status":
+            return self._poll_ebi(parts[2]) if method == "GET" else self._ebi_not_allowed(method, path)
+        if len(parts) == 4 and parts[1] == "result":
+            return self._result_ebi(parts[2], parts[3]) if method == "GET" else self._ebi_not_allowed(method, path)
+        return text_reply(404, f"no route for {method} {path}")
+
+    @staticmethod
+    def _ebi_not_allowed(method, path):
+        return text_reply(405, f"method {method} not allowed on {path}")
+
+    def _submit_ebi(self, body, headers):
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+            raise BadRequest(f"expected a form (Content-Type application/x-www-form-urlencoded), "
+                             f"got Content-Type {content_type or '(none)'!r} and body {body[:100]!r}")
+        try:
+            fields = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise BadRequest(f"the body is not a form ({e}): {body[:100]!r}") from None
+        for name in ("email", "sequence"):
+            if not fields.get(name, [""])[0]:
+                raise BadRequest(f"missing field: {name} (fields received: {', '.join(sorted(fields)) or 'none'})")
+        steps_text = fields.get("steps", ["2"])[0]
+        if not steps_text.isdigit():
+            raise BadRequest(f"steps must be a non-negative integer, got {steps_text!r}")
+        outcome = fields.get("outcome", ["finished"])[0]
+        if outcome not in ("finished", "failure"):
+            raise BadRequest(f"outcome must be finished or failure, got {outcome!r}")
+        n = self._next_number("ebi")
+        job_id = f"ncbiblast-R{time.strftime('%Y%m%d', time.gmtime())}-{n:06d}-0001-p1m"
+        self._new_job("ebi", job_id, steps=int(steps_text), outcome=outcome,
+                      email=fields["email"][0], sequence=fields["sequence"][0])
+        return text_reply(200, job_id)
+
+    @staticmethod
+    def _ebi_status(job):
+        if job["polls"] <= job["steps"]:
+            return "QUEUED" if job["polls"] <= 1 else "RUNNING"
+        return "FINISHED" if job["outcome"] == "finished" else "FAILURE"
+
+    def _poll_ebi(self, job_id):
+        job = self.jobs.get(job_id)
+        if job is None or job["kind"] != "ebi":
+            return text_reply(404, "NOT_FOUND")
+        job["polls"] += 1
+        return text_reply(200, self._ebi_status(job))
+
+    def _result_ebi(self, job_id, kind):
+        job = self.jobs.get(job_id)
+        if job is None or job["kind"] != "ebi":
+            return text_reply(404, "NOT_FOUND")
+        if kind != "out":
+            return text_reply(404, f"unknown result type {kind!r} (known: out)")
+        if job["polls"] <= job["steps"] or job["outcome"] != "finished":
+            return text_reply(404, f"no result: job {job_id} is {self._ebi_status(job)}")
+        return text_reply(200, ebi_result(job))
+
+    # Hostile answers
+
+    def _route_hostile(self, method, path, parts, body):
+        if len(parts) == 2:
+            if parts[1] not in HOSTILE_KINDS:
+                return error(404, f"unknown hostile kind {parts[1]!r}; known: {sorted(HOSTILE_KINDS)}")
+            return self._submit_hostile(parts[1], body) if method == "POST" else self._not_allowed(method, path)
+        if len(parts) == 3:
+            job = self.jobs.get(parts[2])
+            if job is None or job["kind"] != "hostile" or job["hostile"] != parts[1]:
+                return error(404, f"unknown hostile job {parts[1]}/{parts[2]}")
+            if method != "GET":
+                return self._not_allowed(method, path)
+            job["polls"] += 1
+            return hostile_poll_answer(job)
+        return error(404, f"no route for {method} {path}")
+
+    def _submit_hostile(self, kind, body):
+        spec = parse_json_body(body)
+        if not isinstance(spec, dict):
+            raise BadRequest(f"the request must be a JSON object, got {json.dumps(spec)[:200]}")
+        sizes = {name: check_int(name, spec.get(name, default)) for name, default in HOSTILE_KINDS[kind].items()}
+        job_id = f"hostile-{self._next_number('hostile')}"
+        job = self._new_job("hostile", job_id, hostile=kind, **sizes)
+        if kind.startswith("submit-"):
+            return hostile_submit_answer(job)
+        return Reply.json(202, {"job_id": job_id, "status": "pending"}, [("Location", f"/hostile/{kind}/{job_id}")])
+
     # --- control --------------------------------------------------------------
 
     def control(self, method, path, body):
@@ -587,6 +1032,8 @@ class State:
                                  f'got {json.dumps(bounds)[:200]}')
             config["latency_ms"] = bounds
             self.latency = random.Random(0)
+        if "azure_retry_after" in changes:
+            config["azure_retry_after"] = check_int("azure_retry_after", changes["azure_retry_after"])
         self.config = config
         return Reply.json(200, config)
 
@@ -595,10 +1042,26 @@ class State:
 
     def _jobs(self, _body):
         jobs = [{"id": job["id"], "kind": job["kind"], "submits": 1, "polls": job["polls"],
-                 "cancelled": job["cancelled"],
-                 "status": self._v1_status(job) if job["kind"] == "v1" else self._load_status(job)}
+                 "cancelled": job["cancelled"], "status": self._status_of(job)}
                 for job in self.jobs.values()]
-        return Reply.json(200, {"jobs": jobs, "load_jobs": self.load_count, "v1_jobs": self.v1_count})
+        answer = {"jobs": jobs, "load_jobs": self.load_count, "v1_jobs": self.v1_count}
+        for kind, count in self.dialect_counts.items():
+            answer[f"{kind}_jobs"] = count
+        return Reply.json(200, answer)
+
+    def _status_of(self, job):
+        kind = job["kind"]
+        if kind == "v1":
+            return self._v1_status(job)
+        if kind == "load-job":
+            return self._load_status(job)
+        if kind == "lro":
+            return self._lro_status(job)
+        if kind == "azure":
+            return self._azure_status(job)
+        if kind == "ebi":
+            return self._ebi_status(job)
+        return job["hostile"]
 
     def _reset(self, _body):
         self.wake.set()
@@ -671,7 +1134,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if rejected:
             self._answer(entry, rejected)
         elif script is None:
-            self._answer(entry, state.handle(self.command, url.path, url.query, body))
+            self._answer(entry, state.handle(self.command, url.path, url.query, body, headers, self._origin()))
         # An Event wait, not time.sleep: reset and shutdown cut it short.
         elif script.get("delay_ms", 0) > 0 and wake.wait(script["delay_ms"] / 1000):
             self._drop(reset=False, why="delay cut short")
@@ -684,7 +1147,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif "status" in script:
             self._answer(entry, scripted_reply(script), "scripted ")
         else:
-            self._answer(entry, state.handle(self.command, url.path, url.query, body), "delayed ")
+            self._answer(entry, state.handle(self.command, url.path, url.query, body, headers, self._origin()),
+                         "delayed ")
+
+    def _origin(self):
+        """"scheme://host:port" as the client named this server (its Host
+        header), else the bound address."""
+        scheme = "https" if isinstance(self.connection, ssl.SSLSocket) else "http"
+        host = self.headers.get("Host")
+        if not host:
+            address, port = self.server.server_address[:2]
+            host = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        return f"{scheme}://{host}"
 
     def _answer(self, entry, reply, kind=""):
         """Logs the status (before sending, so a client that reads the log right
