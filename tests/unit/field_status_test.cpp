@@ -403,4 +403,213 @@ TEST(FieldStatusValidationTest, ConfigurationChainsOnNamedPolicies) {
   EXPECT_EQ(policy(json{{"data", {{"status", "fail"}, {"error", "quota"}}}}).detail, "status \"fail\": quota");
 }
 
+// --- rules ----------------------------------------------------------------------------
+
+using jobpoll::field_condition;
+using jobpoll::field_rule;
+using jobpoll::rule_outcome;
+
+/// Google's long-running operations as rules only.
+json_field_status lro_rules() {
+  return json_field_status::from_rules({
+                                           {.when = {field_condition::equals("/done", {"true"}),
+                                                     field_condition::present("/error")},
+                                            .then = rule_outcome::failed,
+                                            .detail = "/error/message"},
+                                           {.when = {field_condition::equals("/done", {"true"})},
+                                            .then = rule_outcome::succeeded},
+                                           {.when = {field_condition::equals("/done", {"false"})},
+                                            .then = rule_outcome::pending},
+                                       })
+      .progress_at("/metadata/progressPercent", 100);
+}
+
+/// The same API as a status list on /done plus one rule.
+json_field_status lro_lists() {
+  return json_field_status("/done", {.succeeded = {"true"}, .failed = {}, .pending = {"false"}})
+      .failed_if_present("/error")
+      .failure_detail_at("/error/message")
+      .progress_at("/metadata/progressPercent", 100);
+}
+
+constexpr std::string_view lro_running =
+    R"({"name":"operations/7","done":false,"metadata":{"@type":"type.googleapis.com/x.Metadata","progressPercent":40}})";
+constexpr std::string_view lro_succeeded =
+    R"({"name":"operations/7","done":true,"metadata":{"progressPercent":100},"response":{"rows":22}})";
+constexpr std::string_view lro_failed =
+    R"({"name":"operations/7","done":true,"metadata":{"progressPercent":60},)"
+    R"("error":{"code":7,"message":"Permission denied on resource","details":[]}})";
+
+TEST(FieldStatusRuleTest, LongRunningOperationsAsRulesOnly) {
+  const poll_status running = classify(lro_rules(), lro_running);
+  EXPECT_EQ(running.state, job_state::pending);
+  EXPECT_EQ(running.detail, "/done \"false\"");
+  EXPECT_EQ(running.progress, 0.4);
+
+  const poll_status succeeded = classify(lro_rules(), lro_succeeded);
+  EXPECT_EQ(succeeded.state, job_state::succeeded);
+  EXPECT_EQ(succeeded.detail, "/done \"true\"");
+
+  const poll_status failed = classify(lro_rules(), lro_failed);
+  EXPECT_EQ(failed.state, job_state::failed);
+  EXPECT_EQ(failed.error, jobpoll::errc::job_failed);
+  EXPECT_EQ(failed.detail, "/done \"true\" and /error present: Permission denied on resource");
+}
+
+TEST(FieldStatusRuleTest, LongRunningOperationsAsListsAndOneRule) {
+  const poll_status running = classify(lro_lists(), lro_running);
+  EXPECT_EQ(running.state, job_state::pending);
+  EXPECT_EQ(running.detail, "status \"false\"");
+  EXPECT_EQ(running.progress, 0.4);
+  EXPECT_EQ(classify(lro_lists(), lro_succeeded).state, job_state::succeeded);
+  const poll_status failed = classify(lro_lists(), lro_failed);
+  EXPECT_EQ(failed.state, job_state::failed);
+  // A failed rule without a detail pointer of its own shows the failure detail.
+  EXPECT_EQ(failed.detail, "/error present: Permission denied on resource");
+}
+
+TEST(FieldStatusRuleTest, ANullCountsAsAbsent) {
+  EXPECT_EQ(classify(lro_rules(), R"({"done":true,"error":null,"response":{}})").state, job_state::succeeded);
+  const json_field_status policy = json_field_status::from_rules(
+      {{.when = {field_condition::absent("/error"), field_condition::present("/result")},
+        .then = rule_outcome::succeeded}});
+  EXPECT_EQ(policy(json{{"error", nullptr}, {"result", json::array()}}).state, job_state::succeeded);
+  // An empty object or array, a false or a 0 is a value, not an absence.
+  for (const json& value : {json::object(), json::array(), json(false), json(0), json("")}) {
+    EXPECT_EQ(policy(json{{"error", value}, {"result", 1}}).error, jobpoll::errc::unknown_status) << value;
+  }
+}
+
+TEST(FieldStatusRuleTest, EqualsMatchesAnyListedTextExactly) {
+  const json_field_status policy = json_field_status::from_rules(
+      {{.when = {field_condition::equals("/state", {"DONE", "2", "true"})}, .then = rule_outcome::succeeded},
+       {.when = {field_condition::equals("/state", {"BUSY"})}, .then = rule_outcome::pending}});
+  EXPECT_EQ(policy(json{{"state", "DONE"}}).detail, R"(/state "DONE" | "2" | "true")");
+  EXPECT_EQ(policy(json{{"state", 2}}).state, job_state::succeeded);
+  EXPECT_EQ(policy(json{{"state", true}}).state, job_state::succeeded);
+  EXPECT_EQ(policy(json{{"state", "BUSY"}}).state, job_state::pending);
+  for (const json& value : {json("done"), json(2.0), json("true "), json(nullptr), json::array({"DONE"})}) {
+    EXPECT_EQ(policy(json{{"state", value}}).error, jobpoll::errc::unknown_status) << value;
+  }
+}
+
+TEST(FieldStatusRuleTest, TheFirstMatchingRuleDecides) {
+  json_field_status policy("/status", {{"done"}, {"failed"}, {"running"}});
+  policy.succeeded_if_present("/output").failed_if_present("/error");
+  // Both rules hold: the first added wins, before the status list.
+  const poll_status both = policy(json{{"status", "failed"}, {"output", "x"}, {"error", "y"}});
+  EXPECT_EQ(both.state, job_state::succeeded);
+  EXPECT_EQ(both.detail, "/output present");
+  EXPECT_EQ(policy(json{{"status", "done"}, {"error", "y"}}).detail, "/error present");
+
+  json_field_status reversed("/status", {{"done"}, {"failed"}, {"running"}});
+  reversed.failed_if_present("/error").succeeded_if_present("/output");
+  EXPECT_EQ(reversed(json{{"status", "failed"}, {"output", "x"}, {"error", "y"}}).detail, "/error present");
+}
+
+TEST(FieldStatusRuleTest, RulesComeBeforeTheListsAndTheUnknownRuleStays) {
+  const json_field_status policy = json_field_status("/status", {{"done"}, {"failed"}, {"running"}})
+                                       .rule({.when = {field_condition::equals("/status", {"queued"}),
+                                                       field_condition::absent("/worker")},
+                                              .then = rule_outcome::pending,
+                                              .detail = "/position"})
+                                       .progress_at("/p")
+                                       .hint_at("/eta");
+  const poll_status queued = policy(json{{"status", "queued"}, {"position", 3}, {"p", 0.1}, {"eta", 4}});
+  EXPECT_EQ(queued.state, job_state::pending);
+  EXPECT_EQ(queued.detail, R"(/status "queued" and /worker absent: 3)");
+  EXPECT_EQ(queued.progress, 0.1);
+  EXPECT_EQ(queued.retry_after, 4s);
+  // The rule does not hold: the lists decide, and "queued" is in none.
+  const poll_status assigned = policy(json{{"status", "queued"}, {"worker", "w-1"}});
+  EXPECT_EQ(assigned.state, job_state::permanent_error);
+  EXPECT_EQ(assigned.error, jobpoll::errc::unknown_status);
+  EXPECT_EQ(assigned.detail, "unknown status \"queued\" at /status (expected one of: done | failed | running)");
+  EXPECT_EQ(policy(json{{"status", "running"}}).detail, "status \"running\"");
+}
+
+TEST(FieldStatusRuleTest, ARuleMayDecideABodyWithoutAStatus) {
+  const json_field_status policy = json_field_status("/status", {{"done"}, {}, {"running"}}).failed_if_present("/fault");
+  EXPECT_EQ(policy(json{{"fault", "disk full"}}).state, job_state::failed);
+  EXPECT_EQ(policy(json{{"fault", "disk full"}}).detail, "/fault present");
+  EXPECT_EQ(policy(json{{"other", 1}}).error, jobpoll::errc::decode_error);
+}
+
+TEST(FieldStatusRuleTest, ADetailPointerAddsItsTextOrItsEncoding) {
+  const auto policy_with = [](rule_outcome outcome) {
+    return json_field_status::from_rules(
+        {{.when = {field_condition::present("/x")}, .then = outcome, .detail = "/why"},
+         {.when = {field_condition::present("/ok")}, .then = rule_outcome::succeeded}});
+  };
+  EXPECT_EQ(policy_with(rule_outcome::succeeded)(json{{"x", 1}, {"why", "cached"}}).detail, "/x present: cached");
+  EXPECT_EQ(policy_with(rule_outcome::pending)(json{{"x", 1}, {"why", 3}}).detail, "/x present: 3");
+  EXPECT_EQ(policy_with(rule_outcome::failed)(json{{"x", 1}, {"why", {{"code", 7}}}}).detail,
+            R"(/x present: {"code":7})");
+  EXPECT_EQ(policy_with(rule_outcome::failed)(json{{"x", 1}}).detail, "/x present");
+}
+
+TEST(FieldStatusRuleTest, AnAnswerNoRuleMatchesInARulesOnlyPolicyIsUnknown) {
+  const poll_status status = classify(lro_rules(), R"({"name":"operations/7"})");
+  EXPECT_EQ(status.state, job_state::permanent_error);
+  EXPECT_EQ(status.error, jobpoll::errc::unknown_status);
+  EXPECT_EQ(status.detail,
+            R"(no rule matched {"name":"operations/7"} (rules: /done "true" and /error present -> failed; )"
+            R"(/done "true" -> succeeded; /done "false" -> pending))");
+
+  const json_field_status lenient = lro_rules().on_unknown(jobpoll::unknown_is::pending);
+  const poll_status pending = classify(lenient, R"({"name":"operations/7","metadata":{"progressPercent":5}})");
+  EXPECT_EQ(pending.state, job_state::pending);
+  EXPECT_EQ(pending.progress, 0.05);
+  EXPECT_EQ(pending.detail,
+            R"(no rule matched, taken as pending (rules: /done "true" and /error present -> failed; )"
+            R"(/done "true" -> succeeded; /done "false" -> pending))");
+}
+
+TEST(FieldStatusRuleTest, RulesAreValidated) {
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().failed_if_present("error"); }),
+            "jobpoll::field_status: failed_if_present pointer must be empty or start with '/', got \"error\"");
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().succeeded_if_present("/a~"); }),
+            "jobpoll::field_status: succeeded_if_present pointer must follow every '~' with 0 or 1 (~0 is '~', ~1 is "
+            "'/'), got \"/a~\"");
+  EXPECT_EQ(invalid_argument_message([] {
+              seed_policy().failed_if_present("/error").rule(
+                  {.when = {field_condition::present("/a"), field_condition::absent("b")}, .then = rule_outcome::failed});
+            }),
+            "jobpoll::field_status: rule 2 condition 2 pointer must be empty or start with '/', got \"b\"");
+  EXPECT_EQ(invalid_argument_message([] {
+              seed_policy().rule({.when = {field_condition::present("/a")}, .then = rule_outcome::failed, .detail = "x"});
+            }),
+            "jobpoll::field_status: rule 1 detail pointer must be empty or start with '/', got \"x\"");
+  EXPECT_EQ(invalid_argument_message([] { seed_policy().rule({.when = {}, .then = rule_outcome::failed}); }),
+            "jobpoll::field_status: rule 1 must have a condition, got none");
+  EXPECT_EQ(invalid_argument_message([] {
+              seed_policy().rule({.when = {field_condition::equals("/s", {})}, .then = rule_outcome::pending});
+            }),
+            "jobpoll::field_status: rule 1 condition 1 must list a value to equal, got none at /s");
+}
+
+TEST(FieldStatusRuleTest, ARulesOnlyPolicyNeedsARuleThatSucceeds) {
+  EXPECT_EQ(invalid_argument_message([] { json_field_status::from_rules({}); }),
+            "jobpoll::field_status: a policy of rules only needs a rule that ends in succeeded, got 0 rules");
+  EXPECT_EQ(invalid_argument_message([] {
+              json_field_status::from_rules({{.when = {field_condition::present("/error")}, .then = rule_outcome::failed},
+                                             {.when = {field_condition::absent("/error")}, .then = rule_outcome::pending}});
+            }),
+            "jobpoll::field_status: a policy of rules only needs a rule that ends in succeeded, got 2 rules");
+  // The rules are checked first, with their numbers.
+  EXPECT_EQ(invalid_argument_message([] {
+              json_field_status::from_rules({{.when = {field_condition::present("e")}, .then = rule_outcome::succeeded}});
+            }),
+            "jobpoll::field_status: rule 1 condition 1 pointer must be empty or start with '/', got \"e\"");
+}
+
+TEST(FieldStatusRuleTest, APolicyWithRulesIsACopyableValue) {
+  const json_field_status original = lro_rules();
+  json_field_status copy = original;
+  copy.failed_if_present("/name");  // after the others: only a body that none of them matches
+  EXPECT_EQ(classify(original, R"({"name":"operations/7"})").error, jobpoll::errc::unknown_status);
+  EXPECT_EQ(classify(copy, R"({"name":"operations/7"})").state, job_state::failed);
+  EXPECT_EQ(classify(copy, lro_running).state, job_state::pending);
+}
+
 }  // namespace
