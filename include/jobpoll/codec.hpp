@@ -8,6 +8,9 @@
 #include <string>
 #include <string_view>
 
+#include "jobpoll/detail/invalid_argument.hpp"
+#include "jobpoll/http.hpp"
+
 namespace jobpoll {
 
 /// A document model for request and response bodies.
@@ -27,6 +30,14 @@ namespace jobpoll {
 /// - `append_elements(value_type& array, const value_type& from)` appends the
 ///   elements of the array `from` to `array` (which starts as
 ///   `empty_array()`) and returns how many; throws when `from` is not an array.
+///
+/// Two optional members, used when present (see `content_type_aware_codec`
+/// and `previewing_codec`):
+/// - `decode(std::string_view body, std::string_view content_type)` decodes
+///   knowing the answer's Content-Type;
+/// - `preview(const value_type&, std::size_t max_bytes)` the start of the
+///   value's encoding for a message, built in time and memory bounded by
+///   `max_bytes` rather than by the value's size.
 template <class C>
 concept codec = std::semiregular<typename C::value_type> &&
                 requires(const C& c, std::string_view body, const typename C::value_type& v,
@@ -44,5 +55,75 @@ concept codec = std::semiregular<typename C::value_type> &&
 /// The document type of a codec.
 template <codec C>
 using codec_value_t = typename C::value_type;
+
+/// A codec whose decoding depends on the answer's Content-Type (the field
+/// value as received, e.g. "text/plain; charset=utf-8", empty when the answer
+/// has none): `decode(body, content_type)` returns a `value_type` or throws
+/// as `decode(body)` does.
+template <class C>
+concept content_type_aware_codec =
+    codec<C> && requires(const C& c, std::string_view body, std::string_view content_type) {
+                  { c.decode(body, content_type) } -> std::same_as<typename C::value_type>;
+                };
+
+/// A codec with a bounded preview: `preview(value, max_bytes)` is one
+/// printable line of at most about `max_bytes` bytes (plus a mark when cut)
+/// showing the start of `value`'s encoding, produced without encoding the
+/// whole value, so a huge or deep document costs no more than a small one.
+template <class C>
+concept previewing_codec = codec<C> && requires(const C& c, const typename C::value_type& v, std::size_t max_bytes) {
+                                         { c.preview(v, max_bytes) } -> std::convertible_to<std::string>;
+                                       };
+
+namespace detail {
+
+/// What `body_preview` shows of a body by default, in bytes.
+inline constexpr std::size_t default_preview_bytes = 200;
+
+/// `codec.decode(body, content_type)` when the codec reads Content-Types,
+/// else `codec.decode(body)`: how a client decodes every answer.
+template <codec C>
+codec_value_t<C> decode_answer(const C& codec, std::string_view body, std::string_view content_type) {
+  if constexpr (content_type_aware_codec<C>) {
+    return codec.decode(body, content_type);
+  } else {
+    return codec.decode(body);
+  }
+}
+
+/// `value` for a message: `codec.preview(value, max_bytes)` when the codec
+/// has one, else `body_preview(codec.encode(value), max_bytes)`.
+template <codec C>
+std::string codec_preview(const C& codec, const codec_value_t<C>& value,
+                          std::size_t max_bytes = default_preview_bytes) {
+  if constexpr (previewing_codec<C>) {
+    return codec.preview(value, max_bytes);
+  } else {
+    return body_preview(codec.encode(value), max_bytes);
+  }
+}
+
+/// `text` without leading and trailing ASCII whitespace (space, \t, \n,
+/// \v, \f, \r): how text bodies are read.
+constexpr std::string_view trim_ascii_whitespace(std::string_view text) noexcept {
+  constexpr std::string_view space = " \t\n\v\f\r";
+  const auto first = text.find_first_not_of(space);
+  if (first == std::string_view::npos) return {};
+  return text.substr(first, text.find_last_not_of(space) - first + 1);
+}
+
+/// Throws `std::invalid_argument("jobpoll::<codec_name>: malformed JSON
+/// pointer ...")` unless `pointer` is an RFC 6901 pointer: empty, or
+/// '/'-separated tokens in which every '~' is followed by 0 or 1.
+inline void check_pointer(std::string_view codec_name, std::string_view pointer) {
+  if (!pointer.empty() && pointer.front() != '/')
+    throw_invalid(codec_name, "malformed JSON pointer (it must be empty or start with '/')", in_quotes(pointer));
+  for (std::size_t i = 0; i < pointer.size(); ++i) {
+    if (pointer[i] == '~' && (i + 1 == pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1')))
+      throw_invalid(codec_name, "malformed JSON pointer ('~' must be followed by '0' or '1')", in_quotes(pointer));
+  }
+}
+
+}  // namespace detail
 
 }  // namespace jobpoll

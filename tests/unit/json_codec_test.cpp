@@ -81,7 +81,10 @@ TEST(JsonCodecDecodeTest, RejectsWhitespaceTruncationTrailingTextBadUtf8AndHugeN
                "not JSON: parse error at line 1, column 4: syntax error while parsing value - invalid literal; "
                "last read: '{} x'; expected end of input: response could not be decoded");
   EXPECT_STREQ(decode_error("1e400").what(),
-               "not JSON: number overflow parsing '1e400': response could not be decoded");
+               "not JSON: number overflow parsing '1e400' at byte 0: response could not be decoded");
+  // nlohmann names no position for an overflow: the codec finds it, outside strings.
+  EXPECT_STREQ(decode_error(R"({"a": "1e400", "b": [1, -2.5e-3, 1e400]})").what(),
+               "not JSON: number overflow parsing '1e400' at byte 31: response could not be decoded");
   // Raw bytes the parser quotes are escaped, so the message stays one printable line.
   EXPECT_STREQ(decode_error("\"\xff\"").what(),
                "not JSON: parse error at line 1, column 2: syntax error while parsing value - invalid string: "
@@ -205,7 +208,7 @@ TEST(JsonCodecAppendTest, ANonArrayThrowsWithItsTypeAndValue) {
             "jobpoll::json_codec: append_elements expected an array as the source, got null: null");
   EXPECT_EQ(invalid_argument_message([&] { codec.append_elements(all, json(std::string(300, 'x'))); }),
             "jobpoll::json_codec: append_elements expected an array as the source, got string: \"" +
-                std::string(199, 'x') + "... (302 bytes)");
+                std::string(199, 'x') + "...");
   json target = json::object();
   EXPECT_EQ(invalid_argument_message([&] { codec.append_elements(target, json::array({1})); }),
             "jobpoll::json_codec: append_elements expected an array as the target, got object: {}");

@@ -96,12 +96,8 @@ class audit_replayer {
     const std::string prefix = file_ + ":" + std::to_string(number) + ": ";
     static constexpr std::string_view record_shape = "an audit record (a JSON object)";
     if (text.empty()) throw_invalid_field(prefix, "", record_shape, "an empty line");
-    nlohmann::json value;
-    try {
-      value = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& error) {
-      throw std::system_error(errc::invalid_checkpoint, prefix + "not a JSON document: " + json_error_reason(error));
-    }
+    const nlohmann::json value =
+        parse_json_record(text, file_, number, [](std::string_view json) { return nlohmann::json::parse(json); });
     const json_fields fields(value, prefix, "", record_shape);
     const wall_time ts = fields.time("ts");
     const std::string& batch = fields.string("batch");
@@ -109,8 +105,8 @@ class audit_replayer {
       batch_ = batch;
       batch_line_ = number;
     } else if (batch != batch_) {
-      fields.fail("batch", json_preview(batch_) + " (the batch of line " + std::to_string(*batch_line_) + ")",
-                  json_preview(batch));
+      fields.fail("batch", record_preview(batch_) + " (the batch of line " + std::to_string(*batch_line_) + ")",
+                  record_preview(batch));
     }
     const std::size_t id = fields.count("job", 1);
     const std::size_t entry = fields.count("entry", 0);
@@ -192,6 +188,19 @@ class audit_replayer {
   std::optional<std::size_t> batch_line_;
   std::map<std::size_t, replayed> jobs_;
 };
+
+/// `replay_audit_log` of `text`, the content of the file `file` (named in messages).
+inline std::vector<batch_job> replay_audit_text(std::string_view text, std::string file) {
+  audit_replayer replayer(std::move(file));
+  std::size_t number = 0;
+  for (std::size_t start = 0;;) {
+    const std::size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) break;  // the rest, if any, is a torn last line
+    replayer.line(text.substr(start, end - start), ++number);
+    start = end + 1;
+  }
+  return std::move(replayer).jobs();
+}
 
 }  // namespace detail
 
@@ -290,16 +299,7 @@ class audit_log {
 /// code and "cannot read audit log <path>" when the file cannot be read.
 /// Never modifies the file.
 inline std::vector<batch_job> replay_audit_log(const std::filesystem::path& path) {
-  const std::string text = *detail::read_file(path, false, "cannot read audit log");
-  detail::audit_replayer replayer(path.string());
-  std::size_t number = 0;
-  for (std::size_t start = 0;;) {
-    const std::size_t end = text.find('\n', start);
-    if (end == std::string::npos) break;  // the rest, if any, is a torn last line
-    replayer.line(std::string_view(text).substr(start, end - start), ++number);
-    start = end + 1;
-  }
-  return std::move(replayer).jobs();
+  return detail::replay_audit_text(*detail::read_file(path, false, "cannot read audit log"), path.string());
 }
 
 }  // namespace jobpoll

@@ -21,6 +21,7 @@
 
 #include "jobpoll/batch/batch_job.hpp"
 #include "jobpoll/batch/reconcile.hpp"
+#include "jobpoll/codec/json.hpp"
 #include "jobpoll/error.hpp"
 #include "jobpoll/job_client.hpp"
 #include "jobpoll/job_description.hpp"
@@ -87,15 +88,46 @@ inline std::optional<wall_time> parse_utc_ms(std::string_view text) noexcept {
   return wall_time{duration_cast<wall_time::duration>(since_epoch)};
 }
 
-/// `value`'s JSON text for a message: ASCII only, cut after 100 bytes with
-/// "... (N bytes)".
-inline std::string json_preview(const nlohmann::json& value) {
-  std::string text = value.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
-  static constexpr std::size_t limit = 100;
-  if (text.size() <= limit) return text;
-  const std::size_t size = text.size();
-  text.resize(limit);
-  return text + "... (" + std::to_string(size) + " bytes)";
+/// How much of a value a record's error message quotes, in bytes.
+inline constexpr std::size_t record_preview_bytes = 100;
+
+/// `value` for a record's error message: ASCII JSON cut after
+/// `record_preview_bytes` with "...", built without serialising all of it.
+inline std::string record_preview(const nlohmann::json& value) {
+  return codec_preview(json_codec{}, value, record_preview_bytes);
+}
+
+/// `parse(text)` (a call of nlohmann's parser on `text`, the content of
+/// `file` or its line `line`), with only `errc::invalid_checkpoint` escaping:
+/// "<file>[:<line>]: not a JSON document: <the parser's message>", and
+/// "<file>:<line>: nesting deeper than 512 levels at byte N" (checked before
+/// parsing: the records are shallow, and deeper values could not be copied
+/// or shown without deep recursion) or "...: number overflow parsing '1e999'
+/// at byte N"; the line of a whole file is counted up to that byte.
+template <class Parse>
+nlohmann::json parse_json_record(std::string_view text, std::string_view file, std::optional<std::size_t> line,
+                                 Parse parse) {
+  const auto where = [&](std::optional<std::size_t> at) {
+    std::string out(file);
+    if (line) {
+      out += ":" + std::to_string(*line);
+    } else if (at) {
+      out += ":" + std::to_string(1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(*at), '\n'));
+    }
+    return out + ": ";
+  };
+  static constexpr std::size_t max_depth = json_codec_options::default_max_depth;
+  if (const auto at = json_too_deep_at(text, max_depth))
+    throw std::system_error(errc::invalid_checkpoint, where(at) + too_deep_message(max_depth, *at));
+  try {
+    return parse(text);
+  } catch (const nlohmann::json::parse_error& error) {
+    throw std::system_error(errc::invalid_checkpoint, where(std::nullopt) + "not a JSON document: " + json_error_reason(error));
+  } catch (const nlohmann::json::exception& error) {
+    // A number out of range (406), the only other failure of a parse.
+    throw std::system_error(errc::invalid_checkpoint,
+                            where(json_number_overflow_at(text)) + json_parse_failure(error, text));
+  }
 }
 
 /// `name` as one reference token of a JSON pointer ('~' as "~0", '/' as "~1").
@@ -146,7 +178,7 @@ class json_fields {
   /// Fails with "<prefix><where>: expected <what>, got ..." unless `object` is a JSON object.
   json_fields(const nlohmann::json& object, std::string_view prefix, std::string_view where, std::string_view what)
       : object_(object), prefix_(prefix), where_(where) {
-    if (!object.is_object()) throw_invalid_field(prefix_, where_, what, json_preview(object));
+    if (!object.is_object()) throw_invalid_field(prefix_, where_, what, record_preview(object));
   }
 
   [[noreturn]] void fail(std::string_view key, std::string_view expected, std::string_view got) const {
@@ -186,13 +218,13 @@ class json_fields {
     const auto& value = at(key, shape);
     if (value.is_null()) return std::nullopt;
     const auto n = non_negative(value);
-    if (!n || !std::in_range<std::chrono::nanoseconds::rep>(*n)) fail(key, shape, json_preview(value));
+    if (!n || !std::in_range<std::chrono::nanoseconds::rep>(*n)) fail(key, shape, record_preview(value));
     return std::chrono::nanoseconds(static_cast<std::chrono::nanoseconds::rep>(*n));
   }
 
   const std::string& string(const char* key) const {
     const auto& value = at(key, "a string");
-    if (!value.is_string()) fail(key, "a string", json_preview(value));
+    if (!value.is_string()) fail(key, "a string", record_preview(value));
     return value.get_ref<const std::string&>();
   }
 
@@ -200,23 +232,23 @@ class json_fields {
   const std::string* optional_string(const char* key) const {
     const auto* value = find(key);
     if (!value) return nullptr;
-    if (!value->is_string()) fail(key, "a string", json_preview(*value));
+    if (!value->is_string()) fail(key, "a string", record_preview(*value));
     return &value->get_ref<const std::string&>();
   }
 
   bool boolean(const char* key) const {
     const auto& value = at(key, "true or false");
-    if (!value.is_boolean()) fail(key, "true or false", json_preview(value));
+    if (!value.is_boolean()) fail(key, "true or false", record_preview(value));
     return value.get<bool>();
   }
 
   /// An object whose members are all strings.
   job_params params(const char* key) const {
     const auto& value = at(key, "an object of strings");
-    if (!value.is_object()) fail(key, "an object of strings", json_preview(value));
+    if (!value.is_object()) fail(key, "an object of strings", record_preview(value));
     job_params out;
     for (const auto& [name, text] : value.items()) {
-      if (!text.is_string()) fail(std::string(key) + "/" + pointer_token(name), "a string", json_preview(text));
+      if (!text.is_string()) fail(std::string(key) + "/" + pointer_token(name), "a string", record_preview(text));
       out.emplace_hint(out.end(), name, text.get_ref<const std::string&>());
     }
     return out;
@@ -258,7 +290,7 @@ class json_fields {
 
   std::size_t count_in(const nlohmann::json& value, const char* key, std::size_t min, bool nullable) const {
     const auto n = non_negative(value);
-    if (!n || !std::in_range<std::size_t>(*n) || *n < min) fail(key, count_shape(min, nullable), json_preview(value));
+    if (!n || !std::in_range<std::size_t>(*n) || *n < min) fail(key, count_shape(min, nullable), record_preview(value));
     return static_cast<std::size_t>(*n);
   }
 
@@ -266,14 +298,14 @@ class json_fields {
     if (value.is_string()) {
       if (auto t = parse_utc_ms(value.get_ref<const std::string&>())) return *t;
     }
-    fail(key, shape, json_preview(value));
+    fail(key, shape, record_preview(value));
   }
 
   batch_job_state state_in(const nlohmann::json& value, const char* key, std::string_view shape) const {
     if (value.is_string()) {
       if (auto s = parse_batch_job_state(value.get_ref<const std::string&>())) return *s;
     }
-    fail(key, shape, json_preview(value));
+    fail(key, shape, record_preview(value));
   }
 
   const nlohmann::json& object_;

@@ -126,37 +126,33 @@ inline batch_checkpoint parse_checkpoint(std::string_view text, const std::files
     }
     return true;
   };
-  nlohmann::json document;
-  try {
-    document = nlohmann::json::parse(text, read_early);
-  } catch (const nlohmann::json::parse_error& error) {
-    throw_invalid_checkpoint(file + ": not a JSON document: " + json_error_reason(error));
-  }
+  const nlohmann::json document = parse_json_record(
+      text, file, std::nullopt, [&](std::string_view json) { return nlohmann::json::parse(json, read_early); });
 
   const std::string foreign = file + " is not a jobpoll batch checkpoint (";
   if (!document.is_object())
     throw_invalid_checkpoint(foreign + "expected a JSON object with \"format\": \"" + std::string(checkpoint_format) +
-                             "\", got " + json_preview(document) + ")");
+                             "\", got " + record_preview(document) + ")");
   const auto format = document.find("format");
   if (format == document.end() || !is_format(*format))
     throw_invalid_checkpoint(
         foreign + "format: expected \"" + std::string(checkpoint_format) + "\", got " +
-        (format == document.end() ? std::string("no \"format\" member") : json_preview(*format)) + ")");
+        (format == document.end() ? std::string("no \"format\" member") : record_preview(*format)) + ")");
 
   const json_fields fields(document, prefix, "", "a JSON object");
   static const std::string version_shape =
       std::to_string(checkpoint_version) + " (the checkpoint version this jobpoll reads)";
   if (const auto& version = fields.at("version", version_shape); !is_version(version))
-    fields.fail("version", version_shape, json_preview(version));
+    fields.fail("version", version_shape, record_preview(version));
 
   batch_checkpoint checkpoint;
   checkpoint.batch = fields.string("batch");
   checkpoint.fingerprint = fields.string("fingerprint");
   if (!is_fingerprint(checkpoint.fingerprint))
-    fields.fail("fingerprint", "16 lowercase hex digits", json_preview(checkpoint.fingerprint));
+    fields.fail("fingerprint", "16 lowercase hex digits", record_preview(checkpoint.fingerprint));
   checkpoint.entries = fields.count("entries", 0);
   const auto& jobs = fields.at("jobs", "an array of job records");
-  if (!jobs.is_array()) fields.fail("jobs", "an array of job records", json_preview(jobs));
+  if (!jobs.is_array()) fields.fail("jobs", "an array of job records", record_preview(jobs));
   if (streamed) {
     checkpoint.jobs = std::move(streamed_jobs);
   } else {
@@ -228,7 +224,7 @@ inline void save_checkpoint(const std::filesystem::path& path, std::string_view 
     detail::throw_invalid_field(what + ": ", location, expected, got, errc::invalid_argument);
   };
   if (!detail::is_fingerprint(fingerprint))
-    refuse("/fingerprint", "16 lowercase hex digits", detail::json_preview(fingerprint));
+    refuse("/fingerprint", "16 lowercase hex digits", detail::record_preview(fingerprint));
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     if (auto problem = detail::job_problem(jobs[i]))
       refuse("/jobs/" + std::to_string(i) + "/" + problem->field, problem->expected, problem->got);
