@@ -5,14 +5,18 @@
 
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
 #include <utility>
 
+#include <asio/associated_cancellation_slot.hpp>
 #include <asio/associator.hpp>
 #include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/cancellation_state.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/error.hpp>
@@ -211,24 +215,58 @@ asio::awaitable<poll_return_t<Throw, Response>> reject(std::string why, const po
   co_return finish<Throw>(errc::invalid_argument, "invalid poll options: " + why, none, status, poll_stats{}, hooks);
 }
 
+// Sits in the slot of an `async_poll_until` completion handler between the
+// call and the start of the poll's coroutine. A cancellation emitted in that
+// gap must neither reach the coroutine's first co_await (Asio 1.22 throws
+// it out of co_spawn's entry point, past the handler, out of run()) nor be
+// lost: it is kept here and ends the poll before its first attempt. Once
+// the poll runs, every emission is forwarded to it.
+struct cancel_gate {
+  asio::cancellation_signal forward;  // the slot the spawned coroutine is bound to
+  asio::cancellation_type early = asio::cancellation_type::none;
+  bool started = false;
+
+  // The poll has started: forward from now on; returns what came before.
+  asio::cancellation_type open() noexcept {
+    started = true;
+    return early;
+  }
+};
+
+// The handler installed in the caller's slot; the gate is shared with the
+// completion handler, which outlives every emission it forwards.
+struct cancel_gate_handler {
+  std::shared_ptr<cancel_gate> gate;
+  void operator()(asio::cancellation_type type) const {
+    if (gate->started) {
+      gate->forward.emit(type);
+    } else {
+      gate->early |= type;
+    }
+  }
+};
+
 // The whole poll as one coroutine, so a poll waiting between attempts holds
 // one frame (plus its timer wait) and nothing else. The decisions are
 // poll_schedule's; this only waits, calls and reports.
 template <bool Throw, class Clock, class Poll, class Status>
 asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll, Status status,
                                                                      basic_poll_options<Clock> options,
-                                                                     bool accept_any_cancellation) {
+                                                                     cancel_gate* gate) {
   const auto start = Clock::now();
   std::optional<poll_response_t<Poll>> response;  // the last answer received
   poll_status last;                               // the last classification
   poll_stats stats;
   const poll_hooks* const hooks = options.hooks;
-  // Only an entry point may widen its filter: in a nested call the
-  // cancellation state is the caller's.
-  if (accept_any_cancellation)
+  // Only an entry point (it has a gate) may widen its filter: in a nested
+  // call the cancellation state is the caller's.
+  bool cancelled_early = false;
+  if (gate) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+    cancelled_early = gate->open() != asio::cancellation_type::none;
+  }
   const asio::cancellation_state cancel_state = co_await asio::this_coro::cancellation_state;
-  const auto cancelled = [&cancel_state] { return cancel_state.cancelled() != asio::cancellation_type::none; };
+  const auto cancelled = [&] { return cancelled_early || cancel_state.cancelled() != asio::cancellation_type::none; };
 
   poll_schedule schedule(std::move(options.interval), std::move(options.backoff), options.max_retries,
                          options.deadline.budget_from(start), options.hints);
@@ -320,7 +358,10 @@ asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll,
 template <class Handler, class Response>
 struct result_handler {
   Handler handler;
+  std::shared_ptr<cancel_gate> gate;  // set when the handler has a cancellation slot
   void operator()(std::exception_ptr e, poll_result<Response> r) {
+    // The operation is over: its handler leaves the caller's slot, as Asio's own operations' do.
+    if (gate) asio::get_associated_cancellation_slot(handler).clear();
     if (e) std::rethrow_exception(e);  // only a hook's or the runtime's exception gets here
     const std::error_code ec = r.error;
     std::move(handler)(ec, std::move(r));
@@ -342,13 +383,19 @@ struct result_handler {
 /// `errc::job_failed` (the failure payload is `last_response()`),
 /// `errc::timeout`, `errc::retries_exhausted`, a permanent error code
 /// (`decode_error`, `http_error`, ...), `errc::invalid_argument` for bad
-/// options, or `asio::error::operation_aborted` when cancelled. Cancellation
-/// (terminal, through the awaiting coroutine's cancellation slot, e.g. `||`
-/// with a timer) ends any wait, limiter wait or poll in progress.
+/// options, or `asio::error::operation_aborted` when cancelled.
+///
+/// @par Per-Operation Cancellation
+/// Terminal, through the awaiting coroutine's cancellation slot (e.g. `||`
+/// with a timer): ends any wait, limiter wait or poll in progress. In a
+/// coroutine that is already cancelled, Asio itself throws a plain
+/// `std::system_error(operation_aborted)` at the `co_await`, before the poll
+/// starts; with `this_coro::throw_if_cancelled(false)` the poll starts and
+/// throws `poll_error(operation_aborted)` before any attempt.
 template <poll_operation Poll, status_policy<poll_response_t<Poll>> Status, clock Clock = std::chrono::steady_clock>
 auto poll_until(Poll poll, Status status, basic_poll_options<Clock> options = {}) {
   if (auto why = options.invalid_reason()) return detail::reject<true, poll_response_t<Poll>>(std::move(*why), options.hooks);
-  return detail::run_poll<true>(std::move(poll), std::move(status), std::move(options), false);
+  return detail::run_poll<true>(std::move(poll), std::move(status), std::move(options), nullptr);
 }
 
 /// `poll_until` without exceptions for a poll that ends without success:
@@ -359,7 +406,7 @@ auto poll_until(Poll poll, Status status, basic_poll_options<Clock> options = {}
 template <poll_operation Poll, status_policy<poll_response_t<Poll>> Status, clock Clock = std::chrono::steady_clock>
 auto try_poll_until(Poll poll, Status status, basic_poll_options<Clock> options = {}) {
   if (auto why = options.invalid_reason()) return detail::reject<false, poll_response_t<Poll>>(std::move(*why), options.hooks);
-  return detail::run_poll<false>(std::move(poll), std::move(status), std::move(options), false);
+  return detail::run_poll<false>(std::move(poll), std::move(status), std::move(options), nullptr);
 }
 
 /// `poll_until` for any Asio completion token: the poll runs as a coroutine
@@ -370,9 +417,17 @@ auto try_poll_until(Poll poll, Status status, basic_poll_options<Clock> options 
 /// `experimental::deferred` and `experimental::as_tuple(use_awaitable)`.
 /// With `use_future` and `use_awaitable` a failure becomes a
 /// `std::system_error` holding only the code; take the callback or
-/// `as_tuple` form (or `poll_until`) to keep the last response. The token's
-/// cancellation slot cancels the poll (`operation_aborted`), whether the
-/// signal is terminal, partial or total.
+/// `as_tuple` form (or `poll_until`) to keep the last response.
+///
+/// @par Completion Signature
+/// `void(std::error_code, jobpoll::poll_result<Response>)`
+///
+/// @par Per-Operation Cancellation
+/// The token's cancellation slot cancels the poll (`operation_aborted`),
+/// whether the signal is terminal, partial or total, and also when it is
+/// emitted after this call but before the poll's coroutine first runs (the
+/// poll then ends before its first attempt). The handler leaves the slot
+/// cleared.
 template <class Executor, poll_operation Poll, status_policy<poll_response_t<Poll>> Status, clock Clock,
           class CompletionToken>
 auto async_poll_until(const Executor& ex, Poll poll, Status status, basic_poll_options<Clock> options,
@@ -380,11 +435,28 @@ auto async_poll_until(const Executor& ex, Poll poll, Status status, basic_poll_o
   using response_type = poll_response_t<Poll>;
   return asio::async_initiate<CompletionToken, void(std::error_code, poll_result<response_type>)>(
       [](auto handler, const Executor& ex, Poll poll, Status status, basic_poll_options<Clock> options) {
-        detail::result_handler<decltype(handler), response_type> done{std::move(handler)};
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        if (!slot.is_connected()) {
+          detail::result_handler<decltype(handler), response_type> done{std::move(handler), nullptr};
+          if (auto why = options.invalid_reason()) {
+            asio::co_spawn(ex, detail::reject<false, response_type>(std::move(*why), options.hooks), std::move(done));
+          } else {
+            asio::co_spawn(ex, detail::run_poll<false>(std::move(poll), std::move(status), std::move(options), nullptr),
+                           std::move(done));
+          }
+          return;
+        }
+        // The coroutine listens to the gate, never to the caller's slot directly (see cancel_gate).
+        auto gate = std::make_shared<detail::cancel_gate>();
+        slot.template emplace<detail::cancel_gate_handler>(detail::cancel_gate_handler{gate});
+        auto forward = gate->forward.slot();
+        detail::cancel_gate* const opened = gate.get();
+        auto done = asio::bind_cancellation_slot(
+            forward, detail::result_handler<decltype(handler), response_type>{std::move(handler), std::move(gate)});
         if (auto why = options.invalid_reason()) {
           asio::co_spawn(ex, detail::reject<false, response_type>(std::move(*why), options.hooks), std::move(done));
         } else {
-          asio::co_spawn(ex, detail::run_poll<false>(std::move(poll), std::move(status), std::move(options), true),
+          asio::co_spawn(ex, detail::run_poll<false>(std::move(poll), std::move(status), std::move(options), opened),
                          std::move(done));
         }
       },

@@ -8,6 +8,8 @@
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/post.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -97,6 +99,81 @@ TEST_F(PollCancellation, PartialAndTotalCancellationAlsoEndTheWait) {
     scripted_job job({{"working"}});
     auto r = cancel_at(job, exact_options(), 1s, type);
     EXPECT_EQ(r.error, asio::error::operation_aborted);
+  }
+}
+
+// Emitted after the call but before the io_context runs: the poll's coroutine
+// has not started. Asio 1.22 would throw the cancellation out of run() and
+// never call the handler; a partial one would be lost.
+TEST_F(PollCancellation, BeforeThePollStartsEndsItWithoutAnAttempt) {
+  for (auto type : {asio::cancellation_type::terminal, asio::cancellation_type::partial,
+                    asio::cancellation_type::total}) {
+    manual_clock::reset();
+    ctx.restart();
+    scripted_job job({{"working"}});
+    std::optional<jobpoll::poll_result<response>> out;
+    jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, exact_options(),
+                              asio::bind_cancellation_slot(signal.slot(), [&](std::error_code, auto r) { out = std::move(r); }));
+    signal.emit(type);
+    EXPECT_NO_THROW(manual_clock::run(ctx));
+    ASSERT_TRUE(out) << "the handler was never called";
+    EXPECT_EQ(out->error, asio::error::operation_aborted);
+    EXPECT_EQ(job.polls(), 0u);
+    EXPECT_EQ(out->stats.attempts, 0u);
+  }
+  EXPECT_EQ(log.ends, 3);
+}
+
+// Options refused at the call: an early cancellation does not mask that.
+TEST_F(PollCancellation, BeforeARejectedPollStartsTheRejectionStands) {
+  scripted_job job({{"working"}});
+  auto o = exact_options();
+  o.deadline = -1s;
+  std::optional<std::error_code> got;
+  jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, o,
+                            asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, auto) { got = ec; }));
+  signal.emit(asio::cancellation_type::terminal);
+  EXPECT_NO_THROW(manual_clock::run(ctx));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, jobpoll::errc::invalid_argument);
+  EXPECT_EQ(job.polls(), 0u);
+}
+
+// Asio throws at any co_await of an already-cancelled coroutine: there
+// poll_until cannot run. With throw_if_cancelled(false) it runs, makes no
+// attempt and throws poll_error, as the README says.
+TEST_F(PollCancellation, InAnAlreadyCancelledCoroutine) {
+  for (bool throw_if_cancelled : {true, false}) {
+    manual_clock::reset();
+    ctx.restart();
+    scripted_job job({{"working"}});
+    std::optional<std::error_code> code;
+    bool was_poll_error = false;
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+          co_await asio::this_coro::throw_if_cancelled(throw_if_cancelled);
+          // Cancelled before it starts: the emission waits for the coroutine's first suspension.
+          signal.emit(asio::cancellation_type::terminal);
+          try {
+            co_await asio::post(asio::use_awaitable);
+          } catch (const std::system_error&) {
+          }
+          try {
+            co_await jobpoll::poll_until(job, seed_status{}, exact_options());
+          } catch (const jobpoll::poll_error& e) {
+            was_poll_error = true;
+            code = e.code();
+          } catch (const std::system_error& e) {
+            code = e.code();
+          }
+        },
+        asio::bind_cancellation_slot(signal.slot(), asio::detached));
+    manual_clock::run(ctx);
+    ASSERT_TRUE(code);
+    EXPECT_EQ(*code, asio::error::operation_aborted);
+    EXPECT_EQ(was_poll_error, !throw_if_cancelled);
+    EXPECT_EQ(job.polls(), 0u);
   }
 }
 
