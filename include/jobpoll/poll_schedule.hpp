@@ -43,6 +43,12 @@ inline std::string_view to_string(wait_reason r) noexcept {
 struct hint_bounds {
   std::chrono::nanoseconds floor{0};
   std::chrono::nanoseconds ceiling{std::chrono::hours(1)};
+
+  /// `hint` raised to `floor` and lowered to `ceiling` (a ceiling below the
+  /// floor counts as the floor).
+  std::chrono::nanoseconds bound(std::chrono::nanoseconds hint) const {
+    return std::clamp(hint, floor, std::max(floor, ceiling));
+  }
 };
 
 /// Where an earlier poll of the same job stopped. A poll resumed from it (a
@@ -108,6 +114,9 @@ class poll_schedule {
   ///   wait is clipped so the next poll lands on the deadline.
   poll_decision after_poll(const poll_status& status, std::chrono::nanoseconds elapsed) {
     ++attempts_;
+    // Only transient failures continue a run of failures: an answer that
+    // ends the poll leaves none behind for a resume to inherit.
+    if (status.state != job_state::transient_error) consecutive_failures_ = 0;
     poll_decision d;
     switch (status.state) {
       case job_state::succeeded:
@@ -118,7 +127,6 @@ class poll_schedule {
         return poll_decision::finished(status.error ? status.error : make_error_code(errc::permanent_error));
       case job_state::pending:
         ++pending_;
-        consecutive_failures_ = 0;
         backoff_.reset();
         d = {false, {}, interval_.next(), wait_reason::interval, false};
         break;
@@ -138,9 +146,7 @@ class poll_schedule {
   }
 
   /// A server hint raised to the floor and lowered to the ceiling of the hint bounds.
-  std::chrono::nanoseconds bounded_hint(std::chrono::nanoseconds hint) const {
-    return std::clamp(hint, hints_.floor, std::max(hints_.floor, hints_.ceiling));
-  }
+  std::chrono::nanoseconds bounded_hint(std::chrono::nanoseconds hint) const { return hints_.bound(hint); }
 
   /// Polls decided on so far.
   std::size_t attempts() const noexcept { return attempts_; }

@@ -88,6 +88,16 @@ TEST(PollSchedule, RetryBudgetEndsOnTheFailurePastIt) {
   EXPECT_EQ(d.error, errc::retries_exhausted);
 }
 
+TEST(PollSchedule, ATerminalAnswerEndsARunOfFailures) {
+  for (auto end : {poll_status::succeeded(), poll_status::failed(), poll_status::permanent(errc::decode_error)}) {
+    auto s = make(std::nullopt, 5);
+    s.after_poll(poll_status::transient(errc::server_error), 0s);
+    EXPECT_EQ(s.consecutive_failures(), 1u);
+    EXPECT_TRUE(s.after_poll(end, 0s).finish);
+    EXPECT_EQ(s.consecutive_failures(), 0u);
+  }
+}
+
 TEST(PollSchedule, AGoodPollRestoresTheBudgetAndRestartsTheBackoff) {
   auto s = make(std::nullopt, 2);
   s.after_poll(poll_status::transient(errc::server_error), 0s);

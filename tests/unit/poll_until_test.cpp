@@ -290,6 +290,18 @@ TEST_F(PollUntil, RetryBudgetResetsAfterAGoodPoll) {
   EXPECT_EQ(r.stats.transient_failures, 4u);
 }
 
+// The answer that ended the poll was good: no failure in a row is left for a
+// resume from these stats to start with.
+TEST_F(PollUntil, ATerminalAnswerLeavesNoConsecutiveFailures) {
+  for (const char* last : {"pass", "fail"}) {
+    scripted_job job({{"http-503"}, {"working"}, {"http-503"}, {last}});
+    auto r = run(job, exact_options());
+    EXPECT_EQ(r.stats.transient_failures, 2u) << last;
+    EXPECT_EQ(r.stats.consecutive_failures, 0u) << last;
+    EXPECT_EQ(r.stats.progress().consecutive_failures, 0u) << last;
+  }
+}
+
 TEST_F(PollUntil, BackoffRestartsAfterAGoodPoll) {
   scripted_job job({{"http-503"}, {"http-503"}, {"working"}, {"http-503"}, {"pass"}});
   auto o = exact_options();
