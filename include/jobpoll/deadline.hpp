@@ -51,6 +51,15 @@ class basic_deadline {
     return std::nullopt;
   }
 
+  /// The time point the deadline falls on for something that starts at
+  /// `start` (rounded up to the clock's tick); none when there is no
+  /// deadline. The one place a job's end is computed: its phases (submit,
+  /// polls, result) and a later resume all measure what is left against it.
+  std::optional<time_point> end_from(time_point start) const {
+    if (auto budget = budget_from(start)) return start + std::chrono::ceil<typename Clock::duration>(*budget);
+    return std::nullopt;
+  }
+
   /// The budget measured from `start`, never negative; none when there is no deadline.
   std::optional<std::chrono::nanoseconds> budget_from(time_point start) const {
     if (auto* d = std::get_if<std::chrono::nanoseconds>(&value_)) return *d < std::chrono::nanoseconds::zero() ? std::chrono::nanoseconds::zero() : *d;

@@ -24,9 +24,11 @@
 #include "jobpoll/http_status.hpp"
 #include "jobpoll/job_description.hpp"
 #include "jobpoll/job_status_policy.hpp"
+#include "jobpoll/phase_codecs.hpp"
 #include "jobpoll/poll_options.hpp"
 #include "jobpoll/poll_result.hpp"
 #include "jobpoll/poll_until.hpp"
+#include "jobpoll/retry_after.hpp"
 #include "jobpoll/transport.hpp"
 
 // As in poll_until.hpp: g++ 12 -O2's false -Wmismatched-new-delete on Asio's
@@ -41,13 +43,28 @@ namespace jobpoll {
 /// A submitted job: what is needed to poll it again later, in this process
 /// or another, without submitting it a second time.
 struct job_handle {
+  // A constructor rather than an aggregate: brace-initialising the first
+  // members stays warning-free as members are added.
+  job_handle(std::string id = {}, job_params params = {}, poll_progress progress = {},
+             std::optional<std::chrono::nanoseconds> remaining = {},
+             std::optional<std::chrono::nanoseconds> first_poll_after = {})
+      : id(std::move(id)),
+        params(std::move(params)),
+        progress(progress),
+        remaining(remaining),
+        first_poll_after(first_poll_after) {}
+
   std::string id;     ///< the handle as the server gave it (a hash, an id, a URL)
   job_params params;  ///< the placeholder values it was submitted with
   /// Where polling stopped: attempts made and transient failures in a row.
   poll_progress progress;
-  /// Deadline budget left when polling stopped; `wait` uses it instead of
-  /// the options' deadline. None: not started, or no deadline.
+  /// Deadline budget left when the submit or the poll stopped; `wait` uses
+  /// it instead of the options' deadline. None: no deadline.
   std::optional<std::chrono::nanoseconds> remaining;
+  /// The wait the submit answer asked for before the first poll (its
+  /// Retry-After); `wait` honours it, within the options' hint bounds, when
+  /// nothing has been polled yet. Kept in memory only.
+  std::optional<std::chrono::nanoseconds> first_poll_after;
 };
 
 /// The result of a job that succeeded.
@@ -143,7 +160,8 @@ struct decoded_answer {
 }  // namespace detail
 
 /// Runs jobs of one kind (a `job_description`) over a transport, decoding
-/// with a codec and classifying poll answers with a status policy.
+/// with a codec (or one per phase: `phase_codecs`) and classifying poll
+/// answers with a status policy.
 ///
 /// Every request (submit, polls, result pages, cancel) goes through
 /// `options.limiter` when set, with the options' backoff, retry budget,
@@ -159,10 +177,15 @@ class job_client {
   using answer = detail::decoded_answer<value_type>;
 
   job_client(Transport& transport, job_description description, Status status, Codec codec = {})
+      : job_client(transport, std::move(description), std::move(status), phase_codecs<Codec>::all(codec)) {}
+
+  /// Each phase's answers decoded by its own codec, e.g. JSON polls and a
+  /// text result.
+  job_client(Transport& transport, job_description description, Status status, phase_codecs<Codec> codecs)
       : transport_(&transport),
         description_(std::move(description)),
         status_(std::move(status)),
-        codec_(std::move(codec)) {}
+        codecs_(std::move(codecs)) {}
 
   const job_description& description() const noexcept { return description_; }
 
@@ -175,16 +198,17 @@ class job_client {
   /// the remote cancel request when the job was already submitted.
   template <clock Clock>
   asio::awaitable<job_result<value_type>> run(job_params params, basic_poll_options<Clock> options) {
-    const auto end = end_of(options.deadline, Clock::now());
-    job_handle handle = co_await submit_until(std::move(params), options, end);
-    handle.remaining = left_until<Clock>(end);
+    job_handle handle = co_await submit(std::move(params), options);
     co_return co_await wait(std::move(handle), std::move(options));
   }
   asio::awaitable<job_result<value_type>> run(job_params params = {}) {
     return run(std::move(params), poll_options{});
   }
 
-  /// Submits the job and returns its handle, without polling.
+  /// Submits the job and returns its handle, without polling. The handle
+  /// carries what is left of `options.deadline` (`remaining`), so a `wait`
+  /// on it keeps to the same deadline, and the submit answer's Retry-After
+  /// (`first_poll_after`).
   ///
   /// 429 and 5xx answers and a refused connection are retried with the
   /// backoff (honouring Retry-After); any other transport error, a timeout
@@ -192,11 +216,17 @@ class job_client {
   /// and a second submit could run it twice. Throws `job_error` (phase
   /// `submit`, no handle): that transport error, `retries_exhausted`,
   /// `timeout`, `http_error` for other non-2xx answers, `decode_error` when
-  /// the answer holds no handle where the description says.
+  /// the answer holds no handle where the description says (the message
+  /// then warns that a job may exist on the server, and shows the answer),
+  /// `invalid_argument` for options `poll_until` would refuse, before any
+  /// request.
   template <clock Clock>
   asio::awaitable<job_handle> submit(job_params params, basic_poll_options<Clock> options) {
-    const auto end = end_of(options.deadline, Clock::now());
-    co_return co_await submit_until(std::move(params), options, end);
+    check_options(options, job_phase::submit, nullptr);
+    const auto end = options.deadline.end_from(Clock::now());
+    job_handle handle = co_await submit_until(std::move(params), options, end);
+    handle.remaining = left_until<Clock>(end);
+    co_return handle;
   }
   asio::awaitable<job_handle> submit(job_params params = {}) { return submit(std::move(params), poll_options{}); }
 
@@ -215,19 +245,25 @@ class job_client {
   /// first, once, within `cancel_timeout` (`cancel_state()` says how it
   /// went); a second cancellation abandons it. With `on_cancel::keep_job` a
   /// cancellation sends nothing: the job keeps running and the error's
-  /// handle (progress and remaining budget included) resumes it.
+  /// handle (progress and remaining budget included) resumes it. Options
+  /// `poll_until` would refuse throw `invalid_argument` before any request.
   template <clock Clock>
   asio::awaitable<job_result<value_type>> wait(job_handle handle, basic_poll_options<Clock> options,
                                                on_cancel when_cancelled) {
+    check_options(options, job_phase::poll, &handle);
     if (handle.remaining) options.deadline = *handle.remaining;
-    const auto end = end_of(options.deadline, Clock::now());
+    const auto end = options.deadline.end_from(Clock::now());
     basic_poll_options<Clock> polling = phase_options(options, end);
     polling.hooks = options.hooks;
     polling.resume = handle.progress;
     polling.initial_delay = options.initial_delay;
+    // The submit answer's Retry-After is the wait before the first poll.
+    if (handle.first_poll_after && handle.progress.attempts == 0)
+      polling.initial_delay = std::max(polling.initial_delay, options.hints.bound(*handle.first_poll_after));
 
-    http_request request = make_request(description_.poll, handle.params, &handle.id, {}, options);
-    auto polled = co_await try_poll_until(exchange<Clock>(std::move(request), end), poll_policy{this}, std::move(polling));
+    http_request request = make_request(description_.poll, handle.params, &handle.id, {}, options, codecs_.poll);
+    auto polled = co_await try_poll_until(exchange<Clock>(std::move(request), end, codecs_.poll), poll_policy{this},
+                                          std::move(polling));
     handle.progress = polled.stats.progress();
     handle.remaining = left_until<Clock>(end);
     if (polled.error) {
@@ -319,22 +355,26 @@ class job_client {
     return s;
   }
 
-  // The handle in a submit answer, or none with `why` saying what was there instead.
+  // The handle in a submit answer, or none with `why` saying what was there
+  // instead. The answer was a success, so the server may well have created
+  // a job that nothing here can poll or cancel: the message says so.
   std::optional<std::string> handle_in(const answer& a, std::string& why) const {
     const std::string& where = description_.handle.where;
+    const std::string orphan =
+        "; the server accepted the submit, so a job may exist on the server that this client cannot poll or cancel";
     if (description_.handle.from == handle_source::kind::header) {
       if (auto v = a.http.headers.find(where); v && !v->empty()) return std::string(*v);
-      why = "no " + where + " header in the submit answer: " + describe(a.http);
+      why = "no " + where + " header in the submit answer: " + describe(a.http) + orphan;
       return std::nullopt;
     }
     if (!a.value) {
-      why = "undecodable submit answer (" + a.decode_failure + "): " + describe(a.http);
+      why = "undecodable submit answer (" + a.decode_failure + "): " + describe(a.http) + orphan;
       return std::nullopt;
     }
-    if (const auto* at = codec_.find(*a.value, where)) {
-      if (auto text = codec_.text(*at); text && !text->empty()) return text;
+    if (const auto* at = codecs_.submit.find(*a.value, where)) {
+      if (auto text = codecs_.submit.text(*at); text && !text->empty()) return text;
     }
-    why = "no job handle at " + (where.empty() ? std::string("the root") : where) + " in the submit answer: " + describe(a.http);
+    why = "no job handle at " + where_name(where) + " in the submit answer: " + describe(a.http) + orphan;
     return std::nullopt;
   }
 
@@ -346,11 +386,14 @@ class job_client {
     basic_poll_options<Clock> submitting = phase_options(options, end);
     // The attempt timeout goes to the transport only: a submit that timed out is not retried.
     submitting.attempt_timeout.reset();
-    http_request request = make_request(description_.submit, params, nullptr, {}, options);
-    auto submitted = co_await try_poll_until(exchange<Clock>(std::move(request), end), submit_policy{this}, std::move(submitting));
+    http_request request = make_request(description_.submit, params, nullptr, {}, options, codecs_.submit);
+    auto submitted = co_await try_poll_until(exchange<Clock>(std::move(request), end, codecs_.submit),
+                                             submit_policy{this}, std::move(submitting));
     if (submitted.error) throw to_job_error(std::move(submitted), job_phase::submit, std::nullopt, "submitting job");
     std::string why;
-    co_return job_handle{*handle_in(*submitted.response, why), std::move(params), {}, {}};
+    job_handle handle{*handle_in(*submitted.response, why), std::move(params)};
+    handle.first_poll_after = retry_after_hint(submitted.response->http, std::chrono::system_clock::now());
+    co_return handle;
   }
 
   template <class Clock>
@@ -361,42 +404,44 @@ class job_client {
     const job_handle& handle = result.handle;
     const std::string context = "fetching the result of job " + detail::in_quotes(handle.id);
     if (source.from == result_source::kind::poll_answer) {
-      result.value = value_at(final_answer, source.pointer, result.last_poll, handle);
+      result.value = value_at(codecs_.poll, final_answer, source.pointer, result.last_poll, handle);
       co_return;
     }
+    const job_params answer_values = values_from(final_answer, result.last_poll, handle);
     if (source.from == result_source::kind::fetch) {
-      answer fetched = co_await fetch(source.request, handle, {}, options, end, context);
+      answer fetched = co_await fetch(source.request, handle, answer_values, options, end, context);
       ++result.pages;
-      result.value = value_at(*fetched.value, source.pointer, fetched.http, handle);
+      result.value = value_at(codecs_.result, *fetched.value, source.pointer, fetched.http, handle);
       co_return;
     }
 
     const paging& how = source.pages;
-    value_type items = codec_.empty_array();
+    value_type items = codecs_.result.empty_array();
     std::size_t collected = 0;
     std::optional<std::size_t> total;
-    auto take_page = [&](const value_type& page, const http_response& http) {
-      const value_type* page_items = codec_.find(page, how.items);
-      const value_type* page_total = codec_.find(page, how.total);
-      const auto count = page_total ? codec_.number(*page_total) : std::nullopt;
+    auto take_page = [&](const Codec& codec, const value_type& page, const http_response& http) {
+      const value_type* page_items = codec.find(page, how.items);
+      const value_type* page_total = codec.find(page, how.total);
+      const auto count = page_total ? codec.number(*page_total) : std::nullopt;
       if (!page_items || !count || *count < 0)
         throw result_error(errc::decode_error,
                            "page has no item array at " + how.items + " or no count at " + how.total + ": " + describe(http),
                            http, handle);
       total = static_cast<std::size_t>(*count);
       try {
-        return codec_.append_elements(items, *page_items);
+        return codec.append_elements(items, *page_items);
       } catch (const std::exception& e) {
         throw result_error(errc::decode_error, std::string("page items at ") + how.items + ": " + e.what(), http, handle);
       }
     };
-    if (how.first_page_in_poll_answer) collected += take_page(final_answer, result.last_poll);
+    if (how.first_page_in_poll_answer) collected += take_page(codecs_.poll, final_answer, result.last_poll);
     while (!total || collected < *total) {
-      const job_params page{{"offset", std::to_string(how.first_offset + collected)},
-                            {"limit", std::to_string(how.page_size)}};
+      job_params page = answer_values;
+      page.insert_or_assign("offset", std::to_string(how.first_offset + collected));
+      page.insert_or_assign("limit", std::to_string(how.page_size));
       answer fetched = co_await fetch(source.request, handle, page, options, end, context);
       ++result.pages;
-      const std::size_t added = take_page(*fetched.value, fetched.http);
+      const std::size_t added = take_page(codecs_.result, *fetched.value, fetched.http);
       collected += added;
       if (added == 0 && collected < *total)
         throw result_error(errc::decode_error,
@@ -413,8 +458,9 @@ class job_client {
   asio::awaitable<answer> fetch(const request_template& what, const job_handle& handle, const job_params& extra,
                                 const basic_poll_options<Clock>& options, std::optional<typename Clock::time_point> end,
                                 const std::string& context) {
-    http_request request = make_request(what, handle.params, &handle.id, extra, options);
-    auto fetched = co_await try_poll_until(exchange<Clock>(std::move(request), end), fetch_policy{}, phase_options(options, end));
+    http_request request = make_request(what, handle.params, &handle.id, extra, options, codecs_.result);
+    auto fetched = co_await try_poll_until(exchange<Clock>(std::move(request), end, codecs_.result), fetch_policy{},
+                                           phase_options(options, end));
     if (fetched.error) throw to_job_error(std::move(fetched), job_phase::result, handle, context);
     co_return std::move(*fetched.response);
   }
@@ -430,7 +476,7 @@ class job_client {
     std::optional<http_request> request;
     std::string outcome;
     try {
-      request = make_request(*description_.cancel, handle.params, &handle.id, {}, cancelling);
+      request = make_request(*description_.cancel, handle.params, &handle.id, {}, cancelling, codecs_.poll);
     } catch (const std::system_error& e) {
       outcome = e.what();
     }
@@ -438,7 +484,9 @@ class job_client {
     if (request) {
       // Bounded as a whole: a poll's first limiter wait is not held to its
       // deadline, but a cancel must not wait out a long limiter pause.
-      auto send = [&] { return try_poll_until(exchange<Clock>(*request, std::nullopt), cancel_policy{}, cancelling); };
+      auto send = [&] {
+        return try_poll_until(exchange<Clock>(*request, std::nullopt, codecs_.poll), cancel_policy{}, cancelling);
+      };
       std::optional<poll_result<answer>> cancelled;
       if (!co_await detail::poll_with_timeout<Clock>(send, description_.cancel_timeout, cancelled)) {
         outcome = "no answer within " + detail::format_seconds(description_.cancel_timeout) + ", limiter wait included";
@@ -451,11 +499,30 @@ class job_client {
                                                                      : "; remote cancel failed: " + outcome);
   }
 
-  value_type value_at(const value_type& document, const std::string& pointer, const http_response& http,
-                      const job_handle& handle) const {
-    if (const auto* found = codec_.find(document, pointer)) return *found;
-    throw result_error(errc::decode_error, "the job succeeded but its answer has no result at " + pointer + ": " + describe(http),
+  static value_type value_at(const Codec& codec, const value_type& document, const std::string& pointer,
+                             const http_response& http, const job_handle& handle) {
+    if (const auto* found = codec.find(document, pointer)) return *found;
+    throw result_error(errc::decode_error,
+                       "the job succeeded but its answer has no result at " + where_name(pointer) + ": " +
+                           describe(http),
                        http, handle);
+  }
+
+  // The result request's placeholders read from the final poll answer (`result_source::from_answer`).
+  job_params values_from(const value_type& final_answer, const http_response& http, const job_handle& handle) const {
+    job_params values;
+    for (const auto& [name, pointer] : description_.result.from_answer) {
+      const value_type* at = codecs_.poll.find(final_answer, pointer);
+      std::optional<std::string> text = at ? codecs_.poll.text(*at) : std::nullopt;
+      if (!text)
+        throw result_error(errc::decode_error,
+                           "the job succeeded but its final answer has no " + (at ? std::string("scalar ") : "") +
+                               "value at " + where_name(pointer) + " for {" + name + "} of the result request: " +
+                               describe(http),
+                           http, handle);
+      values.emplace(name, std::move(*text));
+    }
+    return values;
   }
 
   static job_error result_error(errc code, std::string why, const http_response& http, const job_handle& handle) {
@@ -466,7 +533,7 @@ class job_client {
 
   template <class Clock>
   http_request make_request(const request_template& what, const job_params& params, const std::string* handle,
-                            const job_params& extra, const basic_poll_options<Clock>& options) const {
+                            const job_params& extra, const basic_poll_options<Clock>& options, const Codec& codec) const {
     job_params values = params;
     if (handle) values.insert_or_assign("handle", *handle);
     for (const auto& [name, value] : extra) values.insert_or_assign(name, value);
@@ -476,12 +543,24 @@ class job_client {
     if (request.url.starts_with('/'))
       request.url = detail::resolve_url(std::move(request.url),
                                         expand_template(description_.submit.url, values, template_part::url));
-    request.body = expand_template(what.body, values, template_part::body);
     for (const auto& h : what.headers)
       request.headers.add(h.name, expand_template(h.value, values, template_part::header));
+    if (!what.form.empty()) {
+      if (!what.body.empty())
+        throw std::system_error(errc::invalid_argument, "request to " + what.url + " has both a body and form fields");
+      for (const auto& [name, value] : what.form) {
+        if (!request.body.empty()) request.body += '&';
+        request.body += detail::percent_encode(name) + '=' +
+                        detail::percent_encode(expand_template(value, values, template_part::body));
+      }
+      if (!request.headers.contains("Content-Type"))
+        request.headers.add("Content-Type", "application/x-www-form-urlencoded");
+    } else {
+      request.body = expand_template(what.body, values, template_part::body);
+    }
     if (!request.body.empty() && !request.headers.contains("Content-Type"))
-      request.headers.add("Content-Type", std::string(codec_.content_type()));
-    if (!request.headers.contains("Accept")) request.headers.add("Accept", std::string(codec_.content_type()));
+      request.headers.add("Content-Type", std::string(codec.content_type()));
+    if (!request.headers.contains("Accept")) request.headers.add("Accept", std::string(codec.content_type()));
     request.timeout = options.attempt_timeout;
     return request;
   }
@@ -492,8 +571,8 @@ class job_client {
   // and decodes a 2xx body. A transport failure the caller cannot read from
   // the code alone is rethrown saying what happened.
   template <class Clock>
-  auto exchange(http_request request, std::optional<typename Clock::time_point> end) {
-    return [this, request = std::move(request), end]() -> asio::awaitable<answer> {
+  auto exchange(http_request request, std::optional<typename Clock::time_point> end, const Codec& codec) {
+    return [this, request = std::move(request), end, codec = &codec]() -> asio::awaitable<answer> {
       http_request sent = request;
       if (end) {
         sent.deadline =
@@ -508,7 +587,7 @@ class job_client {
       }
       if (a.http.ok()) {
         try {
-          a.value.emplace(codec_.decode(a.http.body));
+          a.value.emplace(codec->decode(a.http.body));
         } catch (const std::exception& e) {
           a.decode_failure = e.what();
         }
@@ -558,11 +637,19 @@ class job_client {
     return phase;
   }
 
+  // A pointer as messages name it.
+  static std::string where_name(const std::string& pointer) { return pointer.empty() ? "the root" : pointer; }
+
+  // Options poll_until would refuse end the call before any request, and
+  // before their deadline is turned into a time point.
   template <class Clock>
-  static std::optional<typename Clock::time_point> end_of(const basic_deadline<Clock>& deadline,
-                                                          typename Clock::time_point now) {
-    if (auto budget = deadline.budget_from(now)) return now + std::chrono::ceil<typename Clock::duration>(*budget);
-    return std::nullopt;
+  static void check_options(const basic_poll_options<Clock>& options, job_phase phase, const job_handle* handle) {
+    auto why = options.invalid_reason();
+    if (!why) return;
+    const std::string message = "invalid poll options: " + *why;
+    throw job_error(errc::invalid_argument, std::string(phase == job_phase::submit ? "submitting job" : "polling job") + ": " + message,
+                    poll_status::permanent(errc::invalid_argument, message), {}, phase,
+                    handle ? std::optional<job_handle>(*handle) : std::nullopt, std::nullopt);
   }
 
   template <class Clock>
@@ -585,7 +672,7 @@ class job_client {
   Transport* transport_;
   job_description description_;
   Status status_;
-  Codec codec_;
+  phase_codecs<Codec> codecs_;
 };
 
 /// `job_client(transport, description, field_status<json_codec>(...))`:
@@ -596,6 +683,9 @@ job_client(Transport&, job_description, Status) -> job_client<Transport, typenam
 
 template <class Transport, class Status, class Codec>
 job_client(Transport&, job_description, Status, Codec) -> job_client<Transport, Codec, Status>;
+
+template <class Transport, class Status, class Codec>
+job_client(Transport&, job_description, Status, phase_codecs<Codec>) -> job_client<Transport, Codec, Status>;
 
 }  // namespace jobpoll
 

@@ -109,6 +109,16 @@ class JobClientTest : public ::testing::Test {
     return out ? std::move(*out) : job_outcome{};
   }
 
+  jobpoll::job_handle finish_handle(asio::awaitable<jobpoll::job_handle> op) {
+    std::optional<jobpoll::job_handle> out;
+    asio::co_spawn(ctx, std::move(op), [&](std::exception_ptr e, jobpoll::job_handle h) {
+      if (!e) out = std::move(h);
+    });
+    manual_clock::run(ctx);
+    EXPECT_TRUE(out.has_value()) << "the submit failed";
+    return out ? std::move(*out) : jobpoll::job_handle{};
+  }
+
   job_outcome run(client_type& client, jobpoll::job_params params, options o) {
     return finish(client.run(std::move(params), std::move(o)));
   }
@@ -316,6 +326,158 @@ TEST_F(JobClientTest, PendingAnswerRetryAfterHeaderSetsTheNextWait) {
   EXPECT_EQ(success(outcome).value, true);
   EXPECT_THAT(reasons, testing::ElementsAre(jobpoll::wait_reason::hint));
   EXPECT_EQ(manual_clock::now().time_since_epoch(), 7s);
+}
+
+// Azure's accept answer: 201 with Operation-Location and Retry-After. The
+// Retry-After is the wait before the first poll.
+TEST_F(JobClientTest, AcceptAnswersRetryAfterIsTheWaitBeforeTheFirstPoll) {
+  transport.on("PUT", std::string(base) + "/azure/resources/r1")
+      .reply(201, R"({"status":"Accepted"})",
+             {{"Operation-Location", "/azure/operations/op-1"}, {"Retry-After", "3"}});
+  transport.on("GET", std::string(base) + "/azure/operations/op-1")
+      .reply(200, R"({"status":"Running"})")
+      .reply(200, R"({"status":"Succeeded","result":7})");
+  jobpoll::job_description d;
+  d.submit = {"PUT", std::string(base) + "/azure/resources/r1", "{}"};
+  d.handle = jobpoll::handle_source::header("Operation-Location");
+  d.poll = {"GET", "{+handle}"};
+  d.result = jobpoll::result_source::in_poll_answer("/result");
+  client_type client(transport, d, status_type("/status", {.succeeded = {"Succeeded"}, .failed = {}, .pending = {"Running"}}));
+  std::vector<manual_clock::duration> polled_at;
+  jobpoll::poll_hooks hooks;
+  hooks.on_poll = [&](const jobpoll::poll_event&) { polled_at.push_back(manual_clock::now().time_since_epoch()); };
+  options o = exact();
+  o.hooks = &hooks;
+  const auto outcome = run(client, {}, o);
+  EXPECT_EQ(success(outcome).value, 7);
+  EXPECT_THAT(polled_at, testing::ElementsAre(3s, 5s));  // then the 2 s interval
+}
+
+TEST_F(JobClientTest, AcceptAnswersRetryAfterIsBoundedAndSkippedOnResume) {
+  transport.on("POST", std::string(base) + "/v1/jobs").reply(202, "{}", {{"Location", "/v1/jobs/job-1"}, {"Retry-After", "600"}});
+  transport.on("GET", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"completed","result":1})").repeat();
+  client_type client(transport, job_api(), job_api_status());
+  options o = exact();
+  o.hints.ceiling = 4s;
+  const auto handle = finish_handle(client.submit({{"tool", "t"}}, o));
+  ASSERT_TRUE(handle.first_poll_after);
+  EXPECT_EQ(*handle.first_poll_after, 600s);
+  static_cast<void>(success(finish(client.wait(handle, o))));
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 4s);  // lowered to the ceiling
+
+  jobpoll::job_handle resumed = handle;
+  resumed.progress.attempts = 3;  // polled before: the submit's hint is old news
+  static_cast<void>(success(finish(client.wait(resumed, o))));
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 4s);
+}
+
+// Submit and wait called apart keep to one deadline: the handle carries what is left.
+TEST_F(JobClientTest, SubmitHandsWhatIsLeftOfTheDeadlineToWait) {
+  transport.on("POST", std::string(base) + "/v1/jobs").reply(503, "").reply(202, "{}", {{"Location", "/v1/jobs/job-1"}});
+  transport.on("GET", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"running"})").repeat();
+  transport.on("DELETE", std::string(base) + "/v1/jobs/job-1").reply(204, "");
+  client_type client(transport, job_api(), job_api_status());
+  options o = exact();
+  o.deadline = 10s;
+  const auto handle = finish_handle(client.submit({{"tool", "t"}}, o));
+  ASSERT_TRUE(handle.remaining);
+  EXPECT_EQ(*handle.remaining, 9s);  // one 1 s backoff spent on the 503
+  const auto outcome = finish(client.wait(handle, o));
+  EXPECT_EQ(failure(outcome).code(), jobpoll::errc::timeout);
+  EXPECT_EQ(manual_clock::now().time_since_epoch(), 10s);
+}
+
+// poll_until refuses a negative deadline; so does every job_client entry
+// point, before a request and before the deadline becomes a time point.
+TEST_F(JobClientTest, InvalidOptionsAreRefusedBeforeAnyRequest) {
+  client_type client(transport, job_api(), job_api_status());
+  options o = exact();
+  o.deadline = -5s;
+  const auto outcome = run(client, {{"tool", "t"}}, o);
+  const auto& e = failure(outcome);
+  EXPECT_EQ(e.code(), jobpoll::errc::invalid_argument);
+  EXPECT_EQ(e.phase(), jobpoll::job_phase::submit);
+  EXPECT_THAT(e.what(), HasSubstr("deadline must not be negative, got -5.000s"));
+  const auto waited = finish(client.wait(jobpoll::job_handle{"/v1/jobs/job-1"}, o));
+  EXPECT_EQ(failure(waited).code(), jobpoll::errc::invalid_argument);
+  EXPECT_EQ(failure(waited).phase(), jobpoll::job_phase::poll);
+  ASSERT_TRUE(failure(waited).handle());
+  EXPECT_TRUE(transport.requests().empty());
+}
+
+// A 2xx submit answer without a handle: the job may exist; the message says
+// so and shows the answer, and the submit is not repeated.
+TEST_F(JobClientTest, AnAcceptedSubmitWithoutAHandleWarnsOfAnOrphanedJob) {
+  transport.on("POST", std::string(base) + "/v1/jobs").reply(201, R"({"id":"job-9"})");
+  client_type client(transport, job_api(), job_api_status());
+  const auto outcome = run(client, {{"tool", "t"}}, exact());
+  const auto& e = failure(outcome);
+  EXPECT_EQ(e.code(), jobpoll::errc::decode_error);
+  EXPECT_THAT(e.what(), HasSubstr("no Location header in the submit answer"));
+  EXPECT_THAT(e.what(), HasSubstr(R"({"id":"job-9"})"));
+  EXPECT_THAT(e.what(), HasSubstr("a job may exist on the server"));
+  EXPECT_EQ(transport.requests().size(), 1u);
+
+  transport.on("POST", std::string(base) + "/v1/jobs").reply(200, "<html>queued</html>");
+  jobpoll::job_description body_handle = job_api();
+  body_handle.handle = jobpoll::handle_source::body("/id");
+  client_type by_body(transport, body_handle, job_api_status());
+  const auto undecodable = run(by_body, {{"tool", "t"}}, exact());
+  EXPECT_THAT(failure(undecodable).what(), HasSubstr("undecodable submit answer"));
+  EXPECT_THAT(failure(undecodable).what(), HasSubstr("<html>queued</html>"));
+  EXPECT_THAT(failure(undecodable).what(), HasSubstr("a job may exist on the server"));
+}
+
+TEST_F(JobClientTest, FormFieldsAreSentUrlEncoded) {
+  transport.on("POST", std::string(base) + "/ebi/run").reply(200, R"({"id":"run-1"})");
+  transport.on("GET", std::string(base) + "/ebi/status/run-1").reply(200, R"({"status":"completed","result":1})");
+  jobpoll::job_description d;
+  d.submit = {"POST", std::string(base) + "/ebi/run"};
+  d.submit.form = {{"email", "{email}"}, {"sequence", ">s1 a&b=c"}};
+  d.handle = jobpoll::handle_source::body("/id");
+  d.poll = {"GET", "/ebi/status/{handle}"};
+  d.result = jobpoll::result_source::in_poll_answer("/result");
+  client_type client(transport, d, job_api_status());
+  static_cast<void>(success(run(client, {{"email", "a+b@example.org"}}, exact())));
+  const auto requests = transport.requests();
+  ASSERT_FALSE(requests.empty());
+  EXPECT_EQ(requests[0].body, "email=a%2Bb%40example.org&sequence=%3Es1%20a%26b%3Dc");
+  EXPECT_EQ(requests[0].headers.find("Content-Type"), "application/x-www-form-urlencoded");
+
+  d.submit.body = "{}";
+  client_type both(transport, d, job_api_status());
+  // Like a placeholder without a value: refused as invalid_argument, nothing sent.
+  try {
+    static_cast<void>(run(both, {{"email", "x"}}, exact()));
+    ADD_FAILURE() << "a body and form fields together were accepted";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), jobpoll::errc::invalid_argument);
+    EXPECT_THAT(e.what(), HasSubstr("has both a body and form fields"));
+  }
+  EXPECT_EQ(transport.requests().size(), requests.size());
+}
+
+// Azure's result lives at the URL in the final answer's resourceLocation.
+TEST_F(JobClientTest, ResultIsFetchedFromAUrlInTheFinalAnswer) {
+  transport.on("POST", std::string(base) + "/v1/jobs").reply(202, "{}", {{"Location", "/azure/operations/op-1"}}).repeat();
+  transport.on("GET", std::string(base) + "/azure/operations/op-1")
+      .reply(200, R"({"status":"completed","resourceLocation":"/azure/resources/r%201"})")
+      .reply(200, R"({"status":"completed"})");
+  transport.on("GET", std::string(base) + "/azure/resources/r%201").reply(200, R"({"name":"r 1","size":3})");
+  jobpoll::job_description d = job_api();
+  d.cancel.reset();
+  d.result = jobpoll::result_source::fetch({"GET", "{+location}"}, "/size");
+  d.result.from_answer = {{"location", "/resourceLocation"}};
+  client_type client(transport, d, job_api_status());
+  const auto outcome = run(client, {{"tool", "t"}}, exact());
+  EXPECT_EQ(success(outcome).value, 3);
+  EXPECT_EQ(success(outcome).pages, 1u);
+
+  // A final answer without it ends with decode_error naming the pointer and the placeholder.
+  const auto missing = run(client, {{"tool", "t"}}, exact());
+  EXPECT_EQ(failure(missing).code(), jobpoll::errc::decode_error);
+  EXPECT_EQ(failure(missing).phase(), jobpoll::job_phase::result);
+  EXPECT_THAT(failure(missing).what(), HasSubstr("no value at /resourceLocation for {location}"));
 }
 
 TEST_F(JobClientTest, TimeoutSendsTheRemoteCancelAndKeepsTheHandle) {

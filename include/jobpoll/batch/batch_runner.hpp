@@ -391,15 +391,12 @@ class batch_runner {
   // Record `i` from submit (unless it has a handle) to its end.
   asio::awaitable<void> run_job(std::size_t i) {
     if (!jobs_[i].handle) {
-      const auto start = Clock::now();
       set_state(i, batch_job_state::submitting);
       std::optional<job_error> failure;
+      // The handle carries what the submit left of the job's deadline to the poll.
       std::optional<job_handle> handle = co_await step(i, client_->submit(jobs_[i].params, options_.job), &failure);
       if (failure) submit_failed(i, *failure);
       if (!handle) co_return;
-      // One deadline covers the job: the poll gets what the submit left.
-      if (auto budget = options_.job.deadline.budget_from(start))
-        handle->remaining = std::max(*budget - std::chrono::nanoseconds(Clock::now() - start), std::chrono::nanoseconds::zero());
       jobs_[i].handle = std::move(handle);
       jobs_[i].submitted = std::chrono::system_clock::now();
       set_state(i, batch_job_state::running);
