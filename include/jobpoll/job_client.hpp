@@ -587,7 +587,7 @@ class job_client {
       }
       if (a.http.ok()) {
         try {
-          a.value.emplace(codec->decode(a.http.body));
+          a.value.emplace(detail::decode_answer(*codec, a.http.body, a.http.headers.find("Content-Type").value_or("")));
         } catch (const std::exception& e) {
           a.decode_failure = e.what();
         }

@@ -480,6 +480,31 @@ TEST_F(JobClientTest, ResultIsFetchedFromAUrlInTheFinalAnswer) {
   EXPECT_THAT(failure(missing).what(), HasSubstr("no value at /resourceLocation for {location}"));
 }
 
+// The EBI dispatcher's shape: a text job id, text statuses, a text result,
+// each phase read by its own codec; and a JSON answer to a text phase stays text.
+TEST_F(JobClientTest, EachPhaseIsDecodedByItsOwnCodec) {
+  transport.on("POST", std::string(base) + "/ebi/run").reply(200, "  run-7\n", {{"Content-Type", "text/plain"}});
+  transport.on("GET", std::string(base) + "/ebi/status/run-7")
+      .reply(200, "RUNNING\n", {{"Content-Type", "text/plain"}})
+      .reply(200, "FINISHED\n", {{"Content-Type", "text/plain"}});
+  transport.on("GET", std::string(base) + "/ebi/result/run-7/out").reply(200, "{\"looks\": \"like JSON\"}\n");
+  jobpoll::job_description d;
+  d.submit = {"POST", std::string(base) + "/ebi/run"};
+  d.submit.form = {{"sequence", "ACGT"}};
+  d.handle = jobpoll::handle_source::body("");
+  d.poll = {"GET", "/ebi/status/{handle}"};
+  d.result = jobpoll::result_source::fetch({"GET", "/ebi/result/{handle}/out"});
+  const jobpoll::json_codec text(jobpoll::json_codec_options{.format = jobpoll::json_body_format::text});
+  const jobpoll::json_codec by_type(jobpoll::json_codec_options{.format = jobpoll::json_body_format::by_content_type});
+  client_type client(transport, d,
+                     status_type("", {.succeeded = {"FINISHED"}, .failed = {"FAILURE"}, .pending = {"RUNNING"}}, text),
+                     jobpoll::phase_codecs<jobpoll::json_codec>{by_type, by_type, text});
+  const auto outcome = run(client, {}, exact());
+  EXPECT_EQ(success(outcome).handle.id, "run-7");
+  EXPECT_EQ(success(outcome).value, R"({"looks": "like JSON"})");
+  EXPECT_EQ(success(outcome).stats.attempts, 2u);
+}
+
 TEST_F(JobClientTest, TimeoutSendsTheRemoteCancelAndKeepsTheHandle) {
   transport.on("POST", std::string(base) + "/v1/jobs").reply(202, "{}", {{"Location", "/v1/jobs/job-1"}});
   transport.on("GET", std::string(base) + "/v1/jobs/job-1").reply(200, R"({"status":"running"})").repeat();
