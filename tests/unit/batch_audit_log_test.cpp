@@ -394,6 +394,34 @@ TEST_F(AuditLogTest, ATornLastLineIsIgnoredByReplayAndCutByTheNextLog) {
   EXPECT_EQ(read_bytes(file), "");
 }
 
+TEST_F(AuditLogTest, ANumberOutOfRangeIsRefusedNamingTheLineAndByte) {
+  for (const std::string member : {"\"job\":1", "\"attempt\":1", "\"entry\":0"}) {
+    std::string second = line_2;
+    const std::size_t number = second.find(member) + member.size() - 1;
+    second.replace(number, 1, "1e999");
+    write_bytes(file, line_1 + "\n" + second + "\n");
+    const auto e = replay_error();
+    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
+    EXPECT_EQ(std::string(e.what()),
+              line_message(2, "number overflow parsing '1e999' at byte " + std::to_string(number)));
+  }
+}
+
+TEST_F(AuditLogTest, NestingDeeperThan512LevelsIsRefusedBeforeParsing) {
+  // 511 levels in a member the replay does not read are 512 with the line's object: accepted.
+  const std::string shallow_enough = "{\"x\":" + std::string(511, '[') + std::string(511, ']') + "," + line_1.substr(1);
+  write_bytes(file, shallow_enough + "\n" + line_2 + "\n");
+  EXPECT_EQ(jobpoll::replay_audit_log(file).size(), 1u);
+
+  for (const std::string& deep : {"{\"x\":" + std::string(100'000, '[') + std::string(100'000, ']') + "}",
+                                 "{\"x\":" + std::string(100'000, '{')}) {
+    write_bytes(file, line_1 + "\n" + deep + "\n" + line_2 + "\n");
+    const auto e = replay_error();
+    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
+    EXPECT_EQ(std::string(e.what()), line_message(2, "nesting deeper than 512 levels at byte 516"));
+  }
+}
+
 TEST_F(AuditLogTest, ABadLineBeforeTheLastIsRefusedWithItsNumber) {
   const std::string state_names = "a job state (pending, submitting, running, completed, failed or cancelled)";
   struct refusal {

@@ -5,7 +5,9 @@
 #include <jobpoll/batch/batch_json.hpp>
 #include <jobpoll/batch/checkpoint.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -545,6 +547,61 @@ TEST_F(CheckpointTest, ATruncatedFileIsRefused) {
                 ": not a JSON document: parse error at line 3, column 522: syntax error while parsing value - invalid "
                 "string: missing closing quote; last read: '\"'" +
                 std::string(category_suffix));
+}
+
+/// "<file>:<line>: " for the byte `at` of `text`, the content of `file`.
+std::string file_line(const fs::path& file, const std::string& text, std::size_t at) {
+  const auto newlines = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
+  return file.string() + ":" + std::to_string(1 + newlines) + ": ";
+}
+
+TEST_F(CheckpointTest, ANumberOutOfRangeIsRefusedNamingTheFileLineAndByte) {
+  jobpoll::save_checkpoint(file, full_checkpoint());
+  const std::string whole = read_bytes(file);
+  // In the header, and in a job record (read while the parser streams the jobs).
+  for (const std::string member : {"\"entries\":3", "\"attempt\":1"}) {
+    std::string text = whole;
+    const std::size_t at = text.find(member);
+    ASSERT_NE(at, std::string::npos) << member;
+    const std::size_t number = at + member.size() - 1;
+    text.replace(number, 1, "1e999");
+    write_bytes(file, text);
+    const auto e = load_error();
+    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
+    EXPECT_EQ(std::string(e.what()), file_line(file, text, number) + "number overflow parsing '1e999' at byte " +
+                                         std::to_string(number) + std::string(category_suffix));
+  }
+  // A negative one, and one inside a string (a text, not a number: the record reads it as text).
+  std::string text = whole;
+  const std::size_t at = text.find("\"entries\":3") + 10;
+  text.replace(at, 1, "-1e400");
+  write_bytes(file, text);
+  EXPECT_EQ(std::string(load_error().what()), file_line(file, text, at) + "number overflow parsing '-1e400' at byte " +
+                                                  std::to_string(at) + std::string(category_suffix));
+}
+
+TEST_F(CheckpointTest, NestingDeeperThan512LevelsIsRefusedBeforeParsing) {
+  jobpoll::save_checkpoint(file, full_checkpoint());
+  const std::string whole = read_bytes(file);
+  ASSERT_EQ(whole.front(), '{');
+  const auto with_extra = [&](std::size_t levels) {
+    return "{\"extra\":" + std::string(levels, '[') + std::string(levels, ']') + "," + whole.substr(1);
+  };
+  // 511 levels in an ignored member are 512 with the document's own object: accepted.
+  write_bytes(file, with_extra(511));
+  EXPECT_EQ(jobpoll::load_checkpoint(file).jobs.size(), 2u);
+
+  for (const std::size_t levels : {512u, 100'000u}) {
+    write_bytes(file, with_extra(levels));
+    const auto e = load_error();
+    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
+    EXPECT_EQ(std::string(e.what()),
+              file.string() + ":1: nesting deeper than 512 levels at byte 520" + std::string(category_suffix));
+  }
+  // Unclosed, as a cut or hostile file would be.
+  write_bytes(file, std::string(100'000, '['));
+  EXPECT_EQ(std::string(load_error().what()),
+            file.string() + ":1: nesting deeper than 512 levels at byte 512" + std::string(category_suffix));
 }
 
 TEST_F(CheckpointTest, AFileInAnotherFormatIsRefused) {
