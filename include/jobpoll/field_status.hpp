@@ -311,7 +311,8 @@ class field_status {
       return poll_status::failed("status " + detail::in_quotes(*status) + field_detail(body, failure_detail_pointer_));
     }
     if (listed(values_.pending, *status)) return pending_status(body, "status " + detail::in_quotes(*status));
-    const std::string unknown = "unknown status " + detail::in_quotes(*status) + " at " + detail::pointer_name(status_pointer);
+    const std::string unknown =
+        "unknown status " + detail::in_quotes(*status) + " at " + detail::pointer_name(status_pointer);
     if (unknown_ == unknown_is::pending) {
       return pending_status(body, unknown + ", taken as pending (expected one of: " + expected() + ")");
     }

@@ -139,7 +139,8 @@ inline std::optional<std::chrono::nanoseconds> parse_duration(std::string_view t
     if (i == first) return std::nullopt;
   }
   static constexpr std::pair<std::string_view, std::int64_t> units[] = {
-      {"ns", 1}, {"us", 1'000}, {"ms", 1'000'000}, {"s", 1'000'000'000}, {"m", 60'000'000'000}, {"h", 3'600'000'000'000}};
+      {"ns", 1}, {"us", 1'000}, {"ms", 1'000'000},
+      {"s", 1'000'000'000}, {"m", 60'000'000'000}, {"h", 3'600'000'000'000}};
   const std::string_view unit = text.substr(i);
   for (const auto& [name, nanoseconds] : units) {
     if (unit != name) continue;
@@ -174,7 +175,9 @@ class job_file_reader {
     description.poll = request(root.need("poll", "a request object"), "/poll");
     if (const json* result = root.find("result")) description.result = result_source_at(*result, "/result");
     if (const json* cancel = root.find("cancel")) description.cancel = request(*cancel, "/cancel");
-    if (const json* timeout = root.find("cancel_timeout")) description.cancel_timeout = duration(*timeout, "/cancel_timeout");
+    if (const json* timeout = root.find("cancel_timeout")) {
+      description.cancel_timeout = duration(*timeout, "/cancel_timeout");
+    }
     return {root.find("about") ? string(*root.find("about"), "/about") : std::string{}, std::move(description),
             status(root.need("status", "a status object"), "/status"),
             root.find("codec") ? codecs(*root.find("codec"), "/codec") : phase_codecs<json_codec>{}};
@@ -184,7 +187,8 @@ class job_file_reader {
   /// The members of one JSON object, every key checked against `keys`.
   class object {
    public:
-    object(const job_file_reader& reader, const json& value, std::string at, std::initializer_list<std::string_view> keys)
+    object(const job_file_reader& reader, const json& value, std::string at,
+           std::initializer_list<std::string_view> keys)
         : reader_(reader), value_(value), at_(std::move(at)) {
       if (!value.is_object()) reader.expected(at_, "an object", value);
       for (const auto& [key, member] : value.items()) {
@@ -327,7 +331,9 @@ class job_file_reader {
   request_template request(const json& value, const std::string& at) const {
     const object fields(*this, value, at, {"method", "url", "body", "headers", "form"});
     request_template out;
-    if (const json* method = fields.find("method")) out.method = token(*method, fields.at("method"), "an HTTP method such as \"POST\"");
+    if (const json* method = fields.find("method")) {
+      out.method = token(*method, fields.at("method"), "an HTTP method such as \"POST\"");
+    }
     out.url = string(fields.need("url", "a string (the URL template)"), fields.at("url"));
     if (const json* body = fields.find("body")) out.body = string(*body, fields.at("body"));
     if (const json* headers = fields.find("headers")) {
@@ -376,7 +382,9 @@ class job_file_reader {
       const object fields(*this, value, at, {"fetch", "pointer", "from_answer"});
       result_source out = result_source::fetch(request(*fields.find("fetch"), fields.at("fetch")));
       if (const json* p = fields.find("pointer")) out.pointer = pointer(*p, fields.at("pointer"));
-      if (const json* names = fields.find("from_answer")) out.from_answer = from_answer(*names, fields.at("from_answer"));
+      if (const json* names = fields.find("from_answer")) {
+        out.from_answer = from_answer(*names, fields.at("from_answer"));
+      }
       return out;
     }
     if (pages) {
@@ -386,12 +394,16 @@ class job_file_reader {
       how.items = pointer(fields.need("items", "a JSON pointer (a page's array of items)"), fields.at("items"));
       how.total = pointer(fields.need("total", "a JSON pointer (the total item count)"), fields.at("total"));
       if (const json* size = fields.find("page_size")) how.page_size = count(*size, fields.at("page_size"), 1);
-      if (const json* first = fields.find("first_offset")) how.first_offset = count(*first, fields.at("first_offset"), 0);
+      if (const json* first = fields.find("first_offset")) {
+        how.first_offset = count(*first, fields.at("first_offset"), 0);
+      }
       if (const json* in_poll = fields.find("first_page_in_poll_answer")) {
         how.first_page_in_poll_answer = boolean(*in_poll, fields.at("first_page_in_poll_answer"));
       }
       result_source out = result_source::paged(request(*fields.find("pages"), fields.at("pages")), std::move(how));
-      if (const json* names = fields.find("from_answer")) out.from_answer = from_answer(*names, fields.at("from_answer"));
+      if (const json* names = fields.find("from_answer")) {
+        out.from_answer = from_answer(*names, fields.at("from_answer"));
+      }
       return out;
     }
     const object fields(*this, value, at, {"pointer", "fetch", "pages"});
@@ -428,8 +440,10 @@ class job_file_reader {
           if (fields.find(list)) fail(fields.at(list), "a status list needs \"pointer\", the status value's pointer");
         }
         if (!fields.find("rules")) fail(fields.at("pointer"), "missing, expected a JSON pointer (or \"rules\" alone)");
-        if (std::none_of(rules.begin(), rules.end(), [](const field_rule& r) { return r.then == rule_outcome::succeeded; })) {
-          fail(fields.at("rules"), "expected a rule whose \"then\" is \"succeeded\" (without \"pointer\" only rules decide)");
+        const auto succeeds = [](const field_rule& r) { return r.then == rule_outcome::succeeded; };
+        if (std::none_of(rules.begin(), rules.end(), succeeds)) {
+          fail(fields.at("rules"),
+               "expected a rule whose \"then\" is \"succeeded\" (without \"pointer\" only rules decide)");
         }
         policy.emplace(field_status<json_codec>::from_rules(std::move(rules)));
       }
@@ -449,7 +463,8 @@ class job_file_reader {
     }
     if (const json* hint = fields.find("hint")) {
       const object h(*this, *hint, fields.at("hint"), {"pointer", "unit"});
-      const std::chrono::nanoseconds unit = h.find("unit") ? duration(*h.find("unit"), h.at("unit")) : std::chrono::seconds{1};
+      const std::chrono::nanoseconds unit =
+          h.find("unit") ? duration(*h.find("unit"), h.at("unit")) : std::chrono::seconds{1};
       policy->hint_at(pointer(h.need("pointer", "a JSON pointer"), h.at("pointer")), unit);
     }
     if (const json* detail = fields.find("failure_detail")) {
@@ -476,7 +491,9 @@ class job_file_reader {
       if (const json* given = fields.find(name)) *list = strings(*given, fields.at(name));
     }
     if (out.succeeded.empty()) {
-      if (const json* given = fields.find("succeeded")) expected(fields.at("succeeded"), "at least one status value", *given);
+      if (const json* given = fields.find("succeeded")) {
+        expected(fields.at("succeeded"), "at least one status value", *given);
+      }
       fail(fields.at("succeeded"), "missing, expected an array of the status values that mean succeeded");
     }
     for (std::size_t a = 0; a < std::size(lists); ++a) {
@@ -486,7 +503,8 @@ class job_file_reader {
           const auto& earlier = *lists[a].second;
           if (std::find(earlier.begin(), earlier.end(), later[i]) != earlier.end()) {
             fail(fields.at(lists[b].first) + "/" + std::to_string(i),
-                 in_quotes(later[i], 100) + " is also in " + fields.at(lists[a].first) + " (a value means one outcome)");
+                 in_quotes(later[i], 100) + " is also in " + fields.at(lists[a].first) +
+                     " (a value means one outcome)");
           }
         }
       }
@@ -502,7 +520,9 @@ class job_file_reader {
       field_rule rule;
       const json& when = fields.need("when", "an array of conditions");
       if (!when.is_array() || when.empty()) expected(fields.at("when"), "a non-empty array of conditions", when);
-      for (std::size_t c = 0; c < when.size(); ++c) rule.when.push_back(condition(when[c], fields.at("when") + "/" + std::to_string(c)));
+      for (std::size_t c = 0; c < when.size(); ++c) {
+        rule.when.push_back(condition(when[c], fields.at("when") + "/" + std::to_string(c)));
+      }
       const json& then = fields.need("then", "\"succeeded\", \"failed\" or \"pending\"");
       if (then == "succeeded") {
         rule.then = rule_outcome::succeeded;

@@ -288,17 +288,22 @@ TEST(JobFileErrorTest, AValueOfTheWrongTypeNamesTheFieldAndShowsIt) {
             "jobs.json: /submit/form: a request has a body or a form, not both");
   EXPECT_EQ(error_for(file_with(R"("result": {"pages": {"url": "/p"}, "items": "/i", "total": "/t", "page_size": 0})")),
             "jobs.json: /result/page_size: expected an integer >= 1, got 0");
-  EXPECT_EQ(error_for(file_with(R"("result": {"pages": {"url": "/p"}, "items": "/i", "total": "/t", "first_offset": -1})")),
+  EXPECT_EQ(error_for(file_with(R"("result": {"pages": {"url": "/p"}, "items": "/i", )"
+                                R"("total": "/t", "first_offset": -1})")),
             "jobs.json: /result/first_offset: expected an integer >= 0, got -1");
-  EXPECT_EQ(error_for(file_with(R"("status": {"pointer": "/s", "succeeded": ["ok"], "progress": {"pointer": "/p", "scale": 0}})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"pointer": "/s", "succeeded": ["ok"], )"
+                                R"("progress": {"pointer": "/p", "scale": 0}})")),
             "jobs.json: /status/progress/scale: expected a number > 0, got 0");
   EXPECT_EQ(error_for(file_with(R"("status": {"pointer": "/s", "succeeded": ["ok"], "unknown": "ignore"})")),
             R"(jobs.json: /status/unknown: expected "error" or "pending", got "ignore")");
-  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/a", "present": true}], "then": "done"}]})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/a", )"
+                                R"("present": true}], "then": "done"}]})")),
             R"(jobs.json: /status/rules/0/then: expected "succeeded", "failed" or "pending", got "done")");
-  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/a", "present": "yes"}], "then": "succeeded"}]})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/a", )"
+                                R"("present": "yes"}], "then": "succeeded"}]})")),
             R"(jobs.json: /status/rules/0/when/0/present: expected true or false, got "yes")");
-  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/a", "present": true, "equals": ["1"]}], "then": "succeeded"}]})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/a", "present": true, )"
+                                R"("equals": ["1"]}], "then": "succeeded"}]})")),
             R"(jobs.json: /status/rules/0/when/0: expected one of "present": true | false or "equals": [values], got {"equals":["1"],"pointer":"/a","present":true})");
   EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [], "then": "succeeded"}]})")),
             "jobs.json: /status/rules/0/when: expected a non-empty array of conditions, got []");
@@ -307,7 +312,8 @@ TEST(JobFileErrorTest, AValueOfTheWrongTypeNamesTheFieldAndShowsIt) {
   EXPECT_EQ(error_for(file_with(R"("result": {"fetch": {"url": "/r"}, "pages": {"url": "/p"}})")),
             R"(jobs.json: /result: expected one of "fetch" or "pages", got both)");
   EXPECT_EQ(error_for(file_with(R"("result": {"fetch": {"url": "{+u}"}, "from_answer": {"the url": "/u"}})")),
-            R"(jobs.json: /result/from_answer/the url: expected a placeholder name (a letter or '_', then letters, digits, '_', '.', '-'), got "the url")");
+            R"(jobs.json: /result/from_answer/the url: expected a placeholder name (a letter or '_', )"
+            R"(then letters, digits, '_', '.', '-'), got "the url")");
   EXPECT_EQ(error_for("[1, 2]"), "jobs.json: expected an object, got [1,2]");
 }
 
@@ -361,11 +367,14 @@ TEST(JobFileErrorTest, AMissingFieldIsNamed) {
 TEST(JobFileErrorTest, StatusRulesThatCannotWorkAreNamed) {
   EXPECT_EQ(error_for(file_with(R"("status": {"pointer": "/s", "succeeded": ["ok"], "failed": ["no", "ok"]})")),
             R"(jobs.json: /status/failed/1: "ok" is also in /status/succeeded (a value means one outcome))");
-  EXPECT_EQ(error_for(file_with(R"("status": {"pointer": "/s", "succeeded": ["ok"], "failed": ["x"], "pending": ["x"]})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"pointer": "/s", "succeeded": ["ok"], )"
+                                R"("failed": ["x"], "pending": ["x"]})")),
             R"(jobs.json: /status/pending/0: "x" is also in /status/failed (a value means one outcome))");
-  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/e", "present": true}], "then": "failed"}]})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/e", )"
+                                R"("present": true}], "then": "failed"}]})")),
             R"(jobs.json: /status/rules: expected a rule whose "then" is "succeeded" (without "pointer" only rules decide))");
-  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/e", "equals": []}], "then": "succeeded"}]})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/e", )"
+                                R"("equals": []}], "then": "succeeded"}]})")),
             "jobs.json: /status/rules/0/when/0/equals: expected at least one value, got []");
 }
 
@@ -375,9 +384,11 @@ TEST(JobFileErrorTest, AMalformedPointerIsNamed) {
   EXPECT_EQ(error_for(file_with(R"("status": {"pointer": "/s~2", "succeeded": ["ok"]})")),
             "jobs.json: /status/pointer: expected a JSON pointer (it must follow every '~' with 0 or 1 (~0 is '~', ~1 "
             "is '/')), got \"/s~2\"");
-  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "done", "equals": ["true"]}], "then": "succeeded"}]})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "done", )"
+                                R"("equals": ["true"]}], "then": "succeeded"}]})")),
             R"(jobs.json: /status/rules/0/when/0/pointer: expected a JSON pointer (it must be empty or start with '/'), got "done")");
-  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/e", "present": true}], "then": "succeeded", "detail": "msg"}]})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"rules": [{"when": [{"pointer": "/e", "present": true}], )"
+                                R"("then": "succeeded", "detail": "msg"}]})")),
             R"(jobs.json: /status/rules/0/detail: expected a JSON pointer (it must be empty or start with '/'), got "msg")");
   EXPECT_EQ(error_for(file_with(R"("result": {"fetch": {"url": "{+u}"}, "from_answer": {"u": "x"}})")),
             R"(jobs.json: /result/from_answer/u: expected a JSON pointer (it must be empty or start with '/'), got "x")");
@@ -392,7 +403,8 @@ TEST(JobFileErrorTest, ABadDurationIsNamed) {
             R"(jobs.json: /cancel_timeout: expected a duration > 0 such as "500ms", "10s", "1.5s", "2m", got 10)");
   EXPECT_EQ(error_for(file_with(R"("cancel_timeout": "0")")),
             R"(jobs.json: /cancel_timeout: expected a duration > 0 such as "500ms", "10s", "1.5s", "2m", got "0")");
-  EXPECT_EQ(error_for(file_with(R"("status": {"pointer": "/s", "succeeded": ["ok"], "hint": {"pointer": "/e", "unit": "1x"}})")),
+  EXPECT_EQ(error_for(file_with(R"("status": {"pointer": "/s", "succeeded": ["ok"], )"
+                                R"("hint": {"pointer": "/e", "unit": "1x"}})")),
             R"(jobs.json: /status/hint/unit: expected a duration > 0 such as "500ms", "10s", "1.5s", "2m", got "1x")");
 }
 
