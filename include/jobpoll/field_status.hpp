@@ -129,7 +129,7 @@ struct field_rule {
 /// `on_unknown(unknown_is::pending)`), its detail showing the body and the
 /// rules. Google's long-running operations, either way:
 ///
-///     field_status<json_codec>("/done", {.succeeded = {"true"}, .pending = {"false"}})
+///     field_status<json_codec>("/done", {.succeeded = {"true"}, .failed = {}, .pending = {"false"}})
 ///         .failed_if_present("/error")
 ///         .failure_detail_at("/error/message");
 ///
