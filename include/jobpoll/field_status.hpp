@@ -394,7 +394,8 @@ class field_status {
     return std::find(list.begin(), list.end(), value) != list.end();
   }
 
-  std::string preview(const value_type& value) const { return body_preview(codec_.encode(value)); }
+  // Bounded whatever the value's size or depth (codec_preview never encodes a whole document).
+  std::string preview(const value_type& value) const { return detail::codec_preview(codec_, value); }
 
   /// "pass | fail | working": every listed value, succeeded first.
   std::string expected() const {

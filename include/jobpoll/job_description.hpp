@@ -119,7 +119,7 @@ struct result_source {
   std::string pointer;            ///< where the result is in the answer ("" is the whole document)
   request_template request;       ///< for fetch and paged; placeholders {handle}, {offset}, {limit}
   paging pages;                   ///< for paged
-  /// Placeholders of `request` read from the final poll answer: name ->
+  /// For fetch and paged: placeholders of `request` read from the final poll answer: name ->
   /// pointer, e.g. {"location", "/resourceLocation"} for a `request` whose
   /// URL is "{+location}", or {"file", "/output_file_id"}. A pointer with no
   /// scalar there ends the job with `decode_error` naming it.

@@ -1,7 +1,7 @@
 #pragma once
 // Umbrella header: the whole core of jobpoll, job clients included. Not the
 // leaves with their own dependencies (<jobpoll/codec/json.hpp>,
-// <jobpoll/transport/curl.hpp>) nor the test aids
+// <jobpoll/job_file.hpp>, <jobpoll/transport/curl.hpp>) nor the test aids
 // (<jobpoll/transport/scripted.hpp>, <jobpoll/testing/manual_clock.hpp>).
 
 #include "jobpoll/backoff.hpp"

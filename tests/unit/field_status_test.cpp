@@ -165,8 +165,25 @@ TEST(FieldStatusSeedTest, AMissingStatusInALongBodyShowsItsStart) {
   const json body = {{"data", {{"items", std::string(300, 'x')}}}};
   const poll_status status = seed_policy()(body);
   EXPECT_EQ(status.error, jobpoll::errc::decode_error);
-  EXPECT_EQ(status.detail, "no status at /data/status in " + jobpoll::body_preview(codec.encode(body)));
-  EXPECT_TRUE(status.detail.ends_with("... (321 bytes)")) << status.detail;
+  EXPECT_EQ(status.detail, "no status at /data/status in " + codec.preview(body, 200));
+  EXPECT_TRUE(status.detail.starts_with(R"(no status at /data/status in {"data":{"items":"xxx)")) << status.detail;
+  EXPECT_TRUE(status.detail.ends_with("xxx...")) << status.detail;
+}
+
+// The preview of the body is bounded however large or deep the answer is: a
+// million elements, or 512 levels (the decode limit), cost a short line.
+TEST(FieldStatusSeedTest, APreviewOfAHugeOrDeepBodyIsBounded) {
+  json wide = json::array();
+  for (int i = 0; i < 1'000'000; ++i) wide.push_back(i);
+  const poll_status huge = seed_policy()(json{{"data", wide}});
+  EXPECT_EQ(huge.error, jobpoll::errc::decode_error);
+  EXPECT_LT(huge.detail.size(), 300u) << huge.detail;
+
+  const std::string deep_text = std::string(512, '[') + std::string(512, ']');
+  const poll_status deep = seed_policy()(codec.decode(deep_text));
+  EXPECT_EQ(deep.error, jobpoll::errc::decode_error);
+  EXPECT_LT(deep.detail.size(), 300u) << deep.detail;
+  EXPECT_TRUE(deep.detail.starts_with("no status at /data/status in [[[[")) << deep.detail;
 }
 
 TEST(FieldStatusSeedTest, ANullArrayOrObjectStatusIsADecodeError) {
