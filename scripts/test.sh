@@ -4,8 +4,11 @@
 #      (benchmarks not run), ctest
 #   2. g++ Debug with AddressSanitizer + UndefinedBehaviorSanitizer, -Werror, ctest
 #   3. clang++ Debug, -Werror, ctest
+#   4. fuzz: the libFuzzer targets of tests/fuzz (clang++, ASan + UBSan), each
+#      run for FUZZ_SECONDS (30) on a copy of its committed corpus, two at a
+#      time; any crash fails the stage
 # Installs missing build dependencies with apt-get first (scripts/deps.sh).
-# Build trees: build/ci-gcc, build/ci-gcc-asan, build/ci-clang.
+# Build trees: build/ci-gcc, build/ci-gcc-asan, build/ci-clang, build/ci-fuzz.
 # Run a subset with e.g. `scripts/test.sh clang`; JOBS=<n> overrides $(nproc).
 set -euo pipefail
 
@@ -16,9 +19,9 @@ source scripts/deps.sh
 
 jobs=${JOBS:-$(nproc)}
 stages=("$@")
-((${#stages[@]})) || stages=(gcc gcc-asan clang)
+((${#stages[@]})) || stages=(gcc gcc-asan clang fuzz)
 for stage in "${stages[@]}"; do
-  case $stage in gcc | gcc-asan | clang) ;; *) echo "unknown stage '$stage' (gcc, gcc-asan, clang)" >&2; exit 2 ;; esac
+  case $stage in gcc | gcc-asan | clang | fuzz) ;; *) echo "unknown stage '$stage' (gcc, gcc-asan, clang, fuzz)" >&2; exit 2 ;; esac
 done
 
 # Read only by sanitized binaries. detect_stack_use_after_return catches a
@@ -58,6 +61,59 @@ run_stage() {
   summaries+=("$(printf '%-9s build %4ds  ctest %4ds  %s' "$name" $((built - start)) $((SECONDS - built)) "$line")")
 }
 
+# run_fuzz_stage: configure and build the fuzz targets, run each for
+# FUZZ_SECONDS on a temporary copy of tests/fuzz/corpus/<target> (the
+# committed corpus is never changed), two at a time; fails on any crash.
+run_fuzz_stage() {
+  local dir=build/ci-fuzz start=$SECONDS seconds=${FUZZ_SECONDS:-30}
+  local targets=(retry_after_fuzz template_fuzz json_codec_fuzz text_codec_fuzz checkpoint_fuzz audit_log_fuzz)
+  header "stage fuzz: configure (clang++)"
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DJOBPOLL_BUILD_FUZZERS=ON -DJOBPOLL_WERROR=ON -DJOBPOLL_BUILD_TESTS=OFF -DJOBPOLL_BUILD_EXAMPLES=OFF \
+    -DJOBPOLL_BUILD_TOOLS=OFF -DJOBPOLL_INSTALL=OFF
+  header "stage fuzz: build (-j$jobs)"
+  cmake --build "$dir" --parallel "$jobs" --target "${targets[@]}"
+  local built=$SECONDS work
+  work=$(mktemp -d "${TMPDIR:-/tmp}/jobpoll-fuzz.XXXXXX")
+  header "stage fuzz: ${#targets[@]} targets, ${seconds}s each, two at a time (work dir $work)"
+  local i t
+  for ((i = 0; i < ${#targets[@]}; i += 2)); do
+    for t in "${targets[@]:i:2}"; do
+      cp -r "tests/fuzz/corpus/$t" "$work/$t"
+      mkdir "$work/$t.crashes"
+      # Each run's exit status goes to a file: a crash must not stop the other runs.
+      ( rc=0
+        "$dir/tests/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+          -artifact_prefix="$work/$t.crashes/" "$work/$t" >"$work/$t.log" 2>&1 || rc=$?
+        echo "$rc" >"$work/$t.status" ) &
+    done
+    wait
+  done
+  local crashed=0 report=() execs
+  for t in "${targets[@]}"; do
+    execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$work/$t.log" | tail -n1)
+    if [[ $(cat "$work/$t.status") != 0 ]]; then
+      crashed=$((crashed + 1))
+      report+=("$t CRASHED")
+      echo "---- $t crashed (reproducer in $work/$t.crashes):" >&2
+      tail -n 40 "$work/$t.log" >&2
+    else
+      report+=("$t ${execs:-?}")
+      echo "$t: ${execs:-?} executions in ${seconds}s"
+    fi
+  done
+  local joined
+  joined=$(printf '%s, ' "${report[@]}")
+  summaries+=("$(printf '%-9s build %4ds  fuzz  %4ds  %s crashed; executions: %s' fuzz $((built - start)) \
+    $((SECONDS - built)) "$crashed" "${joined%, }")")
+  if ((crashed)); then
+    total_failed=$((total_failed + crashed))
+    echo "stage fuzz: $crashed target(s) crashed; reproducers and logs in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+
 header "dependencies"
 jobpoll_install_deps
 
@@ -74,9 +130,13 @@ for stage in "${stages[@]}"; do
     clang)
       run_stage clang clang++ -DCMAKE_BUILD_TYPE=Debug -DJOBPOLL_WERROR=ON
       ;;
+    fuzz)
+      run_fuzz_stage
+      ;;
   esac
 done
 
 header "summary ($root, $SECONDS s in all)"
 printf '%s\n' "${summaries[@]}"
-echo "ctest: $total_passed passed, $total_failed failed"
+echo "ctest: $total_passed passed, $total_failed failed (crashed fuzz targets count as failed)"
+((total_failed == 0))
