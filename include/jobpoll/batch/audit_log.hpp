@@ -292,7 +292,9 @@ class audit_log {
 /// must be a valid record: throws `std::system_error` with
 /// `errc::invalid_checkpoint` and "<path>:<line number>: ..." for an empty
 /// line, a line that is not JSON ("not a JSON document: <the parser's
-/// message>"), and a missing or ill-typed member ("/state: expected ...,
+/// message>"), nested deeper than 512 levels ("nesting deeper than 512
+/// levels at byte N", N counted in the line) or holding a number out of
+/// range ("number overflow parsing '1e999' at byte N"), and a missing or ill-typed member ("/state: expected ...,
 /// got ..."), a batch other than the first line's, a change of a job with
 /// no creation line before it, or an
 /// entry, parent or attempt other than the creation line's. Throws errno's

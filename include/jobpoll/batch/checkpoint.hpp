@@ -269,7 +269,9 @@ inline void save_checkpoint(const std::filesystem::path& path, const batch_check
 ///   opened or read (ENOENT included: see `load_checkpoint_if_present`);
 /// - `errc::invalid_checkpoint` with a message that starts with the path:
 ///   "<path>: not a JSON document: the file is empty" or "...: <the
-///   parser's message>" (a truncated or non-JSON file); "<path> is not a
+///   parser's message>" (a truncated or non-JSON file); "<path>:<line>:
+///   nesting deeper than 512 levels at byte N" (refused before parsing) and
+///   "<path>:<line>: number overflow parsing '1e999' at byte N"; "<path> is not a
 ///   jobpoll batch checkpoint (format: expected \"jobpoll-batch-checkpoint\",
 ///   got <the value or no \"format\" member>)"; "<path>: /version: expected 1
 ///   (...), got 2"; and "<path>: /<field>: expected ..., got ..." for a
