@@ -1,7 +1,7 @@
 // json_codec on any answer, in its three body formats, then its readers, its
 // bounded preview and field_status classification on what it decoded. Only
 // documented errors get out: decode_error from decode, std::invalid_argument
-// for a malformed pointer.
+// for a malformed pointer. field_status runs with value lists and compound rules.
 
 #include <array>
 #include <cstddef>
@@ -52,7 +52,13 @@ void read(const json_codec& codec, const json& value, std::string_view pointer, 
   try {
     jobpoll::field_status<json_codec> status(std::string(pointer), {{"done", "true"}, {"failed"}, {"running", "0"}},
                                              codec);
-    status.progress_at("/progress").hint_at("/retry_after").failure_detail_at("/error").failed_if_present("/error");
+    status.progress_at("/progress").hint_at("/retry_after").failure_detail_at("/error");
+    // Compound rules (Google LRO): done and /error present = failed, done = succeeded.
+    status.rule({.when = {jobpoll::field_condition::equals("/done", {"true"}), jobpoll::field_condition::present("/error")},
+                 .then = jobpoll::rule_outcome::failed,
+                 .detail = "/error/message"});
+    status.rule({.when = {jobpoll::field_condition::equals("/done", {"true"})}, .then = jobpoll::rule_outcome::succeeded});
+    status.rule({.when = {jobpoll::field_condition::absent(std::string(pointer))}, .then = jobpoll::rule_outcome::pending});
     const jobpoll::poll_status outcome = status(value);
     static_cast<void>(outcome);
     jobpoll_fuzz::require(well_formed, "field_status accepted a malformed pointer");
