@@ -25,8 +25,8 @@
 // and the checkpoint is written. A second signal stops at once. Run the same
 // command again to resume.
 //
-// The options are CLI11's: counts are checked by its Range validator,
-// durations ("500ms", "2s", "2m", "1h", or 0) read by its AsNumberWithUnit.
+// The options are CLI11's, their values read with the jobpoll tool's grammar
+// (tools/cli_values.hpp): counts, and durations ("500ms", "1.5s", "2m", or 0).
 //
 // Usage: batch_run --server http://127.0.0.1:PORT [--jobs 100] [--rate 20 --rate-window 15s] ...
 //        batch_run --help lists every option and the exit codes.
@@ -34,20 +34,18 @@
 #include <chrono>
 #include <csignal>
 #include <cstddef>
-#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <optional>
-#include <regex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <sys/ioctl.h>
@@ -71,6 +69,8 @@
 #include <jobpoll/sliding_window_limiter.hpp>
 #include <jobpoll/transport/curl.hpp>
 
+#include "cli_values.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -85,7 +85,7 @@ constexpr int exit_unfinished = 2;
 constexpr int exit_error = 3;
 constexpr int exit_usage = 64;
 
-constexpr std::string_view footer_text = R"(Durations: a whole number and a unit (500ms, 2s, 90s, 2m, 1h), or 0.
+constexpr std::string_view footer_text = R"(Durations: a number and a unit (500ms, 2s, 1.5s, 2m, 1h), or 0; at most 1000h.
 
 Exit codes:
   0   the batch is COMPLETED: every entry has a completed job
@@ -102,73 +102,35 @@ Example (the demo job server: python3 tests/server/job_server.py --port 8080):
 
 // --- the command line ------------------------------------------------------------
 
-// What the command line says: each option writes straight into its member.
-// Durations are in milliseconds, as CLI11 reads them; their defaults are
-// their options' (see define_options).
+// What the command line says: each option writes straight into its member;
+// the defaults are the options' (see define_options).
 struct settings {
   std::string server;  // without a trailing '/'
-  std::size_t jobs = 100;
-  std::size_t steps = 3;
-  std::int64_t interval_ms = 0;
-  std::size_t concurrency = 8;
+  std::size_t jobs = 0;
+  std::size_t steps = 0;
+  std::chrono::nanoseconds interval{};
+  std::size_t concurrency = 0;
   std::optional<std::size_t> rate;  // requests in any rate window; none: no limit
-  std::int64_t rate_window_ms = 0;
-  std::int64_t job_timeout_ms = 0;
-  std::size_t resubmits = 1;
+  std::chrono::nanoseconds rate_window{};
+  std::chrono::nanoseconds job_timeout{};
+  std::size_t resubmits = 0;
   std::size_t fail_every = 0;
-  std::int64_t grace_ms = 0;
+  std::chrono::nanoseconds grace{};
   bool cancel_on_stop = false;
   std::filesystem::path state_dir = "./batch-state";
   std::string name = "batch_run";
 };
 
-// A count above this is a typo here. The bound also refuses a number too long
-// for std::size_t, which CLI11 2.1.2 would read as the largest one.
+// A count above this is a typo here.
 constexpr std::size_t most = 1'000'000;
-// Durations up to 1000 hours: far beyond any use here, far below an overflow.
-constexpr std::int64_t longest_ms = 1000 * 3'600'000LL;
-
-enum class zero_duration { allowed, refused };
-
-// A duration (a whole number and a unit, or a bare 0) as milliseconds.
-// CLI11's AsNumberWithUnit does the reading. Around it, this refuses what it
-// would take ("-5s"; "s" as one second; "010s" as 8 s, since it reads numbers
-// with strtoll's base 0), names the value as typed in every message (its own
-// name only the unit) and bounds the result.
-CLI::Validator duration_ms(zero_duration zero) {
-  const CLI::AsNumberWithUnit to_ms(
-      std::map<std::string, std::int64_t>{{"ms", 1}, {"s", 1'000}, {"m", 60'000}, {"h", 3'600'000}},
-      CLI::AsNumberWithUnit::UNIT_REQUIRED);
-  return CLI::Validator(
-      [to_ms, zero](std::string& text) {
-        const std::string value = "Value " + text;
-        if (text == "0") text = "0ms";  // the one duration without a unit
-        static const std::regex number_and_unit("(0|[1-9][0-9]*)[a-z]+");
-        if (!std::regex_match(text, number_and_unit))
-          return value + " is not a duration: expected a whole number and a unit, like 500ms, 2s, 2m or 1h (or 0)";
-        std::string error;
-        try {
-          error = to_ms(text);  // a CLI11 validator returns its message or throws it
-        } catch (const CLI::ValidationError& e) {
-          error = e.what();
-        }
-        if (!error.empty()) return value + " is not a duration: " + error;
-        const std::int64_t ms = std::stoll(text);  // to_ms left a whole number of milliseconds
-        if (ms == 0 && zero == zero_duration::refused)
-          return value + " is too short: expected a duration longer than 0";
-        if (ms > longest_ms) return value + " is too long: expected at most 1000h";
-        return std::string();
-      },
-      "");
-}
 
 // --server: an http:// or https:// URL, kept without its trailing '/' (the
 // job API's paths are appended to it).
 CLI::Validator base_url() {
   return CLI::Validator(
       [](std::string& url) {
-        if (!url.starts_with("http://") && !url.starts_with("https://"))
-          return "Value " + url + " is not an http:// or https:// URL";
+        auto checked = cli_values::read_http_url(url);
+        if (auto* refused = std::get_if<cli_values::refusal>(&checked)) return refused->message;
         while (url.ends_with('/')) url.pop_back();
         return std::string();
       },
@@ -184,54 +146,41 @@ CLI::Validator non_empty() {
       "");
 }
 
-// A duration option read into `ms`; `initial` ("2s") is its default, checked
-// like a typed value, and what --help shows.
-CLI::Option* add_duration(CLI::App& app, const std::string& name, std::int64_t& ms, const std::string& help,
-                          const std::string& initial, zero_duration zero = zero_duration::allowed) {
-  return app.add_option(name, ms, help)
-      ->type_name("DURATION")
-      ->transform(duration_ms(zero))
-      ->run_callback_for_default()
-      ->default_val(initial);
-}
-
 void define_options(CLI::App& app, settings& s) {
+  using cli_values::add_count;
+  using cli_values::add_duration;
   app.footer(std::string(footer_text));
   app.get_formatter()->column_width(36);
   app.add_option("--server", s.server, "base URL of the job server, e.g. http://127.0.0.1:8080")
       ->type_name("URL")
       ->transform(base_url())
       ->required();
-  app.add_option("--jobs", s.jobs, "entries of the batch: entry k submits params {\"n\": k}")
-      ->type_name("N")
-      ->check(CLI::Range(std::size_t{1}, most))
-      ->capture_default_str();
-  app.add_option("--steps", s.steps, "polls each demo job answers pending/running before it ends")
+  add_count(app, "--jobs", s.jobs, "entries of the batch: entry k submits params {\"n\": k}", 1, most)
+      ->default_val("100");
+  add_count(app, "--steps", s.steps, "polls each demo job answers pending/running before it ends", 0, most)
       ->type_name("S")
-      ->check(CLI::Range(std::size_t{0}, most))
-      ->capture_default_str();
-  add_duration(app, "--interval", s.interval_ms, "wait between two polls of a job", "200ms");
-  app.add_option("--concurrency", s.concurrency, "jobs submitting or being polled at once")
+      ->default_val("3");
+  add_duration(app, "--interval", s.interval, "wait between two polls of a job")->default_val("200ms");
+  add_count(app, "--concurrency", s.concurrency, "jobs submitting or being polled at once", 1, most)
       ->type_name("C")
-      ->check(CLI::Range(std::size_t{1}, most))
-      ->capture_default_str();
-  CLI::Option* rate = app.add_option("--rate", s.rate, "at most N requests of the whole batch in any --rate-window")
-                          ->type_name("N")
-                          ->check(CLI::Range(std::size_t{1}, most));
-  add_duration(app, "--rate-window", s.rate_window_ms, "the window of --rate", "1s", zero_duration::refused)
+      ->default_val("8");
+  CLI::Option* rate =
+      add_count(app, "--rate", s.rate, "at most N requests of the whole batch in any --rate-window", 1, most);
+  add_duration(app, "--rate-window", s.rate_window, "the window of --rate", cli_values::zero_duration::refused)
+      ->default_val("1s")
       ->needs(rate);
-  add_duration(app, "--job-timeout", s.job_timeout_ms, "deadline of each job, submit to result (then it is cancelled)",
-               "5m");
-  app.add_option("--resubmits", s.resubmits, "resubmissions of a failed job (each a new job naming its parent)")
+  add_duration(app, "--job-timeout", s.job_timeout, "deadline of each job, submit to result (then it is cancelled)")
+      ->default_val("5m");
+  add_count(app, "--resubmits", s.resubmits, "resubmissions of a failed job (each a new job naming its parent)", 0,
+            most)
       ->type_name("K")
-      ->check(CLI::Range(std::size_t{0}, most))
-      ->capture_default_str();
-  app.add_option("--fail-every", s.fail_every,
-                 "every K-th entry (k = K-1, 2K-1, ...) asks the server for a failing job; 0: none")
+      ->default_val("1");
+  add_count(app, "--fail-every", s.fail_every,
+            "every K-th entry (k = K-1, 2K-1, ...) asks the server for a failing job; 0: none", 0, most)
       ->type_name("K")
-      ->check(CLI::Range(std::size_t{0}, most))
-      ->capture_default_str();
-  add_duration(app, "--grace", s.grace_ms, "after Ctrl-C/SIGTERM, how long jobs in flight may still finish", "2s");
+      ->default_val("0");
+  add_duration(app, "--grace", s.grace, "after Ctrl-C/SIGTERM, how long jobs in flight may still finish")
+      ->default_val("2s");
   app.add_flag("--cancel-on-stop", s.cancel_on_stop,
                "cancel the jobs still in flight on the server when stopping, and submit them again on resume "
                "(default: leave them running and poll them again on resume)");
@@ -422,15 +371,15 @@ int run_batch(const settings& s) {
   jobpoll::batch_options options;
   options.name = s.name;
   options.max_in_flight = s.concurrency;
-  options.job.interval = jobpoll::fixed_interval{std::chrono::milliseconds(s.interval_ms)};
-  options.job.deadline = std::chrono::milliseconds(s.job_timeout_ms);
+  options.job.interval = jobpoll::fixed_interval{s.interval};
+  options.job.deadline = s.job_timeout;
   if (s.rate) {
     // One limiter for every request of the batch: submits, polls and cancels.
-    limiter.emplace(ctx.get_executor(), *s.rate, std::chrono::milliseconds(s.rate_window_ms));
+    limiter.emplace(ctx.get_executor(), *s.rate, s.rate_window);
     options.job.limiter = *limiter;
   }
   options.max_resubmits = s.resubmits;
-  options.grace_period = std::chrono::milliseconds(s.grace_ms);
+  options.grace_period = s.grace;
   options.when_stopped = s.cancel_on_stop ? jobpoll::on_cancel::cancel_job : jobpoll::on_cancel::keep_job;
   options.checkpoint = checkpoint;
   options.audit_log = s.state_dir / "audit.ndjson";

@@ -8,7 +8,6 @@
 // slot, which makes the client send the --cancel-url request first.
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -19,6 +18,7 @@
 #include <initializer_list>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -38,15 +38,17 @@
 #include <nlohmann/json.hpp>
 
 #include <jobpoll/codec/json.hpp>
-#include <jobpoll/detail/url_template.hpp>
 #include <jobpoll/field_status.hpp>
 #include <jobpoll/interval.hpp>
 #include <jobpoll/job_client.hpp>
 #include <jobpoll/job_description.hpp>
 #include <jobpoll/observer.hpp>
+#include <jobpoll/phase_codecs.hpp>
 #include <jobpoll/poll_options.hpp>
 #include <jobpoll/sliding_window_limiter.hpp>
 #include <jobpoll/transport/curl.hpp>
+
+#include "cli_values.hpp"
 
 namespace {
 
@@ -62,31 +64,37 @@ constexpr int exit_error = 3;
 constexpr int exit_cancelled = 4;
 constexpr int exit_usage = 64;
 
-constexpr std::string_view footer_text = R"(Durations are a number and a unit: 500ms, 2s, 1.5s, 2m, 1h (0 needs none).
+constexpr std::string_view footer_text = R"(Durations are a number and a unit: 500ms, 2s, 1.5s, 2m, 1h (0 needs none), at most 1000h.
 Templates take {name} placeholders from --param (percent-encoded in URLs), {handle}
-once the job is submitted, {offset} and {limit} in --page-url; {+name} inserts a value
-as is (for a handle that is itself a URL or path). A URL that starts with '/' is
-resolved against the origin of --submit.
+once the job is submitted, {offset} and {limit} in --page-url, and the --result-field
+names in --result-url and --page-url; {+name} inserts a value as is (for a handle that
+is itself a URL or path). A URL that starts with '/' is resolved against the origin of
+--submit.
+Codecs: json reads every answer as JSON; text reads it as one string (trimmed; the
+pointer "" is the whole of it); auto reads text/* answers as text, others as JSON.
 
 Exit codes:
   0   the job succeeded; its result is printed on stdout as one line of JSON
+      (a text result as a JSON string)
   1   the job failed; its failure payload (the last poll answer) is printed on stdout
   2   timeout: the --timeout deadline passed or the --retries ran out
   3   any other error: HTTP error, undecodable answer, unknown status, expired handle,
       transport failure
   4   cancelled by SIGINT or SIGTERM (the --cancel-url request is sent first)
-  64  usage error: an unknown flag or a bad value
+  64  usage error: an unknown flag, a bad value, a bad --describe file
 
 Examples (a job server on http://127.0.0.1:PORT, e.g. tests/server/job_server.py):
 
-  # A job API: POST /v1/jobs answers 202 with a Location; GET it until it completes;
-  # Ctrl-C sends DELETE to the same URL.
+  # A job API: POST /v1/jobs answers {"job_id": ...}; GET /v1/jobs/{job_id} until it
+  # completes; Ctrl-C (or the deadline) sends DELETE to the same URL. (An API that
+  # sends the job's URL in a Location header: --handle-header Location, whose --poll
+  # and --cancel-url default to {+handle}; most job APIs send only the body.)
   jobpoll --submit http://127.0.0.1:PORT/v1/jobs \
       --data '{"tool": "blast", "params": {"query": "ACGT"}, "steps": 3}' \
-      --handle-header Location --status-pointer /status --success completed \
-      --failure failed,cancelled --pending pending,running --progress-pointer /progress \
-      --hint-pointer /eta_seconds --failure-detail-pointer /error \
-      --result-pointer /result --cancel-url '{+handle}' --interval 500ms --timeout 60s
+      --handle-pointer /job_id --poll '/v1/jobs/{handle}' --cancel-url '/v1/jobs/{handle}' \
+      --status-pointer /status --success completed --failure failed,cancelled \
+      --pending pending,running --progress-pointer /progress --hint-pointer /eta_seconds \
+      --failure-detail-pointer /error --result-pointer /result --interval 500ms --timeout 60s
 
   # A reporting export: POST load-job gives a hash; get-job-data says working, then
   # pass with the first page of the result; the other pages are fetched after it.
@@ -98,201 +106,132 @@ Examples (a job server on http://127.0.0.1:PORT, e.g. tests/server/job_server.py
       --failure-detail-pointer /data/message \
       --page-url '/transaction/get-job-data?hash={handle}&offset={offset}&limit={limit}' \
       --items-pointer /data/data --total-pointer /data/total --page-size 10 \
-      --first-page-in-poll --rate 20/15s --interval 2s --timeout 300s)";
+      --first-page-in-poll --rate 20/15s --interval 2s --timeout 300s
 
-/// A flag or value the tool cannot use; the message names the flag and the value.
+  # A Google long-running operation: done false/true, and done with an error is a failure.
+  jobpoll --submit http://127.0.0.1:PORT/v1/lro/operations --data '{"steps": 3}' \
+      --handle-pointer /name --poll '/v1/lro/{+handle}' \
+      --cancel-url '/v1/lro/{+handle}:cancel' --cancel-method POST \
+      --status-pointer /done --success true --pending false --failure-if-present /error \
+      --failure-detail-pointer /error/message --progress-pointer /metadata/progressPercent \
+      --progress-scale 100 --result-pointer /response --interval 1s
+
+  # An Azure asynchronous operation: the result is fetched from the resourceLocation
+  # of the final answer.
+  jobpoll --submit http://127.0.0.1:PORT/azure/resources/disk1 --method PUT --data '{}' \
+      --handle-header Operation-Location --status-pointer /status --success Succeeded \
+      --failure Failed,Canceled --pending NotStarted,Running \
+      --progress-pointer /percentComplete --progress-scale 100 \
+      --result-url '{+location}' --result-field location=/resourceLocation --interval 1s
+
+  # An EBI-style dispatcher: a form submit, plain-text answers.
+  jobpoll --submit http://127.0.0.1:PORT/ebi/run --form email=me@example.org \
+      --form sequence=ACGTACGT --codec text --handle-pointer '' \
+      --poll '/ebi/status/{handle}' --status-pointer '' --success FINISHED \
+      --failure FAILURE --pending QUEUED,RUNNING --result-url '/ebi/result/{handle}/out' \
+      --interval 1s)";
+
+/// A combination of flags the tool cannot use; the message names the flags and values.
 class usage_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-[[noreturn]] void bad_value(std::string_view flag, std::string_view expected, std::string_view got) {
-  throw usage_error(std::string(flag) + ": expected " + std::string(expected) + ", got '" + std::string(got) + "'");
-}
-
-// --- values --------------------------------------------------------------------
-
-std::chrono::nanoseconds parse_duration(std::string_view flag, std::string_view text) {
-  constexpr std::string_view expected = "a duration like 500ms, 2s, 1.5s or 2m";
-  if (text == "0") return 0ns;
-  const auto unit_at = std::min(text.find_first_not_of("0123456789."), text.size());
-  const std::string_view number = text.substr(0, unit_at);
-  const std::string_view unit = text.substr(unit_at);
-  double value = 0;
-  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value, std::chars_format::fixed);
-  if (number.empty() || ec != std::errc{} || end != number.data() + number.size()) bad_value(flag, expected, text);
-  double unit_ns = 0;
-  if (unit == "ms") {
-    unit_ns = 1e6;
-  } else if (unit == "s") {
-    unit_ns = 1e9;
-  } else if (unit == "m") {
-    unit_ns = 60e9;
-  } else if (unit == "h") {
-    unit_ns = 3600e9;
-  } else {
-    bad_value(flag, std::string(expected) + " (units: ms, s, m, h)", text);
-  }
-  const double ns = value * unit_ns;
-  // 10^18 ns is about 31 years: anything longer is a typo, and would overflow.
-  if (!(ns < 1e18)) bad_value(flag, "a duration shorter than 31 years", text);
-  return std::chrono::nanoseconds(std::llround(ns));
-}
-
-std::size_t parse_count(std::string_view flag, std::string_view text, std::size_t minimum) {
-  std::size_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < minimum)
-    bad_value(flag, minimum == 0 ? "a non-negative integer" : "a positive integer", text);
-  return value;
-}
-
-double parse_scale(std::string_view flag, std::string_view text) {
-  double value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || !std::isfinite(value) || value <= 0)
-    bad_value(flag, "a number > 0: 1 when progress is a fraction, 100 when it is a percentage", text);
-  return value;
-}
-
-// "20/15s": at most 20 requests in any 15 seconds.
-std::pair<std::size_t, std::chrono::nanoseconds> parse_rate(std::string_view flag, std::string_view text) {
-  constexpr std::string_view expected = "N/DURATION like 20/15s";
-  const auto slash = text.find('/');
-  if (slash == std::string_view::npos) bad_value(flag, expected, text);
-  const std::string_view count = text.substr(0, slash);
-  std::size_t n = 0;
-  const auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(), n);
-  if (count.empty() || ec != std::errc{} || end != count.data() + count.size() || n == 0)
-    bad_value(flag, std::string(expected) + " (N a positive integer)", text);
-  std::chrono::nanoseconds window;
-  try {
-    window = parse_duration(flag, text.substr(slash + 1));
-  } catch (const usage_error&) {
-    bad_value(flag, std::string(expected) + " (DURATION like 500ms, 15s or 1m)", text);
-  }
-  if (window <= 0ns) bad_value(flag, std::string(expected) + " (DURATION > 0)", text);
-  return {n, window};
-}
-
-// An RFC 6901 pointer: empty (the whole document) or "/a/b", '~' only as ~0 or ~1.
-std::string check_pointer(std::string_view flag, std::string text) {
-  bool ok = text.empty() || text.front() == '/';
-  for (std::size_t i = 0; ok && i < text.size(); ++i)
-    if (text[i] == '~') ok = i + 1 < text.size() && (text[i + 1] == '0' || text[i + 1] == '1');
-  if (!ok) bad_value(flag, "a JSON pointer like /data/status (empty or starting with '/'; '~' only as ~0 or ~1)", text);
-  return text;
-}
-
-std::vector<std::string> parse_list(std::string_view flag, std::string_view text) {
-  std::vector<std::string> values;
-  std::size_t start = 0;
-  while (true) {
-    const auto comma = std::min(text.find(',', start), text.size());
-    if (comma == start) bad_value(flag, "a comma-separated list of status values like pass,done", text);
-    values.emplace_back(text.substr(start, comma - start));
-    if (comma == text.size()) return values;
-    start = comma + 1;
-  }
-}
-
-std::string check_method(std::string_view flag, std::string text) {
-  const bool ok = !text.empty() && std::all_of(text.begin(), text.end(),
-                                               [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); });
-  if (!ok) bad_value(flag, "an HTTP method like GET, POST or DELETE", text);
-  return text;
-}
-
-bool is_placeholder_name(std::string_view name) {
-  auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
-  auto other = [&](char c) { return letter(c) || (c >= '0' && c <= '9') || c == '.' || c == '-'; };
-  return !name.empty() && letter(name.front()) && std::all_of(name.begin(), name.end(), other);
-}
-
-jobpoll::http_header parse_header(std::string_view flag, std::string_view text) {
-  const auto colon = text.find(':');
-  const std::string_view name = text.substr(0, std::min(colon, text.size()));
-  const bool token = !name.empty() && name.find_first_of(" \t\r\n") == std::string_view::npos;
-  if (colon == std::string_view::npos || !token) bad_value(flag, "\"Name: value\"", text);
-  std::string_view value = text.substr(colon + 1);
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-  return {std::string(name), std::string(value)};
-}
-
-void add_param(std::string_view flag, std::string_view text, jobpoll::job_params& params) {
-  const auto equals = text.find('=');
-  if (equals == std::string_view::npos) bad_value(flag, "name=value", text);
-  const std::string name(text.substr(0, equals));
-  if (!is_placeholder_name(name))
-    bad_value(flag, "name=value with a name of letters, digits, '_', '.' and '-', starting with a letter or '_'", text);
-  if (name == "handle" || name == "offset" || name == "limit")
-    throw usage_error(std::string(flag) + ": '" + name +
-                      "' is set by jobpoll itself (the job handle, and the offset and limit of a page), got '" +
-                      std::string(text) + "'");
-  if (!params.emplace(name, std::string(text.substr(equals + 1))).second)
-    throw usage_error(std::string(flag) + ": '" + name + "' given twice, got '" + std::string(text) + "'");
-}
-
-std::string read_data(std::string_view flag, const std::string& text) {
-  if (!text.starts_with('@')) return text;
-  const std::string path = text.substr(1);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw usage_error(std::string(flag) + ": cannot read file '" + path + "' (from '" + text + "')");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 // --- the command line ----------------------------------------------------------
 
-// Every flag as typed; `make_plan` turns them into checked values.
+using name_value = std::pair<std::string, std::string>;
+
+// Every flag, read by the grammar of cli_values.hpp (a bad value is a CLI11
+// ValidationError naming the flag); `make_plan` checks how they combine.
 struct flags {
   std::string submit;
   std::string method = "POST";
   std::string data;
-  std::vector<std::string> headers;
-  std::vector<std::string> params;
+  std::vector<name_value> form;
+  std::vector<name_value> headers;
+  std::vector<name_value> params;
   std::string handle_pointer;
   std::string handle_header;
   std::string poll;
   std::string status_pointer;
-  std::string success;
-  std::string failure;
-  std::string pending;
+  std::vector<std::string> success;
+  std::vector<std::string> failure;
+  std::vector<std::string> pending;
+  std::vector<std::string> failure_if_present;
+  std::vector<std::string> success_if_present;
   std::string unknown = "error";
   std::string progress_pointer;
-  std::string progress_scale = "1";
+  double progress_scale = 1;
   std::string hint_pointer;
   std::string failure_detail_pointer;
   std::string result_pointer;
   std::string result_url;
+  std::vector<name_value> result_fields;
   std::string page_url;
   std::string items_pointer;
   std::string total_pointer;
-  std::string page_size = "100";
-  std::string first_offset = "0";
+  std::size_t page_size = 100;
+  std::size_t first_offset = 0;
   bool first_page_in_poll = false;
   std::string cancel_url;
   std::string cancel_method = "DELETE";
-  std::string interval = "2s";
-  std::string timeout = "300s";
-  std::string initial_delay = "0";
-  std::string attempt_timeout;
-  std::string retries = "5";
-  std::string rate;
+  std::string codec = "json";
+  std::string submit_codec;
+  std::string poll_codec;
+  std::string result_codec;
+  std::chrono::nanoseconds interval{};
+  std::chrono::nanoseconds timeout{};
+  std::chrono::nanoseconds initial_delay{};
+  std::optional<std::chrono::nanoseconds> attempt_timeout;
+  std::size_t retries = 0;
+  std::optional<cli_values::rate> rate;
   std::string resume;
   bool insecure = false;
   bool quiet = false;
 };
 
+// A JSON pointer option, or a repeatable one into a vector.
+template <class Target>
+CLI::Option* add_pointer(CLI::App& app, const std::string& name, Target& target, const std::string& help) {
+  return app.add_option(name, target, help)->type_name("POINTER")->check(cli_values::json_pointer());
+}
+
+// A repeatable NAME=VALUE option.
+CLI::Option* add_pairs(CLI::App& app, const std::string& name, std::vector<name_value>& target,
+                       const std::string& help, cli_values::name_rule rule, const std::string& form) {
+  return cli_values::add_read_list(
+             app, name, help, [rule, form](std::string_view text) { return cli_values::read_name_value(text, rule, form); },
+             [&target](name_value pair) { target.push_back(std::move(pair)); })
+      ->type_name(form);
+}
+
+// A comma-separated list of status values (repeatable: the lists add up).
+CLI::Option* add_status_list(CLI::App& app, const std::string& name, std::vector<std::string>& target,
+                             const std::string& help) {
+  return cli_values::add_read_list(app, name, help, cli_values::read_status_list,
+                                   [&target](std::vector<std::string> values) {
+                                     target.insert(target.end(), values.begin(), values.end());
+                                   })
+      ->type_name("A,B");
+}
+
+CLI::Option* add_codec(CLI::App& app, const std::string& name, std::string& target, const std::string& help) {
+  return app.add_option(name, target, help)->type_name("json|text|auto")->check(cli_values::one_of({"json", "text", "auto"}));
+}
+
 void define_flags(CLI::App& app, flags& f) {
+  using cli_values::name_rule;
   app.footer(std::string(footer_text));
   app.get_formatter()->column_width(38);
 
   const std::string submit = "Submit";
   app.add_option("--submit", f.submit, "URL the job is submitted to (required unless --resume)")
       ->type_name("URL")
+      ->check(cli_values::http_url())
       ->group(submit);
   app.add_option("--method", f.method, "HTTP method of the submit request")
       ->type_name("METHOD")
+      ->check(cli_values::http_method())
       ->capture_default_str()
       ->group(submit);
   app.add_option("--data", f.data,
@@ -300,17 +239,23 @@ void define_flags(CLI::App& app, flags& f) {
                  "--header sets Content-Type)")
       ->type_name("BODY|@FILE")
       ->group(submit);
-  app.add_option("-H,--header", f.headers, "\"Name: value\" sent with every request (repeatable)")
+  add_pairs(app, "--form", f.form,
+            "a form field of the submit body, sent as application/x-www-form-urlencoded (repeatable, in order; "
+            "not with --data)",
+            name_rule::any, "NAME=VALUE")
+      ->group(submit);
+  cli_values::add_read_list(app, "-H,--header", "\"Name: value\" sent with every request (repeatable)",
+                            cli_values::read_header, [&f](name_value h) { f.headers.push_back(std::move(h)); })
       ->type_name("HEADER")
       ->group(submit);
-  app.add_option("--param", f.params, "name=value for the {name} placeholders of URLs, body and headers (repeatable)")
+  add_pairs(app, "--param", f.params, "name=value for the {name} placeholders of URLs, body and headers (repeatable)",
+            name_rule::placeholder, "name=value")
       ->type_name("NAME=VALUE")
       ->group(submit);
 
   const std::string handle = "Handle (exactly one, unless --resume)";
-  app.add_option("--handle-pointer", f.handle_pointer,
-                 "JSON pointer to the handle in the submit answer, e.g. /data/hash")
-      ->type_name("POINTER")
+  add_pointer(app, "--handle-pointer", f.handle_pointer,
+              "JSON pointer to the handle in the submit answer, e.g. /data/hash (\"\" with --codec text)")
       ->group(handle);
   app.add_option("--handle-header", f.handle_header, "header of the submit answer that holds the handle, e.g. Location")
       ->type_name("NAME")
@@ -324,66 +269,76 @@ void define_flags(CLI::App& app, flags& f) {
       ->group(poll);
 
   const std::string status = "Status";
-  app.add_option("--status-pointer", f.status_pointer,
-                 "JSON pointer to the job's status in each poll answer, e.g. /data/status (required)")
-      ->type_name("POINTER")
+  add_pointer(app, "--status-pointer", f.status_pointer,
+              "JSON pointer to the job's status in each poll answer, e.g. /data/status (required unless "
+              "--success-if-present)")
       ->group(status);
-  app.add_option("--success", f.success, "status values that mean the job succeeded (required)")
-      ->type_name("A,B")
+  add_status_list(app, "--success", f.success, "status values that mean the job succeeded (required with --status-pointer)")
       ->group(status);
-  app.add_option("--failure", f.failure, "status values that mean the job failed")->type_name("A,B")->group(status);
-  app.add_option("--pending", f.pending, "status values that mean the job is still running")
-      ->type_name("A,B")
+  add_status_list(app, "--failure", f.failure, "status values that mean the job failed")->group(status);
+  add_status_list(app, "--pending", f.pending, "status values that mean the job is still running")->group(status);
+  add_pointer(app, "--failure-if-present", f.failure_if_present,
+              "a value (not null) at this pointer means the job failed, whatever its status, e.g. /error "
+              "(repeatable; checked before the status and --success-if-present)")
+      ->group(status);
+  add_pointer(app, "--success-if-present", f.success_if_present,
+              "a value (not null) at this pointer means the job succeeded, e.g. /response (repeatable; "
+              "checked before the status)")
       ->group(status);
   app.add_option("--unknown", f.unknown, "what a status in none of the lists means: error (stop at once) or pending")
       ->type_name("error|pending")
+      ->check(cli_values::one_of({"error", "pending"}))
       ->capture_default_str()
       ->group(status);
-  app.add_option("--progress-pointer", f.progress_pointer, "JSON pointer to the job's progress in pending answers")
-      ->type_name("POINTER")
+  add_pointer(app, "--progress-pointer", f.progress_pointer, "JSON pointer to the job's progress in pending answers")
       ->group(status);
-  app.add_option("--progress-scale", f.progress_scale,
-                 "progress value that means done: 1 (a fraction) or 100 (a percentage)")
+  cli_values::add_read_option(
+      app, "--progress-scale", "progress value that means done: 1 (a fraction) or 100 (a percentage)",
+      [](std::string_view text) {
+        return cli_values::read_positive_number(
+            text, "a number > 0: 1 when progress is a fraction, 100 when it is a percentage");
+      },
+      [&f](double scale) { f.progress_scale = scale; })
       ->type_name("N")
-      ->capture_default_str()
+      ->default_str("1")
       ->group(status);
-  app.add_option("--hint-pointer", f.hint_pointer,
-                 "JSON pointer to the server's estimate of seconds until the next poll; it replaces --interval")
-      ->type_name("POINTER")
+  add_pointer(app, "--hint-pointer", f.hint_pointer,
+              "JSON pointer to the server's estimate of seconds until the next poll; it replaces --interval")
       ->group(status);
-  app.add_option("--failure-detail-pointer", f.failure_detail_pointer,
-                 "JSON pointer to the failure reason, shown in the error message")
-      ->type_name("POINTER")
+  add_pointer(app, "--failure-detail-pointer", f.failure_detail_pointer,
+              "JSON pointer to the failure reason, shown in the error message")
       ->group(status);
 
   const std::string result = "Result (default: the whole final poll answer)";
-  app.add_option("--result-pointer", f.result_pointer,
-                 "JSON pointer to the result in the final poll answer, or in the "
-                 "--result-url answer; \"\" is the whole answer")
-      ->type_name("POINTER")
+  add_pointer(app, "--result-pointer", f.result_pointer,
+              "JSON pointer to the result in the final poll answer, or in the "
+              "--result-url answer; \"\" is the whole answer")
       ->group(result);
   app.add_option("--result-url", f.result_url,
                  "URL template of a request that fetches the result, e.g. /v1/jobs/{handle}/result")
       ->type_name("TEMPLATE")
+      ->group(result);
+  cli_values::add_read_list(app, "--result-field",
+                            "fills {NAME} of --result-url or --page-url with the value at POINTER in the final poll "
+                            "answer, e.g. location=/resourceLocation with --result-url '{+location}' (repeatable)",
+                            cli_values::read_name_pointer,
+                            [&f](name_value field) { f.result_fields.push_back(std::move(field)); })
+      ->type_name("NAME=POINTER")
       ->group(result);
   app.add_option("--page-url", f.page_url,
                  "URL template of one page of a paged result, with {offset} and {limit}; "
                  "the pages' items are printed as one array")
       ->type_name("TEMPLATE")
       ->group(result);
-  app.add_option("--items-pointer", f.items_pointer, "JSON pointer to a page's item array (required with --page-url)")
-      ->type_name("POINTER")
+  add_pointer(app, "--items-pointer", f.items_pointer, "JSON pointer to a page's item array (required with --page-url)")
       ->group(result);
-  app.add_option("--total-pointer", f.total_pointer, "JSON pointer to the total item count (required with --page-url)")
-      ->type_name("POINTER")
+  add_pointer(app, "--total-pointer", f.total_pointer, "JSON pointer to the total item count (required with --page-url)")
       ->group(result);
-  app.add_option("--page-size", f.page_size, "the {limit} of each page")
-      ->type_name("N")
-      ->capture_default_str()
+  cli_values::add_count(app, "--page-size", f.page_size, "the {limit} of each page", 1)
+      ->default_val("100")
       ->group(result);
-  app.add_option("--first-offset", f.first_offset, "the {offset} of the first item")
-      ->type_name("N")
-      ->capture_default_str()
+  cli_values::add_count(app, "--first-offset", f.first_offset, "the {offset} of the first item", 0)
+      ->default_val("0")
       ->group(result);
   app.add_flag("--first-page-in-poll", f.first_page_in_poll,
                "the final poll answer holds the first page: use it and fetch the rest")
@@ -397,34 +352,40 @@ void define_flags(CLI::App& app, flags& f) {
       ->group(cancel);
   app.add_option("--cancel-method", f.cancel_method, "HTTP method of the cancel request")
       ->type_name("METHOD")
+      ->check(cli_values::http_method())
       ->capture_default_str()
       ->group(cancel);
 
+  const std::string codecs = "Codecs (how answers are read)";
+  add_codec(app, "--codec", f.codec, "every answer: json, text, or auto (by its Content-Type)")
+      ->capture_default_str()
+      ->group(codecs);
+  add_codec(app, "--submit-codec", f.submit_codec, "the submit answer (default: --codec)")->group(codecs);
+  add_codec(app, "--poll-codec", f.poll_codec, "the poll answers (default: --codec)")->group(codecs);
+  add_codec(app, "--result-codec", f.result_codec, "the --result-url or --page-url answers (default: --codec)")
+      ->group(codecs);
+
   const std::string timing = "Timing";
-  app.add_option("--interval", f.interval, "wait between polls that say pending")
-      ->type_name("DURATION")
-      ->capture_default_str()
+  cli_values::add_duration(app, "--interval", f.interval, "wait between polls that say pending")
+      ->default_val("2s")
       ->group(timing);
-  app.add_option("--timeout", f.timeout, "deadline for the whole job, submit to result (at least one poll happens)")
-      ->type_name("DURATION")
-      ->capture_default_str()
+  cli_values::add_duration(app, "--timeout", f.timeout,
+                           "deadline for the whole job, submit to result (at least one poll happens)")
+      ->default_val("300s")
       ->group(timing);
-  app.add_option("--initial-delay", f.initial_delay, "wait before the first poll")
-      ->type_name("DURATION")
-      ->capture_default_str()
+  cli_values::add_duration(app, "--initial-delay", f.initial_delay, "wait before the first poll")
+      ->default_val("0")
       ->group(timing);
-  app.add_option("--attempt-timeout", f.attempt_timeout,
-                 "limit of one request; a poll that takes longer is retried (default: none)")
-      ->type_name("DURATION")
+  cli_values::add_duration(app, "--attempt-timeout", f.attempt_timeout,
+                           "limit of one request; a poll that takes longer is retried (default: none)",
+                           cli_values::zero_duration::refused)
       ->group(timing);
-  app.add_option("--retries", f.retries,
-                 "transient failures in a row tolerated (429, 5xx, connection reset, attempt timeout)")
-      ->type_name("N")
-      ->capture_default_str()
+  cli_values::add_count(app, "--retries", f.retries,
+                        "transient failures in a row tolerated (429, 5xx, connection reset, attempt timeout)", 0)
+      ->default_val("5")
       ->group(timing);
-  app.add_option("--rate", f.rate,
-                 "at most N requests in any DURATION, shared by every request, e.g. 20/15s (default: no limit)")
-      ->type_name("N/DURATION")
+  cli_values::add_rate(app, "--rate", f.rate,
+                       "at most N requests in any DURATION, shared by every request, e.g. 20/15s (default: no limit)")
       ->group(timing);
 
   const std::string other = "Other";
@@ -443,8 +404,9 @@ struct plan {
   jobpoll::job_params params;
   std::optional<std::string> resume;
   json_status status;
+  jobpoll::phase_codecs<jobpoll::json_codec> codecs;
   jobpoll::poll_options options;
-  std::optional<std::pair<std::size_t, std::chrono::nanoseconds>> rate;
+  std::optional<cli_values::rate> rate;
   bool insecure = false;
   bool quiet = false;
 };
@@ -453,17 +415,20 @@ struct plan {
 // have values (so a typo in --poll cannot strand a job that was already
 // submitted), and its URL is absolute, a path on the --submit origin, or a
 // raw placeholder that holds one. The expansion is the job client's own, so
-// this check and the requests sent later cannot disagree.
+// this check and the requests sent later cannot disagree. `supplied` are the
+// names jobpoll fills in itself ({handle}, a page's {offset}, --result-field's).
 void check_template(std::string_view flag, const std::string& url, const jobpoll::job_params& params,
-                    std::initializer_list<std::string_view> supplied, bool has_origin) {
+                    const std::vector<std::string>& supplied, bool has_origin) {
   const bool absolute = url.starts_with("http://") || url.starts_with("https://");
   if (!absolute && !url.starts_with("{+") && !url.starts_with('/'))
-    bad_value(flag, "an http:// or https:// URL, a /path on the --submit origin, or {+handle}", url);
+    throw usage_error(std::string(flag) + ": " +
+                      cli_values::expected("an http:// or https:// URL, a /path on the --submit origin, or {+handle}", url)
+                          .message);
   if (url.starts_with('/') && !has_origin)
     throw usage_error(std::string(flag) + ": the path '" + url +
                       "' needs --submit for its origin (give a full URL or add --submit when resuming)");
   jobpoll::job_params values = params;
-  for (auto name : supplied) values.emplace(std::string(name), "x");
+  for (const auto& name : supplied) values.emplace(name, "x");
   try {
     static_cast<void>(jobpoll::expand_template(url, values, jobpoll::template_part::url));
   } catch (const std::system_error& e) {
@@ -471,56 +436,133 @@ void check_template(std::string_view flag, const std::string& url, const jobpoll
   }
 }
 
+// A body or header template: its placeholders all have values.
+void check_text_template(std::string_view flag, const std::string& text, const jobpoll::job_params& params,
+                         jobpoll::template_part part) {
+  try {
+    static_cast<void>(jobpoll::expand_template(text, params, part));
+  } catch (const std::system_error& e) {
+    throw usage_error(std::string(flag) + ": " + e.what() + "; give placeholders with --param NAME=VALUE");
+  }
+}
+
+std::string read_data(std::string_view flag, const std::string& text) {
+  if (!text.starts_with('@')) return text;
+  const std::string path = text.substr(1);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw usage_error(std::string(flag) + ": cannot read file '" + path + "' (from '" + text + "')");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+jobpoll::json_codec codec_named(const std::string& name) {
+  jobpoll::json_codec_options options;
+  options.format = name == "text"   ? jobpoll::json_body_format::text
+                   : name == "auto" ? jobpoll::json_body_format::by_content_type
+                                    : jobpoll::json_body_format::json;
+  return jobpoll::json_codec(options);
+}
+
+// The status policy: status values at --status-pointer, or rules only
+// (--success-if-present), and the rules of the --*-if-present flags.
+json_status make_status(const CLI::App& app, const flags& f, const jobpoll::json_codec& codec) {
+  auto given = [&](const char* name) { return app.count(name) > 0; };
+  const bool by_status = given("--status-pointer");
+  if (!by_status && !given("--success-if-present"))
+    throw usage_error("--status-pointer is required: where each poll answer holds the job's status "
+                      "(or --success-if-present, for an API whose answers have no status)");
+  if (by_status && !given("--success"))
+    throw usage_error("--success is required: the status values that mean the job succeeded");
+  if (!by_status) {
+    for (const char* flag : {"--success", "--failure", "--pending"})
+      if (given(flag)) throw usage_error(std::string(flag) + " needs --status-pointer");
+  }
+  const std::pair<const char*, const std::vector<std::string>*> lists[] = {
+      {"--success", &f.success}, {"--failure", &f.failure}, {"--pending", &f.pending}};
+  for (std::size_t a = 0; a < std::size(lists); ++a)
+    for (std::size_t b = a + 1; b < std::size(lists); ++b)
+      for (const auto& v : *lists[b].second)
+        if (std::find(lists[a].second->begin(), lists[a].second->end(), v) != lists[a].second->end())
+          throw usage_error(std::string(lists[b].first) + ": '" + v + "' is also listed by " + lists[a].first);
+
+  // A failure indicator wins over a success one: an answer with both (done,
+  // with an error) is a failure.
+  std::vector<jobpoll::field_rule> rules;
+  for (const auto& pointer : f.failure_if_present)
+    rules.push_back({{jobpoll::field_condition::present(pointer)}, jobpoll::rule_outcome::failed});
+  for (const auto& pointer : f.success_if_present)
+    rules.push_back({{jobpoll::field_condition::present(pointer)}, jobpoll::rule_outcome::succeeded});
+  json_status status = by_status ? json_status(f.status_pointer, {f.success, f.failure, f.pending}, codec)
+                                 : json_status::from_rules(rules, codec);
+  if (by_status)
+    for (auto& r : rules) status.rule(std::move(r));
+  if (f.unknown == "pending") status.on_unknown(jobpoll::unknown_is::pending);
+  if (given("--progress-pointer")) {
+    status.progress_at(f.progress_pointer, f.progress_scale);
+  } else if (given("--progress-scale")) {
+    throw usage_error("--progress-scale needs --progress-pointer");
+  }
+  if (given("--hint-pointer")) status.hint_at(f.hint_pointer);
+  if (given("--failure-detail-pointer")) status.failure_detail_at(f.failure_detail_pointer);
+  return status;
+}
+
+// The names jobpoll fills itself: a --param or --result-field of the same name is refused.
+constexpr std::string_view reserved_names[] = {"handle", "offset", "limit"};
+
 plan make_plan(const CLI::App& app, const flags& f) {
   auto given = [&](const char* name) { return app.count(name) > 0; };
+  const auto reserved = [](const std::string& name) {
+    return std::find(std::begin(reserved_names), std::end(reserved_names), name) != std::end(reserved_names);
+  };
+
   jobpoll::job_params params;
-  for (const auto& p : f.params) add_param("--param", p, params);
+  for (const auto& [name, value] : f.params) {
+    const std::string text = name + "=" + value;
+    if (reserved(name))
+      throw usage_error("--param: '" + name +
+                        "' is set by jobpoll itself (the job handle, and the offset and limit of a page), got '" +
+                        text + "'");
+    if (!params.emplace(name, value).second)
+      throw usage_error("--param: '" + name + "' given twice, got '" + text + "'");
+  }
 
   const bool resuming = given("--resume");
-  if (resuming && f.resume.empty()) bad_value("--resume", "a job handle", f.resume);
+  if (resuming && f.resume.empty()) throw usage_error("--resume: " + cli_values::expected("a job handle", f.resume).message);
   if (!resuming && !given("--submit"))
     throw usage_error("--submit is required (or --resume HANDLE to poll an existing job)");
   if (!given("--submit")) {
-    for (const char* flag : {"--method", "--data"})
+    for (const char* flag : {"--method", "--data", "--form"})
       if (given(flag)) throw usage_error(std::string(flag) + " needs --submit");
   }
 
   jobpoll::job_description d;
   const bool has_origin = given("--submit");
-  if (has_origin) {
-    if (!f.submit.starts_with("http://") && !f.submit.starts_with("https://"))
-      bad_value("--submit", "an http:// or https:// URL", f.submit);
-    check_template("--submit", f.submit, params, {}, true);
-    d.submit = {check_method("--method", f.method), f.submit, read_data("--data", f.data)};
-    try {
-      static_cast<void>(
-          jobpoll::expand_template(d.submit.body, params, jobpoll::template_part::body));
-    } catch (const std::system_error& e) {
-      throw usage_error(std::string("--data: ") + e.what() + "; give placeholders with --param NAME=VALUE");
-    }
-  }
   jobpoll::http_headers headers;
-  for (const auto& h : f.headers) {
-    jobpoll::http_header header = parse_header("--header", h);
-    try {
-      static_cast<void>(
-          jobpoll::expand_template(header.value, params, jobpoll::template_part::header));
-    } catch (const std::system_error& e) {
-      throw usage_error(std::string("--header: ") + e.what() + "; give placeholders with --param NAME=VALUE");
-    }
-    headers.add(std::move(header.name), std::move(header.value));
+  for (const auto& [name, value] : f.headers) {
+    check_text_template("--header", value, params, jobpoll::template_part::header);
+    headers.add(name, value);
   }
-  d.submit.headers = headers;
+  if (has_origin) {
+    check_template("--submit", f.submit, params, {}, true);
+    if (given("--data") && given("--form"))
+      throw usage_error("--data and --form: give one of them (the submit body is JSON text or a form), got both");
+    d.submit = {f.method, f.submit, read_data("--data", f.data), headers};
+    check_text_template("--data", d.submit.body, params, jobpoll::template_part::body);
+    for (const auto& [name, value] : f.form) {
+      check_text_template("--form", value, params, jobpoll::template_part::body);
+      d.submit.form.emplace_back(name, value);
+    }
+  }
 
   if (given("--handle-pointer") && given("--handle-header"))
     throw usage_error("--handle-pointer and --handle-header: give one of them, got both ('" + f.handle_pointer +
                       "' and '" + f.handle_header + "')");
   if (given("--handle-header")) {
     if (f.handle_header.empty() || f.handle_header.find_first_of(" \t:") != std::string::npos)
-      bad_value("--handle-header", "a header name like Location", f.handle_header);
+      throw usage_error("--handle-header: " + cli_values::expected("a header name like Location", f.handle_header).message);
     d.handle = jobpoll::handle_source::header(f.handle_header);
   } else if (given("--handle-pointer")) {
-    d.handle = jobpoll::handle_source::body(check_pointer("--handle-pointer", f.handle_pointer));
+    d.handle = jobpoll::handle_source::body(f.handle_pointer);
   } else if (!resuming) {
     throw usage_error("--handle-pointer or --handle-header is required: where the submit answer holds the job handle");
   }
@@ -534,34 +576,28 @@ plan make_plan(const CLI::App& app, const flags& f) {
   check_template("--poll", poll, params, {"handle"}, has_origin);
   d.poll = {"GET", poll, {}, headers};
 
-  if (!given("--status-pointer"))
-    throw usage_error("--status-pointer is required: where each poll answer holds the job's status");
-  if (!given("--success")) throw usage_error("--success is required: the status values that mean the job succeeded");
-  json_status::values values{parse_list("--success", f.success),
-                             given("--failure") ? parse_list("--failure", f.failure) : std::vector<std::string>{},
-                             given("--pending") ? parse_list("--pending", f.pending) : std::vector<std::string>{}};
-  const std::pair<const char*, const std::vector<std::string>*> lists[] = {
-      {"--success", &values.succeeded}, {"--failure", &values.failed}, {"--pending", &values.pending}};
-  for (std::size_t a = 0; a < std::size(lists); ++a)
-    for (std::size_t b = a + 1; b < std::size(lists); ++b)
-      for (const auto& v : *lists[b].second)
-        if (std::find(lists[a].second->begin(), lists[a].second->end(), v) != lists[a].second->end())
-          throw usage_error(std::string(lists[b].first) + ": '" + v + "' is also listed by " + lists[a].first);
-  json_status status(check_pointer("--status-pointer", f.status_pointer), std::move(values));
-  if (f.unknown == "pending") {
-    status.on_unknown(jobpoll::unknown_is::pending);
-  } else if (f.unknown != "error") {
-    bad_value("--unknown", "error or pending", f.unknown);
+  const auto codec_of = [&](const char* flag, const std::string& name) {
+    return codec_named(given(flag) ? name : f.codec);
+  };
+  const jobpoll::phase_codecs<jobpoll::json_codec> codecs{codec_of("--submit-codec", f.submit_codec),
+                                                          codec_of("--poll-codec", f.poll_codec),
+                                                          codec_of("--result-codec", f.result_codec)};
+  plan p{std::move(d), {}, {}, make_status(app, f, codecs.poll), codecs, {}, f.rate, f.insecure, f.quiet};
+
+  // The --result-field names fill placeholders of the result request.
+  std::vector<std::string> result_names = {"handle"};
+  std::map<std::string, std::string, std::less<>> from_answer;
+  for (const auto& [name, pointer] : f.result_fields) {
+    const std::string text = name + "=" + pointer;
+    if (reserved(name) || params.contains(name))
+      throw usage_error("--result-field: '" + name + "' is already " +
+                        (reserved(name) ? "set by jobpoll itself" : "given by --param") + ", got '" + text + "'");
+    if (!from_answer.emplace(name, pointer).second)
+      throw usage_error("--result-field: '" + name + "' given twice, got '" + text + "'");
+    result_names.push_back(name);
   }
-  const double scale = parse_scale("--progress-scale", f.progress_scale);
-  if (given("--progress-pointer")) {
-    status.progress_at(check_pointer("--progress-pointer", f.progress_pointer), scale);
-  } else if (given("--progress-scale")) {
-    throw usage_error("--progress-scale needs --progress-pointer");
-  }
-  if (given("--hint-pointer")) status.hint_at(check_pointer("--hint-pointer", f.hint_pointer));
-  if (given("--failure-detail-pointer"))
-    status.failure_detail_at(check_pointer("--failure-detail-pointer", f.failure_detail_pointer));
+  if (!from_answer.empty() && !given("--result-url") && !given("--page-url"))
+    throw usage_error("--result-field needs --result-url or --page-url (the request whose placeholders it fills)");
 
   const char* paging_flags[] = {"--items-pointer", "--total-pointer", "--page-size", "--first-offset",
                                 "--first-page-in-poll"};
@@ -572,44 +608,38 @@ plan make_plan(const CLI::App& app, const flags& f) {
           "--result-pointer: not used with --page-url (the items of every page, at --items-pointer, are the result)");
     if (!given("--items-pointer") || !given("--total-pointer"))
       throw usage_error("--page-url needs --items-pointer and --total-pointer");
-    check_template("--page-url", f.page_url, params, {"handle", "offset", "limit"}, has_origin);
-    jobpoll::paging pages{check_pointer("--items-pointer", f.items_pointer),
-                          check_pointer("--total-pointer", f.total_pointer), parse_count("--page-size", f.page_size, 1),
-                          parse_count("--first-offset", f.first_offset, 0), f.first_page_in_poll};
-    d.result = jobpoll::result_source::paged({"GET", f.page_url, {}, headers}, std::move(pages));
+    std::vector<std::string> page_names = result_names;
+    page_names.insert(page_names.end(), {"offset", "limit"});
+    check_template("--page-url", f.page_url, params, page_names, has_origin);
+    p.description.result = jobpoll::result_source::paged(
+        {"GET", f.page_url, {}, headers},
+        {f.items_pointer, f.total_pointer, f.page_size, f.first_offset, f.first_page_in_poll});
   } else {
     for (const char* flag : paging_flags)
       if (given(flag)) throw usage_error(std::string(flag) + " needs --page-url");
-    const std::string pointer = check_pointer("--result-pointer", f.result_pointer);
     if (given("--result-url")) {
-      check_template("--result-url", f.result_url, params, {"handle"}, has_origin);
-      d.result = jobpoll::result_source::fetch({"GET", f.result_url, {}, headers}, pointer);
+      check_template("--result-url", f.result_url, params, result_names, has_origin);
+      p.description.result = jobpoll::result_source::fetch({"GET", f.result_url, {}, headers}, f.result_pointer);
     } else {
-      d.result = jobpoll::result_source::in_poll_answer(pointer);
+      p.description.result = jobpoll::result_source::in_poll_answer(f.result_pointer);
     }
   }
+  p.description.result.from_answer = std::move(from_answer);
 
   if (given("--cancel-url")) {
     check_template("--cancel-url", f.cancel_url, params, {"handle"}, has_origin);
-    d.cancel = jobpoll::request_template{check_method("--cancel-method", f.cancel_method), f.cancel_url, {}, headers};
+    p.description.cancel = jobpoll::request_template{f.cancel_method, f.cancel_url, {}, headers};
   } else if (given("--cancel-method")) {
     throw usage_error("--cancel-method needs --cancel-url");
   }
 
-  jobpoll::poll_options options;
-  options.interval = jobpoll::fixed_interval{parse_duration("--interval", f.interval)};
-  options.deadline = parse_duration("--timeout", f.timeout);
-  options.initial_delay = parse_duration("--initial-delay", f.initial_delay);
-  if (given("--attempt-timeout")) {
-    const auto limit = parse_duration("--attempt-timeout", f.attempt_timeout);
-    if (limit <= 0ns) bad_value("--attempt-timeout", "a duration > 0 like 10s", f.attempt_timeout);
-    options.attempt_timeout = limit;
-  }
-  options.max_retries = parse_count("--retries", f.retries, 0);
-
-  plan p{std::move(d), std::move(params), {}, std::move(status), std::move(options), {}, f.insecure, f.quiet};
+  p.options.interval = jobpoll::fixed_interval{f.interval};
+  p.options.deadline = f.timeout;
+  p.options.initial_delay = f.initial_delay;
+  if (f.attempt_timeout) p.options.attempt_timeout = *f.attempt_timeout;
+  p.options.max_retries = f.retries;
+  p.params = std::move(params);
   if (resuming) p.resume = f.resume;
-  if (given("--rate")) p.rate = parse_rate("--rate", f.rate);
   return p;
 }
 
@@ -643,13 +673,17 @@ std::string wait_line(const jobpoll::wait_event& e) {
   return line + ")";
 }
 
-// The failure payload as one line of JSON (the raw body if it is not JSON).
+// The failure payload as one line of JSON: the answer as JSON if it is JSON
+// (read with the codec's depth limit, so a hostile answer cannot exhaust the
+// stack), else as a JSON string.
 std::string payload_line(const jobpoll::http_response& response) {
+  nlohmann::json payload;
   try {
-    return nlohmann::json::parse(response.body).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  } catch (const nlohmann::json::exception&) {
-    return response.body;
+    payload = jobpoll::json_codec{}.decode(response.body);
+  } catch (const std::exception&) {
+    payload = response.body;
   }
+  return payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 int exit_code_of(const std::error_code& ec) {
@@ -665,7 +699,7 @@ asio::awaitable<int> run_job(plan p, jobpoll::curl_transport* transport) {
   const auto executor = co_await asio::this_coro::executor;
   std::optional<jobpoll::sliding_window_limiter> quota;
   if (p.rate) {
-    quota.emplace(executor, p.rate->first, p.rate->second);
+    quota.emplace(executor, p.rate->requests, p.rate->window);
     p.options.limiter = *quota;
   }
   jobpoll::poll_hooks hooks;
@@ -674,7 +708,7 @@ asio::awaitable<int> run_job(plan p, jobpoll::curl_transport* transport) {
     hooks.on_wait = [](const jobpoll::wait_event& e) { std::cerr << wait_line(e) << std::endl; };
   }
   p.options.hooks = &hooks;
-  cli_client client(*transport, std::move(p.description), std::move(p.status));
+  cli_client client(*transport, std::move(p.description), std::move(p.status), p.codecs);
 
   try {
     jobpoll::job_handle handle;
@@ -740,6 +774,10 @@ int main(int argc, char** argv) {
     std::cerr << "jobpoll: " << e.what() << "\nRun with --help for more information." << std::endl;
     return exit_usage;
   } catch (const usage_error& e) {
+    std::cerr << "jobpoll: " << e.what() << "\nRun with --help for more information." << std::endl;
+    return exit_usage;
+  } catch (const std::invalid_argument& e) {
+    // The library refusing a value the flags' grammar let through.
     std::cerr << "jobpoll: " << e.what() << "\nRun with --help for more information." << std::endl;
     return exit_usage;
   }

@@ -446,7 +446,8 @@ TEST(BatchExample, ProgressIsPlainLinesWhenNotATerminal) {
   loopback_server server;
   temp_dir state;
   const run_result run = run_batch(
-      batch_args(server, state, {"--jobs", "6", "--steps", "2", "--interval", "150ms", "--concurrency", "2"}));
+      // 0.15s: a fraction, as the jobpoll tool reads durations too.
+      batch_args(server, state, {"--jobs", "6", "--steps", "2", "--interval", "0.15s", "--concurrency", "2"}));
 
   ASSERT_TRUE(run.exited) << "signal " << run.signal;
   ASSERT_EQ(run.exit_code, 0) << run.err;
@@ -478,22 +479,23 @@ TEST(BatchExample, BadOptionsExit64NamingTheOptionAndValue) {
   };
   const std::vector<usage_case> cases = {
       {{"--jobs", "3"}, "batch_run: --server is required\n"},
-      {{"--server", "ftp://host"}, "batch_run: --server: Value ftp://host is not an http:// or https:// URL\n"},
-      {{"--server", "http://127.0.0.1:9", "--jobs", "0"}, "batch_run: --jobs: Value 0 not in range 1 to 1000000\n"},
+      {{"--server", "ftp://host"}, "batch_run: --server: expected an http:// or https:// URL, got 'ftp://host'\n"},
+      {{"--server", "http://127.0.0.1:9", "--jobs", "0"}, "batch_run: --jobs: expected a positive integer, got '0'\n"},
+      {{"--server", "http://127.0.0.1:9", "--jobs", "1000001"},
+       "batch_run: --jobs: expected a positive integer of at most 1000000, got '1000001'\n"},
       {{"--server", "http://127.0.0.1:9", "--interval", "2x"},
-       "batch_run: --interval: Value 2x is not a duration: x unit not recognized. Allowed values: {h,m,ms,s}\n"},
-      {{"--server", "http://127.0.0.1:9", "--interval", "1.5s"},
-       "batch_run: --interval: Value 1.5s is not a duration: expected a whole number and a unit, like 500ms, 2s, 2m "
-       "or 1h (or 0)\n"},
+       "batch_run: --interval: expected a duration like 500ms, 2s, 1.5s or 2m (units: ms, s, m, h), got '2x'\n"},
+      {{"--server", "http://127.0.0.1:9", "--interval", "-5s"},
+       "batch_run: --interval: expected a duration like 500ms, 2s, 1.5s or 2m, got '-5s'\n"},
       {{"--server", "http://127.0.0.1:9", "--grace", "1001h"},
-       "batch_run: --grace: Value 1001h is too long: expected at most 1000h\n"},
+       "batch_run: --grace: expected a duration of at most 1000h, got '1001h'\n"},
       {{"--server", "http://127.0.0.1:9", "--rate", "20/15s"},
-       "batch_run: --rate: Value 20/15s not in range 1 to 1000000\n"},
+       "batch_run: --rate: expected a positive integer, got '20/15s'\n"},
       {{"--server", "http://127.0.0.1:9", "--rate", "20", "--rate-window", "0"},
-       "batch_run: --rate-window: Value 0 is too short: expected a duration longer than 0\n"},
+       "batch_run: --rate-window: expected a duration > 0 like 500ms or 2s, got '0'\n"},
       {{"--server", "http://127.0.0.1:9", "--rate-window", "15s"}, "batch_run: --rate-window requires --rate\n"},
       {{"--server", "http://127.0.0.1:9", "--resubmits", "-1"},
-       "batch_run: --resubmits: Value -1 not in range 0 to 1000000\n"},
+       "batch_run: --resubmits: expected a non-negative integer, got '-1'\n"},
       {{"--server", "http://127.0.0.1:9", "--name", ""}, "batch_run: --name: expected a non-empty value, got ''\n"},
       {{"--server", "http://127.0.0.1:9", "--bogus"}, "batch_run: The following argument was not expected: --bogus\n"},
   };

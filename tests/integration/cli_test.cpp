@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <initializer_list>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -238,6 +239,41 @@ TEST(Cli, BadFlagsExit64NamingTheFlagAndValue) {
       {{"--pending", "completed"}, "--pending: 'completed' is also listed by --success"},
       {{"--status-pointer", ""}, "--status-pointer is required"},
       {{"--bogus", ""}, "jobpoll: The following argument was not expected: --bogus\n"},
+      // The grammar shared with batch_run: durations, rates, counts.
+      {{"--interval", "-1s"}, "--interval: expected a duration like 500ms, 2s, 1.5s or 2m, got '-1s'"},
+      {{"--interval", "1.5"},
+       "--interval: expected a duration like 500ms, 2s, 1.5s or 2m (units: ms, s, m, h), got '1.5'"},
+      {{"--interval", ".5s"}, "--interval: expected a duration like 500ms, 2s, 1.5s or 2m, got '.5s'"},
+      {{"--timeout", "1001h"}, "--timeout: expected a duration of at most 1000h, got '1001h'"},
+      {{"--initial-delay", "5 s"}, "--initial-delay: expected a duration like 500ms, 2s, 1.5s or 2m (units: ms, s, m, h), got '5 s'"},
+      {{"--attempt-timeout", "0"}, "--attempt-timeout: expected a duration > 0 like 500ms or 2s, got '0'"},
+      {{"--rate", "20/0"}, "--rate: expected N/DURATION like 20/15s (DURATION > 0 like 500ms, 15s or 1m), got '20/0'"},
+      {{"--rate", "20/"}, "--rate: expected N/DURATION like 20/15s (DURATION > 0 like 500ms, 15s or 1m), got '20/'"},
+      {{"--rate", "-2/1s"}, "--rate: expected N/DURATION like 20/15s (N a positive integer), got '-2/1s'"},
+      {{"--retries", "-1"}, "--retries: expected a non-negative integer, got '-1'"},
+      {{"--retries", "1.5"}, "--retries: expected a non-negative integer, got '1.5'"},
+      {{"--retries", "99999999999999999999999"},
+       "--retries: expected a non-negative integer of at most 18446744073709551615, got '99999999999999999999999'"},
+      {{"--page-size", "0"}, "--page-size: expected a positive integer, got '0'"},
+      {{"--first-offset", "x"}, "--first-offset: expected a non-negative integer, got 'x'"},
+      {{"--success", "completed,,done"},
+       "--success: expected a comma-separated list of status values like pass,done, got 'completed,,done'"},
+      {{"--method", "PO ST"}, "--method: expected an HTTP method like GET, POST or DELETE, got 'PO ST'"},
+      // The new flags.
+      {{"--codec", "xml"}, "--codec: expected json, text or auto, got 'xml'"},
+      {{"--poll-codec", "yaml"}, "--poll-codec: expected json, text or auto, got 'yaml'"},
+      {{"--form", "=ACGT"}, "--form: expected NAME=VALUE with a non-empty name, got '=ACGT'"},
+      {{"--form", "sequence"}, "--form: expected NAME=VALUE, got 'sequence'"},
+      {{"--form", "q={query}"}, "--form: body template \"{query}\" uses {query}, which has no value"},
+      {{"--failure-if-present", "error"}, "--failure-if-present: expected a JSON pointer like /data/status"},
+      {{"--success-if-present", "~2"}, "--success-if-present: expected a JSON pointer like /data/status"},
+      {{"--result-field", "location"}, "--result-field: expected NAME=POINTER, got 'location'"},
+      {{"--result-field", "location=resourceLocation"},
+       "--result-field: expected NAME=POINTER with a JSON pointer like /resourceLocation, got "
+       "'location=resourceLocation'"},
+      {{"--result-field", "1st=/a"}, "--result-field: expected NAME=POINTER with a name of letters"},
+      {{"--result-field", "location=/resourceLocation"},
+       "--result-field needs --result-url or --page-url (the request whose placeholders it fills)"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> args;
@@ -261,6 +297,107 @@ TEST(Cli, BadFlagsExit64NamingTheFlagAndValue) {
     EXPECT_THAT(run.err, HasSubstr(c.message)) << c.change[0];
     EXPECT_THAT(run.err, HasSubstr("Run with --help for more information.")) << c.change[0];
   }
+}
+
+// Usage errors of flag combinations, each on a command line of its own.
+TEST(Cli, NewFlagCombinationsExit64) {
+  const std::vector<std::string> base = {"--submit",       "http://127.0.0.1:9/v1/jobs", "--handle-pointer", "/id",
+                                         "--poll",         "/v1/jobs/{handle}"};
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--status-pointer", "/status", "--success", "done", "--data", "{}", "--form", "a=b"},
+       "jobpoll: --data and --form: give one of them (the submit body is JSON text or a form), got both\n"},
+      {{"--success-if-present", "/response", "--success", "done"}, "jobpoll: --success needs --status-pointer\n"},
+      {{"--failure-if-present", "/error"}, "jobpoll: --status-pointer is required"},
+      {{"--status-pointer", "/status", "--success", "done", "--param", "file=x", "--result-url", "/files/{file}",
+        "--result-field", "file=/output_file_id"},
+       "jobpoll: --result-field: 'file' is already given by --param, got 'file=/output_file_id'\n"},
+      {{"--status-pointer", "/status", "--success", "done", "--result-url", "/{+offset}", "--result-field",
+        "offset=/o"},
+       "jobpoll: --result-field: 'offset' is already set by jobpoll itself, got 'offset=/o'\n"},
+      {{"--status-pointer", "/status", "--success", "done", "--result-url", "{+location}", "--result-field",
+        "location=/a", "--result-field", "location=/b"},
+       "jobpoll: --result-field: 'location' given twice, got 'location=/b'\n"},
+      {{"--status-pointer", "/status", "--success", "done", "--result-url", "{+location}"},
+       "jobpoll: --result-url: URL template \"{+location}\" uses {+location}, which has no value"},
+  };
+  for (const auto& [more, message] : cases) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), more.begin(), more.end());
+    const cli_run run = run_cli(args);
+    EXPECT_EQ(run.exit_code, 64) << message << ": " << run.err;
+    EXPECT_EQ(run.out, "") << message;
+    EXPECT_THAT(run.err, HasSubstr(message));
+  }
+  // --form needs --submit, like --data.
+  const cli_run resumed = run_cli({"--resume", "job-1", "--poll", "http://127.0.0.1:9/v1/jobs/{handle}",
+                                   "--status-pointer", "/status", "--success", "done", "--form", "a=b"});
+  EXPECT_EQ(resumed.exit_code, 64) << resumed.err;
+  EXPECT_THAT(resumed.err, HasSubstr("jobpoll: --form needs --submit\n"));
+}
+
+// The names of --result-field fill the result URL: Azure's resourceLocation.
+TEST(Cli, ResultFieldFetchesTheResultAtAUrlOfTheFinalAnswer) {
+  loopback_server server;
+  const cli_run run = run_cli({"--submit", server.url("/azure/resources/disk1"), "--method", "PUT", "--data",
+                               R"({"steps": 1, "size": 7})", "--handle-header", "Operation-Location",
+                               "--status-pointer", "/status", "--success", "Succeeded", "--failure",
+                               "Failed,Canceled", "--pending", "NotStarted,Running", "--result-url", "{+location}",
+                               "--result-field", "location=/resourceLocation", "--result-pointer",
+                               "/properties/size", "--interval", "0", "--quiet"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "7\n");
+  const auto log = requests(server.log());
+  ASSERT_FALSE(log.empty());
+  EXPECT_EQ(log.back(), "GET /azure/resources/disk1");
+}
+
+// A form submit and text answers (--codec text): the result is a JSON string.
+TEST(Cli, FormSubmitWithTextCodecPrintsTheResultAsAJsonString) {
+  loopback_server server;
+  const cli_run run = run_cli({"--submit", server.url("/ebi/run"), "--form", "email=me@example.org", "--form",
+                               "sequence={seq}", "--param", "seq=ACGT TT", "--form", "steps=1", "--codec", "text",
+                               "--handle-pointer", "", "--poll", "/ebi/status/{handle}", "--status-pointer", "",
+                               "--success", "FINISHED", "--failure", "FAILURE", "--pending", "QUEUED,RUNNING",
+                               "--result-url", "/ebi/result/{handle}/out", "--interval", "0", "--quiet"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  const json result = json::parse(run.out);
+  ASSERT_TRUE(result.is_string()) << run.out;
+  EXPECT_THAT(result.get<std::string>(), HasSubstr("ACGT TT"));
+  const json log = server.log();
+  EXPECT_EQ(log.at(0).at("body"), "email=me%40example.org&sequence=ACGT%20TT&steps=1");
+  EXPECT_EQ(log.at(0).at("headers").at("Content-Type"), "application/x-www-form-urlencoded");
+}
+
+// Google LRO: done true with an error is a failure (exit 1, the detail shown).
+TEST(Cli, FailureIfPresentEndsADoneOperationWithAnErrorAsFailed) {
+  loopback_server server;
+  const cli_run run = run_cli({"--submit", server.url("/v1/lro/operations"), "--data",
+                               R"({"steps": 1, "outcome": "fail"})", "--handle-pointer", "/name", "--poll",
+                               "/v1/lro/{+handle}", "--status-pointer", "/done", "--success", "true", "--pending",
+                               "false", "--failure-if-present", "/error", "--failure-detail-pointer",
+                               "/error/message", "--result-pointer", "/response", "--interval", "0", "--quiet"});
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("\"error\":{\"code\":13"));
+  EXPECT_THAT(run.err, HasSubstr("internal: simulated failure"));
+}
+
+// A rules-only status: --success-if-present without --status-pointer.
+TEST(Cli, SuccessIfPresentAloneClassifiesWithRulesOnly) {
+  loopback_server server;
+  const cli_run run = run_cli({"--submit", server.url("/v1/lro/operations"), "--data", R"({"steps": 2})",
+                               "--handle-pointer", "/name", "--poll", "/v1/lro/{+handle}", "--success-if-present",
+                               "/response", "--failure-if-present", "/error", "--unknown", "pending",
+                               "--result-pointer", "/response/result", "--interval", "0", "--quiet"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "\"result of operations/1\"\n");
+}
+
+// A fractional duration, as batch_run reads it too.
+TEST(Cli, FractionalDurationsAreAccepted) {
+  loopback_server server;
+  const cli_run run = run_cli(with(job_api_args(server, {{"steps", 1}}, "0.05s"), {"--timeout", "1.5s"}));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("waiting 0.050s (interval)\n"));
 }
 
 TEST(Cli, HelpDocumentsEveryFlagTheExitCodesAndExamples) {
@@ -317,19 +454,58 @@ TEST(Cli, HelpDocumentsEveryFlagTheExitCodesAndExamples) {
                                        "--rate",
                                        "--resume",
                                        "--insecure",
-                                       "--quiet"};
+                                       "--quiet",
+                                       "--form",
+                                       "--failure-if-present",
+                                       "--success-if-present",
+                                       "--result-field",
+                                       "--codec",
+                                       "--submit-codec",
+                                       "--poll-codec",
+                                       "--result-codec"};
   EXPECT_EQ(documented, flags);
 
   for (const char* with_default :
        {"--method METHOD=POST", "--unknown error|pending=error", "--progress-scale N=1", "--page-size N=100",
         "--first-offset N=0", "--cancel-method METHOD=DELETE", "--interval DURATION=2s", "--timeout DURATION=300s",
-        "--initial-delay DURATION=0", "--retries N=5"})
+        "--initial-delay DURATION=0", "--retries N=5", "--codec json|text|auto=json"})
     EXPECT_THAT(run.out, HasSubstr(with_default));
   for (const char* code : {"\n  0   the job succeeded", "\n  1   the job failed", "\n  2   timeout",
                            "\n  3   any other error", "\n  4   cancelled by SIGINT or SIGTERM", "\n  64  usage error"})
     EXPECT_THAT(run.out, HasSubstr(code));
   EXPECT_THAT(run.out, HasSubstr("jobpoll --submit http://127.0.0.1:PORT/v1/jobs"));
   EXPECT_THAT(run.out, HasSubstr("jobpoll --submit 'http://127.0.0.1:PORT/transaction/load-job?"));
+}
+
+// Every example of --help, run by a shell as printed (PORT the loopback
+// server's, each --interval 0 to keep it quick), succeeds against the job
+// server and prints a result.
+TEST(Cli, HelpExamplesRunAgainstTheJobServer) {
+  const cli_run help = run_cli({"--help"});
+  ASSERT_EQ(help.exit_code, 0) << help.err;
+  const std::string examples = help.out.substr(help.out.find("\nExamples"));
+  std::vector<std::string> commands;
+  for (std::size_t at = examples.find("\n  jobpoll "); at != std::string::npos;
+       at = examples.find("\n  jobpoll ", at + 1))
+    commands.push_back(examples.substr(at + 3, examples.find("\n\n", at) - at - 3));
+  ASSERT_EQ(commands.size(), 5u) << examples;
+
+  loopback_server server;
+  const std::string origin = server.url("");
+  for (std::string command : commands) {
+    server.reset();
+    command = std::regex_replace(command, std::regex("http://127\\.0\\.0\\.1:PORT"), origin);
+    command = std::regex_replace(command, std::regex("--interval [0-9a-z.]+"), "--interval 0");
+    command = std::string(JOBPOLL_TEST_CLI) + command.substr(std::string("jobpoll").size());
+    const cli_run run = jobpoll_test::run_child({"/bin/sh", "-c", command});
+    EXPECT_EQ(run.exit_code, 0) << command << "\n" << run.err;
+    EXPECT_THAT(run.out, testing::EndsWith("\n")) << command;
+    EXPECT_TRUE(json::accept(run.out)) << command << "\n" << run.out;
+    // Ended cleanly: no job is left running on the server.
+    const std::set<std::string> succeeded = {"completed", "pass", "succeeded", "Succeeded", "FINISHED"};
+    for (const auto& job : server.jobs().at("jobs"))
+      EXPECT_TRUE(succeeded.contains(job.value("status", ""))) << command << "\n" << job.dump();
+  }
 }
 
 TEST(Cli, TimeoutEndsAStalledAnswerAtTheDeadlineSayingItWasSlow) {
