@@ -29,9 +29,11 @@ It exits with status 0 on SIGTERM or SIGINT, and when its stdin reaches EOF
 (unless --ignore-stdin): a test process that dies closes the pipe and so never
 leaves a server behind.
 
-Every response carries Content-Length and, unless scripted, Content-Type
-application/json. Connections are kept alive (HTTP/1.1). Errors are
-{"error": "<what was wrong and what was received>"}.
+Every response carries Content-Length and, unless scripted or said otherwise
+below (the EBI dialect's text/plain, the hostile answers, the Azure DELETE's
+empty 202), Content-Type application/json. Connections are kept alive
+(HTTP/1.1). Errors are {"error": "<what was wrong and what was received>"}
+(the LRO and Azure dialects: their own error objects; EBI: plain text).
 
 Job API (the /v1 jobs)
 ----------------------
