@@ -42,6 +42,7 @@
 #include <jobpoll/interval.hpp>
 #include <jobpoll/job_client.hpp>
 #include <jobpoll/job_description.hpp>
+#include <jobpoll/job_file.hpp>
 #include <jobpoll/observer.hpp>
 #include <jobpoll/phase_codecs.hpp>
 #include <jobpoll/poll_options.hpp>
@@ -186,6 +187,7 @@ struct flags {
   std::size_t retries = 0;
   std::optional<cli_values::rate> rate;
   std::string resume;
+  std::string describe;
   bool insecure = false;
   bool quiet = false;
 };
@@ -388,6 +390,14 @@ void define_flags(CLI::App& app, flags& f) {
                        "at most N requests in any DURATION, shared by every request, e.g. 20/15s (default: no limit)")
       ->group(timing);
 
+  const std::string file = "Description file";
+  app.add_option("--describe", f.describe,
+                 "read the job's description from a JSON file (e.g. examples/presets/*.json) instead of the "
+                 "flags that describe it; --param, --header, the timing flags, --resume, --insecure and --quiet "
+                 "still apply")
+      ->type_name("FILE")
+      ->group(file);
+
   const std::string other = "Other";
   app.add_option("--resume", f.resume,
                  "poll this existing handle (printed as \"submitted: handle ...\") instead of submitting")
@@ -507,40 +517,20 @@ json_status make_status(const CLI::App& app, const flags& f, const jobpoll::json
 }
 
 // The names jobpoll fills itself: a --param or --result-field of the same name is refused.
-constexpr std::string_view reserved_names[] = {"handle", "offset", "limit"};
+bool reserved(std::string_view name) { return name == "handle" || name == "offset" || name == "limit"; }
 
-plan make_plan(const CLI::App& app, const flags& f) {
+// The job as the flags describe it.
+plan plan_from_flags(const CLI::App& app, const flags& f, const jobpoll::job_params& params,
+                     const jobpoll::http_headers& headers) {
   auto given = [&](const char* name) { return app.count(name) > 0; };
-  const auto reserved = [](const std::string& name) {
-    return std::find(std::begin(reserved_names), std::end(reserved_names), name) != std::end(reserved_names);
-  };
-
-  jobpoll::job_params params;
-  for (const auto& [name, value] : f.params) {
-    const std::string text = name + "=" + value;
-    if (reserved(name))
-      throw usage_error("--param: '" + name +
-                        "' is set by jobpoll itself (the job handle, and the offset and limit of a page), got '" +
-                        text + "'");
-    if (!params.emplace(name, value).second)
-      throw usage_error("--param: '" + name + "' given twice, got '" + text + "'");
-  }
-
   const bool resuming = given("--resume");
-  if (resuming && f.resume.empty()) throw usage_error("--resume: " + cli_values::expected("a job handle", f.resume).message);
-  if (!resuming && !given("--submit"))
-    throw usage_error("--submit is required (or --resume HANDLE to poll an existing job)");
-  if (!given("--submit")) {
-    for (const char* flag : {"--method", "--data", "--form"})
-      if (given(flag)) throw usage_error(std::string(flag) + " needs --submit");
-  }
-
   jobpoll::job_description d;
   const bool has_origin = given("--submit");
-  jobpoll::http_headers headers;
-  for (const auto& [name, value] : f.headers) {
-    check_text_template("--header", value, params, jobpoll::template_part::header);
-    headers.add(name, value);
+  if (!resuming && !has_origin)
+    throw usage_error("--submit is required (or --resume HANDLE to poll an existing job)");
+  if (!has_origin) {
+    for (const char* flag : {"--method", "--data", "--form"})
+      if (given(flag)) throw usage_error(std::string(flag) + " needs --submit");
   }
   if (has_origin) {
     check_template("--submit", f.submit, params, {}, true);
@@ -633,12 +623,87 @@ plan make_plan(const CLI::App& app, const flags& f) {
     throw usage_error("--cancel-method needs --cancel-url");
   }
 
+  return p;
+}
+
+// The flags that describe the job, which --describe FILE describes instead.
+constexpr const char* description_flags[] = {
+    "--submit", "--method", "--data", "--form", "--handle-pointer", "--handle-header", "--poll", "--status-pointer",
+    "--success", "--failure", "--pending", "--failure-if-present", "--success-if-present", "--unknown",
+    "--progress-pointer", "--progress-scale", "--hint-pointer", "--failure-detail-pointer", "--result-pointer",
+    "--result-url", "--result-field", "--page-url", "--items-pointer", "--total-pointer", "--page-size",
+    "--first-offset", "--first-page-in-poll", "--cancel-url", "--cancel-method", "--codec", "--submit-codec",
+    "--poll-codec", "--result-codec"};
+
+// The job as the --describe file describes it, with the --header headers
+// added to every request. Its templates are checked as the flags' are, the
+// messages naming the file and the field.
+plan plan_from_file(const CLI::App& app, const flags& f, const jobpoll::job_params& params,
+                    const jobpoll::http_headers& headers) {
+  for (const char* flag : description_flags)
+    if (app.count(flag) > 0)
+      throw usage_error(std::string(flag) + ": not with --describe: describe it in " + f.describe + " instead");
+  jobpoll::job_file file = [&] {
+    try {
+      return jobpoll::load_job_file(f.describe);
+    } catch (const std::system_error& e) {
+      throw usage_error(std::string("--describe: ") + e.what());
+    }
+  }();
+  jobpoll::job_description& d = file.description;
+  const auto field = [&](std::string_view pointer) { return f.describe + ": " + std::string(pointer); };
+  // The submit URL is the origin of the other URLs even when resuming.
+  check_template(field("/submit/url"), d.submit.url, params, {}, true);
+  if (app.count("--resume") == 0) {
+    check_text_template(field("/submit/body"), d.submit.body, params, jobpoll::template_part::body);
+    for (const auto& [name, value] : d.submit.form)
+      check_text_template(field("/submit/form"), value, params, jobpoll::template_part::body);
+  }
+  check_template(field("/poll/url"), d.poll.url, params, {"handle"}, true);
+  if (d.result.from != jobpoll::result_source::kind::poll_answer) {
+    std::vector<std::string> names = {"handle", "offset", "limit"};
+    for (const auto& entry : d.result.from_answer) names.push_back(entry.first);
+    check_template(field(d.result.from == jobpoll::result_source::kind::fetch ? "/result/fetch/url" : "/result/pages/url"),
+                   d.result.request.url, params, names, true);
+  }
+  if (d.cancel) check_template(field("/cancel/url"), d.cancel->url, params, {"handle"}, true);
+  for (jobpoll::request_template* request : {&d.submit, &d.poll, &d.result.request})
+    for (const auto& h : headers) request->headers.add(h.name, h.value);
+  if (d.cancel)
+    for (const auto& h : headers) d.cancel->headers.add(h.name, h.value);
+  return {std::move(file.description), {}, {}, std::move(file.status), std::move(file.codecs), {}, f.rate,
+          f.insecure, f.quiet};
+}
+
+plan make_plan(const CLI::App& app, const flags& f) {
+  auto given = [&](const char* name) { return app.count(name) > 0; };
+
+  jobpoll::job_params params;
+  for (const auto& [name, value] : f.params) {
+    const std::string text = name + "=" + value;
+    if (reserved(name))
+      throw usage_error("--param: '" + name +
+                        "' is set by jobpoll itself (the job handle, and the offset and limit of a page), got '" +
+                        text + "'");
+    if (!params.emplace(name, value).second)
+      throw usage_error("--param: '" + name + "' given twice, got '" + text + "'");
+  }
+
+  jobpoll::http_headers headers;
+  for (const auto& [name, value] : f.headers) {
+    check_text_template("--header", value, params, jobpoll::template_part::header);
+    headers.add(name, value);
+  }
+  const bool resuming = given("--resume");
+  if (resuming && f.resume.empty()) throw usage_error("--resume: " + cli_values::expected("a job handle", f.resume).message);
+
+  plan p = given("--describe") ? plan_from_file(app, f, params, headers) : plan_from_flags(app, f, params, headers);
   p.options.interval = jobpoll::fixed_interval{f.interval};
   p.options.deadline = f.timeout;
   p.options.initial_delay = f.initial_delay;
   if (f.attempt_timeout) p.options.attempt_timeout = *f.attempt_timeout;
   p.options.max_retries = f.retries;
-  p.params = std::move(params);
+  p.params = params;
   if (resuming) p.resume = f.resume;
   return p;
 }

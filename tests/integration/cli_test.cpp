@@ -400,6 +400,81 @@ TEST(Cli, FractionalDurationsAreAccepted) {
   EXPECT_THAT(run.err, HasSubstr("waiting 0.050s (interval)\n"));
 }
 
+// A description file for the /v1 job API of the server, with {base} and {steps}.
+constexpr std::string_view job_api_file = R"json({
+  "submit": {"method": "POST", "url": "{+base}/v1/jobs", "body": "{\"steps\": {steps}}"},
+  "handle": {"pointer": "/job_id"},
+  "poll": {"url": "{+base}/v1/jobs/{handle}"},
+  "status": {"pointer": "/status", "succeeded": ["completed"], "failed": ["failed"],
+             "pending": ["pending", "running"], "progress": {"pointer": "/progress"}},
+  "result": {"pointer": "/result"},
+  "cancel": {"method": "DELETE", "url": "{+base}/v1/jobs/{handle}"}
+})json";
+
+TEST(Cli, DescribeRunsTheJobOfAFileWithParamsAndHeaders) {
+  loopback_server server;
+  const jobpoll_test::temp_dir dir("jobpoll-cli-");
+  const std::filesystem::path file = dir / "jobs.json";
+  jobpoll_test::write_bytes(file, std::string(job_api_file));
+  const cli_run run = run_cli({"--describe", file.string(), "--param", "base=" + server.url(""), "--param",
+                               "steps=1", "-H", "X-Api-Key: secret", "--interval", "0", "--quiet"});
+
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "{\"params\":{},\"tool\":null}\n");
+  const json log = server.log();
+  EXPECT_EQ(requests(log), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1"}));
+  EXPECT_EQ(log.at(0).at("body"), "{\"steps\": 1}");
+  for (const auto& entry : log) EXPECT_EQ(entry.at("headers").value("X-Api-Key", ""), "secret") << entry.dump();
+
+  // Resuming needs no value for the submit body's placeholders.
+  const cli_run resumed = run_cli({"--describe", file.string(), "--param", "base=" + server.url(""), "--resume",
+                                   "job-1", "--interval", "0", "--quiet"});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(resumed.out, run.out);
+}
+
+TEST(Cli, DescribeRefusesTheFlagsThatDescribeTheJobAndBadFiles) {
+  const jobpoll_test::temp_dir dir("jobpoll-cli-");
+  const std::filesystem::path file = dir / "jobs.json";
+  jobpoll_test::write_bytes(file, std::string(job_api_file));
+  const std::vector<std::string> base = {"--describe", file.string(), "--param", "base=http://127.0.0.1:9",
+                                         "--param", "steps=1"};
+  // Each flag that describes the job, with a value its grammar accepts.
+  const std::vector<std::vector<std::string>> flags = {
+      {"--submit", "http://127.0.0.1:9/v1/jobs"}, {"--method", "PUT"}, {"--data", "{}"}, {"--form", "a=b"},
+      {"--handle-pointer", "/id"}, {"--handle-header", "Location"}, {"--poll", "/x/{handle}"},
+      {"--status-pointer", "/s"}, {"--success", "ok"}, {"--failure", "bad"}, {"--pending", "wait"},
+      {"--failure-if-present", "/error"}, {"--success-if-present", "/response"}, {"--unknown", "pending"},
+      {"--progress-pointer", "/p"}, {"--progress-scale", "100"}, {"--hint-pointer", "/eta"},
+      {"--failure-detail-pointer", "/error"}, {"--result-pointer", "/r"}, {"--result-url", "/r"},
+      {"--result-field", "a=/a"}, {"--page-url", "/p"}, {"--items-pointer", "/i"}, {"--total-pointer", "/t"},
+      {"--page-size", "10"}, {"--first-offset", "1"}, {"--first-page-in-poll"}, {"--cancel-url", "/c"},
+      {"--cancel-method", "POST"}, {"--codec", "text"}, {"--submit-codec", "text"}, {"--poll-codec", "text"},
+      {"--result-codec", "text"}};
+  for (const auto& flag : flags) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), flag.begin(), flag.end());
+    const cli_run run = run_cli(args);
+    EXPECT_EQ(run.exit_code, 64) << flag[0] << ": " << run.err;
+    EXPECT_THAT(run.err, HasSubstr("jobpoll: " + flag[0] + ": not with --describe: describe it in " + file.string() +
+                                   " instead\n"));
+  }
+
+  const std::filesystem::path bad = dir / "bad.json";
+  jobpoll_test::write_bytes(bad, R"({"submit": {"url": 5}})");
+  const cli_run wrong = run_cli({"--describe", bad.string()});
+  EXPECT_EQ(wrong.exit_code, 64) << wrong.err;
+  EXPECT_THAT(wrong.err, HasSubstr("jobpoll: --describe: " + bad.string() + ": /submit/url: expected a string, got 5"));
+  const cli_run missing = run_cli({"--describe", (dir / "none.json").string()});
+  EXPECT_EQ(missing.exit_code, 64) << missing.err;
+  EXPECT_THAT(missing.err, HasSubstr("cannot read job description " + (dir / "none.json").string()));
+  // A placeholder without a value names the file and the field.
+  const cli_run unfilled = run_cli({"--describe", file.string(), "--param", "base=http://127.0.0.1:9"});
+  EXPECT_EQ(unfilled.exit_code, 64) << unfilled.err;
+  EXPECT_THAT(unfilled.err, HasSubstr(file.string() + ": /submit/body: body template"));
+  EXPECT_THAT(unfilled.err, HasSubstr("uses {steps}, which has no value"));
+}
+
 TEST(Cli, HelpDocumentsEveryFlagTheExitCodesAndExamples) {
   const cli_run run = run_cli({"--help"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
@@ -462,7 +537,8 @@ TEST(Cli, HelpDocumentsEveryFlagTheExitCodesAndExamples) {
                                        "--codec",
                                        "--submit-codec",
                                        "--poll-codec",
-                                       "--result-codec"};
+                                       "--result-codec",
+                                       "--describe"};
   EXPECT_EQ(documented, flags);
 
   for (const char* with_default :
