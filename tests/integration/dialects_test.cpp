@@ -48,6 +48,16 @@ const strings quick = {"--interval", "50ms"};
 // The last of `lines` ("" when there is none: the test fails, not crashes).
 std::string last_of(const strings& lines) { return lines.empty() ? std::string() : lines.back(); }
 
+// The cancel of a job ended by its deadline (`timeout` after the tool
+// started) arrived at the server once the deadline had passed, and promptly:
+// measured from the submit's arrival, which came a little after the start.
+void expect_cancel_at_the_deadline(const json& log, const std::string& submit, const std::string& cancel,
+                                   double timeout) {
+  const double after = jobpoll_test::arrival_of(log, cancel) - jobpoll_test::arrival_of(log, submit);
+  EXPECT_GE(after, timeout - 0.1) << log.dump();
+  EXPECT_LT(after, timeout + 2.0) << log.dump();
+}
+
 std::string preset(const std::string& name) { return (jobpoll_test::presets_dir() / name).string(); }
 
 // --- jobs: POST /v1/jobs -> {"job_id"}; GET /v1/jobs/{id}; DELETE ----------------
@@ -108,6 +118,7 @@ TEST(JobsDialect, TimeoutCancelsTheJobAndExits2) {
 
   EXPECT_EXIT_CODE(run, 2);
   EXPECT_THAT(run.err, HasSubstr("remote cancel sent"));
+  expect_cancel_at_the_deadline(server.log(), "POST /v1/jobs", "DELETE /v1/jobs/job-1", 0.3);
   const strings log = request_lines(server.log());
   EXPECT_EQ(count_of(log, "POST /v1/jobs"), 1);
   EXPECT_EQ(last_of(log), "DELETE /v1/jobs/job-1");
@@ -116,16 +127,19 @@ TEST(JobsDialect, TimeoutCancelsTheJobAndExits2) {
 
 TEST(JobsDialect, Preset) {
   loopback_server server;
-  const child_result run =
-      run_cli(with({"--describe", preset("jobs_api.json"), "--param", "base=" + server.base_url(), "--data",
-                    json({{"tool", "blast"}, {"steps", 1}, {"result", {{"rows", 2}}}}).dump()},
-                   quick));
+  // Its params: base, tool, params (a JSON object); the server's default of 2 steps.
+  const child_result run = run_cli(with({"--describe", preset("jobs_api.json"), "--param", "base=" + server.base_url(),
+                                         "--param", "tool=blast", "--param", R"(params={"query":"ACGT"})"},
+                                        quick));
 
   EXPECT_EXIT_CODE(run, 0);
-  EXPECT_EQ(run.out, "{\"rows\":2}\n");
-  const strings log = request_lines(server.log());
-  EXPECT_EQ(count_of(log, "POST /v1/jobs"), 1);
-  EXPECT_EQ(count_of(log, "GET /v1/jobs/job-1"), 2);
+  EXPECT_EQ(run.out, "{\"params\":{\"query\":\"ACGT\"},\"tool\":\"blast\"}\n");
+  EXPECT_THAT(run.err, HasSubstr("poll 1: pending 33%"));
+  const json log = server.log();
+  EXPECT_EQ(request_lines(log),
+            (strings{"POST /v1/jobs", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1"}));
+  EXPECT_EQ(json::parse(log.at(0).at("body").get<std::string>()),
+            json({{"tool", "blast"}, {"params", {{"query", "ACGT"}}}}));
 }
 
 // --- Azure: PUT -> 201 + Operation-Location + Retry-After; GET the operation --------
@@ -208,6 +222,7 @@ TEST(AzureDialect, TimeoutDeletesTheOperationAndExits2) {
 
   EXPECT_EXIT_CODE(run, 2);
   EXPECT_THAT(run.err, HasSubstr("remote cancel sent (HTTP 202"));
+  expect_cancel_at_the_deadline(server.log(), "PUT /azure/resources/r1", "DELETE /azure/operations/op-1", 0.3);
   const strings log = request_lines(server.log());
   EXPECT_EQ(last_of(log), "DELETE /azure/operations/op-1");
   EXPECT_EQ(server.jobs().at("jobs").at(0).at("status"), "Canceled");
@@ -216,17 +231,17 @@ TEST(AzureDialect, TimeoutDeletesTheOperationAndExits2) {
 TEST(AzureDialect, Preset) {
   loopback_server server;
   no_retry_after(server);
-  const child_result run =
-      run_cli(with({"--describe", preset("azure_async.json"), "--param", "base=" + server.base_url(), "--param",
-                    "name=r1", "--data", json({{"steps", 1}}).dump()},
-                   quick));
+  // Its params: base, name; the body {} (the server's default of 3 steps).
+  const child_result run = run_cli(with(
+      {"--describe", preset("azure_async.json"), "--param", "base=" + server.base_url(), "--param", "name=disk1"},
+      quick));
 
   EXPECT_EXIT_CODE(run, 0);
-  EXPECT_THAT(run.out, HasSubstr("\"provisioningState\":\"Succeeded\""));
-  const strings log = request_lines(server.log());
-  EXPECT_EQ(count_of(log, "PUT /azure/resources/r1"), 1);
-  EXPECT_EQ(count_of(log, "GET /azure/operations/op-1"), 2);
-  EXPECT_EQ(count_of(log, "GET /azure/resources/r1"), 1);
+  EXPECT_EQ(run.out, "{\"name\":\"disk1\",\"properties\":{\"provisioningState\":\"Succeeded\",\"size\":1}}\n");
+  EXPECT_THAT(run.err, HasSubstr("poll 2: pending 33%"));
+  EXPECT_EQ(request_lines(server.log()),
+            (strings{"PUT /azure/resources/disk1", "GET /azure/operations/op-1", "GET /azure/operations/op-1",
+                     "GET /azure/operations/op-1", "GET /azure/operations/op-1", "GET /azure/resources/disk1"}));
 }
 
 // --- the reporting export of seed 001: load-job -> hash; get-job-data, paged --------
@@ -347,6 +362,7 @@ TEST(LroDialect, TimeoutPostsCancelAndExits2) {
   const child_result run = run_cli(with(lro_args(server, {{"steps", 100000}}), {"--timeout", "300ms"}));
 
   EXPECT_EXIT_CODE(run, 2);
+  expect_cancel_at_the_deadline(server.log(), "POST /v1/lro/operations", "POST /v1/lro/operations/1:cancel", 0.3);
   const strings log = request_lines(server.log());
   EXPECT_EQ(last_of(log), "POST /v1/lro/operations/1:cancel");
   EXPECT_EQ(count_of(log, "POST /v1/lro/operations/1:cancel"), 1);
@@ -355,14 +371,15 @@ TEST(LroDialect, TimeoutPostsCancelAndExits2) {
 
 TEST(LroDialect, Preset) {
   loopback_server server;
-  const child_result run = run_cli(with({"--describe", preset("google_lro.json"), "--param",
-                                         "base=" + server.base_url(), "--data", json({{"steps", 2}}).dump()},
-                                        quick));
+  // Its param: base; the body {} (the server's default of 3 steps).
+  const child_result run =
+      run_cli(with({"--describe", preset("google_lro.json"), "--param", "base=" + server.base_url()}, quick));
 
   EXPECT_EXIT_CODE(run, 0);
-  EXPECT_THAT(run.out, HasSubstr("result of operations/1"));
-  EXPECT_EQ(request_lines(server.log()),
-            (strings{"POST /v1/lro/operations", "GET /v1/lro/operations/1", "GET /v1/lro/operations/1"}));
+  EXPECT_EQ(run.out, "{\"result\":\"result of operations/1\"}\n");
+  EXPECT_THAT(run.err, HasSubstr("poll 1: pending 33%"));
+  EXPECT_EQ(request_lines(server.log()), (strings{"POST /v1/lro/operations", "GET /v1/lro/operations/1",
+                                                  "GET /v1/lro/operations/1", "GET /v1/lro/operations/1"}));
 }
 
 // --- EBI: form POST /ebi/run -> text id; GET status -> text; GET result text --------
@@ -386,8 +403,10 @@ TEST(EbiDialect, FormSubmitTextStatusAndTextResult) {
   const std::string id = ebi_id(server);
   EXPECT_THAT(id, testing::MatchesRegex("ncbiblast-R[0-9]{8}-000001-0001-p1m"));
   EXPECT_THAT(run.err, HasSubstr("submitted: handle " + id + "\n"));
-  EXPECT_THAT(run.err, HasSubstr("poll 1: pending"));
+  EXPECT_THAT(run.err, HasSubstr("poll 1: pending (status \"QUEUED\")\n"));
+  EXPECT_THAT(run.err, HasSubstr("poll 2: pending (status \"RUNNING\")\n"));
   EXPECT_THAT(run.err, HasSubstr("poll 3: succeeded"));
+  EXPECT_THAT(run.err, HasSubstr("(status \"FINISHED\")\n"));
   const std::string result = jobpoll_test::text_result(run.out);
   EXPECT_THAT(result, HasSubstr("# ncbiblast result of " + id + "\n# query: ACGT (4 letters)\n"));
   EXPECT_THAT(result, HasSubstr("hit 2\tsp|P00002|EXAMPLE2"));
@@ -423,6 +442,18 @@ TEST(EbiDialect, AMissingFieldIsRefusedAndSaysWhich) {
   EXPECT_EQ(server.jobs().at("jobs").size(), 0u);
 }
 
+TEST(EbiDialect, AJsonBodyIsRefusedAsNotAForm) {
+  loopback_server server;
+  strings args = ebi_args(server, {});
+  args.insert(args.begin() + 2, {"--data", R"({"email": "a@b.c", "sequence": "ACGT"})"});
+  const child_result run = run_cli(args);
+
+  EXPECT_EXIT_CODE(run, 3);
+  EXPECT_THAT(run.err, HasSubstr("expected a form (Content-Type application/x-www-form-urlencoded)"));
+  EXPECT_EQ(request_lines(server.log()), (strings{"POST /ebi/run"}));
+  EXPECT_EQ(server.jobs().at("jobs").size(), 0u);
+}
+
 TEST(EbiDialect, SigintExits4WithoutACancelRequest) {
   loopback_server server;
   child_process cli(cli_command(ebi_args(server, {"email=a@b.c", "sequence=ACGT", "steps=100000"})));
@@ -446,10 +477,10 @@ TEST(EbiDialect, Preset) {
 
   EXPECT_EXIT_CODE(run, 0);
   const std::string id = ebi_id(server);
-  EXPECT_THAT(jobpoll_test::text_result(run.out), HasSubstr("# ncbiblast result of " + id));
-  const strings log = request_lines(server.log());
-  EXPECT_EQ(count_of(log, "POST /ebi/run"), 1);
-  EXPECT_EQ(last_of(log), "GET /ebi/result/" + id + "/out");
+  EXPECT_THAT(jobpoll_test::text_result(run.out), HasSubstr("# ncbiblast result of " + id + "\n# query: ACGT"));
+  // The server's default of 2 steps: QUEUED, RUNNING, FINISHED.
+  EXPECT_EQ(request_lines(server.log()), (strings{"POST /ebi/run", "GET /ebi/status/" + id, "GET /ebi/status/" + id,
+                                                  "GET /ebi/status/" + id, "GET /ebi/result/" + id + "/out"}));
 }
 
 }  // namespace
