@@ -128,11 +128,6 @@ inline reading<std::chrono::nanoseconds> read_duration(std::string_view text,
   return value;
 }
 
-/// Checks a duration; for options whose text is stored elsewhere.
-inline CLI::Validator duration(zero_duration zero = zero_duration::allowed) {
-  return validator_of([zero](std::string_view text) { return read_duration(text, zero); });
-}
-
 /// A DURATION option into `target`: a `std::chrono::nanoseconds`, or an
 /// optional one that stays empty unless the option is given. Give it a
 /// default with `->default_val("2s")`: the default passes the same check.

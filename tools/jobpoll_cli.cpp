@@ -781,15 +781,11 @@ asio::awaitable<int> run_job(plan p, jobpoll::curl_transport* transport) {
       handle.id = *p.resume;
       handle.params = std::move(p.params);
     } else {
-      // Submit and poll apart, to print the handle in between: the deadline
-      // covers both, as `run` would make it.
-      const auto start = std::chrono::steady_clock::now();
-      jobpoll::poll_options submitting = p.options;
-      submitting.initial_delay = 0ns;  // the delay is before the first poll, not before the submit
-      handle = co_await client.submit(std::move(p.params), std::move(submitting));
+      // Submit and poll apart, to print the handle in between. The handle
+      // carries what is left of the deadline and the submit answer's
+      // Retry-After, so `wait` goes on as `run` would.
+      handle = co_await client.submit(std::move(p.params), p.options);
       std::cerr << "submitted: handle " << handle.id << std::endl;
-      if (const auto budget = p.options.deadline.relative())
-        handle.remaining = std::max(0ns, *budget - (std::chrono::steady_clock::now() - start));
     }
     auto result = co_await client.wait(std::move(handle), p.options);
     std::cout << result.value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
