@@ -6,7 +6,7 @@
 #   3. clang++ Debug, -Werror, ctest
 #   4. fuzz: the libFuzzer targets of tests/fuzz (clang++, ASan + UBSan), each
 #      run for FUZZ_SECONDS (30) on a copy of its committed corpus, two at a
-#      time; any crash fails the stage
+#      time; prints each target's executions; any crash fails the stage
 # Installs missing build dependencies with apt-get first (scripts/deps.sh).
 # Build trees: build/ci-gcc, build/ci-gcc-asan, build/ci-clang, build/ci-fuzz.
 # Run a subset with e.g. `scripts/test.sh clang`; JOBS=<n> overrides $(nproc).
@@ -66,7 +66,8 @@ run_stage() {
 # committed corpus is never changed), two at a time; fails on any crash.
 run_fuzz_stage() {
   local dir=build/ci-fuzz start=$SECONDS seconds=${FUZZ_SECONDS:-30}
-  local targets=(retry_after_fuzz template_fuzz json_codec_fuzz text_codec_fuzz checkpoint_fuzz audit_log_fuzz)
+  local targets=(retry_after_fuzz template_fuzz json_codec_fuzz text_codec_fuzz checkpoint_fuzz audit_log_fuzz
+    job_file_fuzz)
   header "stage fuzz: configure (clang++)"
   cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DJOBPOLL_BUILD_FUZZERS=ON -DJOBPOLL_WERROR=ON -DJOBPOLL_BUILD_TESTS=OFF -DJOBPOLL_BUILD_EXAMPLES=OFF \
@@ -76,19 +77,23 @@ run_fuzz_stage() {
   local built=$SECONDS work
   work=$(mktemp -d "${TMPDIR:-/tmp}/jobpoll-fuzz.XXXXXX")
   header "stage fuzz: ${#targets[@]} targets, ${seconds}s each, two at a time (work dir $work)"
-  local i t
-  for ((i = 0; i < ${#targets[@]}; i += 2)); do
-    for t in "${targets[@]:i:2}"; do
-      cp -r "tests/fuzz/corpus/$t" "$work/$t"
-      mkdir "$work/$t.crashes"
-      # Each run's exit status goes to a file: a crash must not stop the other runs.
-      ( rc=0
-        "$dir/tests/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-          -artifact_prefix="$work/$t.crashes/" "$work/$t" >"$work/$t.log" 2>&1 || rc=$?
-        echo "$rc" >"$work/$t.status" ) &
-    done
-    wait
+  local t running=0
+  for t in "${targets[@]}"; do
+    # Two slots: the next target starts as soon as one ends.
+    if ((running == 2)); then
+      wait -n
+      running=$((running - 1))
+    fi
+    cp -r "tests/fuzz/corpus/$t" "$work/$t"
+    mkdir "$work/$t.crashes"
+    # Each run's exit status goes to a file: a crash must not stop the other runs.
+    ( rc=0
+      "$dir/tests/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$work/$t.crashes/" "$work/$t" >"$work/$t.log" 2>&1 || rc=$?
+      echo "$rc" >"$work/$t.status" ) &
+    running=$((running + 1))
   done
+  wait
   local crashed=0 report=() execs
   for t in "${targets[@]}"; do
     execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$work/$t.log" | tail -n1)
