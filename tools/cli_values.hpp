@@ -12,18 +12,18 @@
 // Each value has one reader (`read_duration`, `read_count`, `read_rate`)
 // that says what is wrong with a text or gives its value. The validators
 // are those readers' messages, and the `add_*` options store the readers'
-// values: CLI11's own conversions are not used for these, since they read
-// integers with strtoll's base 0 ("010" is 8) and wrap "-1" into a huge
-// unsigned count, and AsNumberWithUnit prints its result with six digits.
+// values. CLI11's own conversions are not used for these: they read
+// integers with strtoull's base 0 ("010" is 8), and its AsNumberWithUnit
+// hands on a fractional result printed with six significant digits.
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
-#include <iterator>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
-#include <cstdint>
-#include <initializer_list>
+#include <iterator>
+#include <jobpoll/detail/url_template.hpp>
 #include <limits>
 #include <optional>
 #include <string>
@@ -32,10 +32,6 @@
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-
-#include <jobpoll/detail/url_template.hpp>
 
 namespace cli_values {
 
@@ -77,8 +73,7 @@ CLI::Option* add_read_option(CLI::App& app, const std::string& name, const std::
 
 // The same for a repeatable option: `store` gets each value, in order.
 template <class Reader, class Store>
-CLI::Option* add_read_list(CLI::App& app, const std::string& name, const std::string& help, Reader read,
-                           Store store) {
+CLI::Option* add_read_list(CLI::App& app, const std::string& name, const std::string& help, Reader read, Store store) {
   return app
       .add_option_function<std::vector<std::string>>(
           name,
@@ -104,7 +99,9 @@ inline reading<std::chrono::nanoseconds> read_duration(std::string_view text,
   std::chrono::nanoseconds value = 0ns;
   if (text != "0") {
     // A number (digits, then optionally '.' and digits), then a unit.
-    const auto digits = [&](std::size_t from) { return std::min(text.find_first_not_of("0123456789", from), text.size()); };
+    const auto digits = [&](std::size_t from) {
+      return std::min(text.find_first_not_of("0123456789", from), text.size());
+    };
     std::size_t unit_at = digits(0);
     if (unit_at < text.size() && text[unit_at] == '.' && unit_at > 0) {
       const auto fraction_end = digits(unit_at + 1);
@@ -117,7 +114,8 @@ inline reading<std::chrono::nanoseconds> read_duration(std::string_view text,
     const std::string_view unit = text.substr(unit_at);
     static constexpr std::pair<std::string_view, double> units[] = {
         {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
-    const auto* found = std::find_if(std::begin(units), std::end(units), [&](const auto& u) { return u.first == unit; });
+    const auto* found =
+        std::find_if(std::begin(units), std::end(units), [&](const auto& u) { return u.first == unit; });
     if (found == std::end(units)) return expected(std::string(what) + " (units: ms, s, m, h)", text);
     const double ns = number * found->second;
     if (!(ns <= static_cast<double>(std::chrono::nanoseconds(longest_duration).count())))
@@ -201,7 +199,8 @@ inline CLI::Option* add_rate(CLI::App& app, const std::string& name, std::option
 
 /// An http:// or https:// URL.
 inline reading<std::string> read_http_url(std::string_view text) {
-  if (!text.starts_with("http://") && !text.starts_with("https://")) return expected("an http:// or https:// URL", text);
+  if (!text.starts_with("http://") && !text.starts_with("https://"))
+    return expected("an http:// or https:// URL", text);
   return std::string(text);
 }
 
@@ -288,9 +287,8 @@ inline reading<std::pair<std::string, std::string>> read_name_value(std::string_
   if (equals == std::string_view::npos) return expected(form, text);
   const std::string_view name = text.substr(0, equals);
   if (rule == name_rule::placeholder && !jobpoll::detail::is_placeholder_name(name))
-    return expected(std::string(form) +
-                        " with a name of letters, digits, '_', '.' and '-', starting with a letter or '_'",
-                    text);
+    return expected(
+        std::string(form) + " with a name of letters, digits, '_', '.' and '-', starting with a letter or '_'", text);
   if (name.empty()) return expected(std::string(form) + " with a non-empty name", text);
   return std::pair{std::string(name), std::string(text.substr(equals + 1))};
 }

@@ -202,7 +202,8 @@ CLI::Option* add_pointer(CLI::App& app, const std::string& name, Target& target,
 CLI::Option* add_pairs(CLI::App& app, const std::string& name, std::vector<name_value>& target,
                        const std::string& help, cli_values::name_rule rule, const std::string& form) {
   return cli_values::add_read_list(
-             app, name, help, [rule, form](std::string_view text) { return cli_values::read_name_value(text, rule, form); },
+             app, name, help,
+             [rule, form](std::string_view text) { return cli_values::read_name_value(text, rule, form); },
              [&target](name_value pair) { target.push_back(std::move(pair)); })
       ->type_name(form);
 }
@@ -218,7 +219,9 @@ CLI::Option* add_status_list(CLI::App& app, const std::string& name, std::vector
 }
 
 CLI::Option* add_codec(CLI::App& app, const std::string& name, std::string& target, const std::string& help) {
-  return app.add_option(name, target, help)->type_name("json|text|auto")->check(cli_values::one_of({"json", "text", "auto"}));
+  return app.add_option(name, target, help)
+      ->type_name("json|text|auto")
+      ->check(cli_values::one_of({"json", "text", "auto"}));
 }
 
 void define_flags(CLI::App& app, flags& f) {
@@ -275,7 +278,8 @@ void define_flags(CLI::App& app, flags& f) {
               "JSON pointer to the job's status in each poll answer, e.g. /data/status (required unless "
               "--success-if-present)")
       ->group(status);
-  add_status_list(app, "--success", f.success, "status values that mean the job succeeded (required with --status-pointer)")
+  add_status_list(app, "--success", f.success,
+                  "status values that mean the job succeeded (required with --status-pointer)")
       ->group(status);
   add_status_list(app, "--failure", f.failure, "status values that mean the job failed")->group(status);
   add_status_list(app, "--pending", f.pending, "status values that mean the job is still running")->group(status);
@@ -334,7 +338,8 @@ void define_flags(CLI::App& app, flags& f) {
       ->group(result);
   add_pointer(app, "--items-pointer", f.items_pointer, "JSON pointer to a page's item array (required with --page-url)")
       ->group(result);
-  add_pointer(app, "--total-pointer", f.total_pointer, "JSON pointer to the total item count (required with --page-url)")
+  add_pointer(app, "--total-pointer", f.total_pointer,
+              "JSON pointer to the total item count (required with --page-url)")
       ->group(result);
   cli_values::add_count(app, "--page-size", f.page_size, "the {limit} of each page", 1)
       ->default_val("100")
@@ -431,9 +436,9 @@ void check_template(std::string_view flag, const std::string& url, const jobpoll
                     const std::vector<std::string>& supplied, bool has_origin) {
   const bool absolute = url.starts_with("http://") || url.starts_with("https://");
   if (!absolute && !url.starts_with("{+") && !url.starts_with('/'))
-    throw usage_error(std::string(flag) + ": " +
-                      cli_values::expected("an http:// or https:// URL, a /path on the --submit origin, or {+handle}", url)
-                          .message);
+    throw usage_error(
+        std::string(flag) + ": " +
+        cli_values::expected("an http:// or https:// URL, a /path on the --submit origin, or {+handle}", url).message);
   if (url.starts_with('/') && !has_origin)
     throw usage_error(std::string(flag) + ": the path '" + url +
                       "' needs --submit for its origin (give a full URL or add --submit when resuming)");
@@ -549,7 +554,8 @@ plan plan_from_flags(const CLI::App& app, const flags& f, const jobpoll::job_par
                       "' and '" + f.handle_header + "')");
   if (given("--handle-header")) {
     if (f.handle_header.empty() || f.handle_header.find_first_of(" \t:") != std::string::npos)
-      throw usage_error("--handle-header: " + cli_values::expected("a header name like Location", f.handle_header).message);
+      throw usage_error("--handle-header: " +
+                        cli_values::expected("a header name like Location", f.handle_header).message);
     d.handle = jobpoll::handle_source::header(f.handle_header);
   } else if (given("--handle-pointer")) {
     d.handle = jobpoll::handle_source::body(f.handle_pointer);
@@ -663,8 +669,9 @@ plan plan_from_file(const CLI::App& app, const flags& f, const jobpoll::job_para
   if (d.result.from != jobpoll::result_source::kind::poll_answer) {
     std::vector<std::string> names = {"handle", "offset", "limit"};
     for (const auto& entry : d.result.from_answer) names.push_back(entry.first);
-    check_template(field(d.result.from == jobpoll::result_source::kind::fetch ? "/result/fetch/url" : "/result/pages/url"),
-                   d.result.request.url, params, names, true);
+    const bool fetch = d.result.from == jobpoll::result_source::kind::fetch;
+    check_template(field(fetch ? "/result/fetch/url" : "/result/pages/url"), d.result.request.url, params, names,
+                   true);
   }
   if (d.cancel) check_template(field("/cancel/url"), d.cancel->url, params, {"handle"}, true);
   for (jobpoll::request_template* request : {&d.submit, &d.poll, &d.result.request})
@@ -695,7 +702,8 @@ plan make_plan(const CLI::App& app, const flags& f) {
     headers.add(name, value);
   }
   const bool resuming = given("--resume");
-  if (resuming && f.resume.empty()) throw usage_error("--resume: " + cli_values::expected("a job handle", f.resume).message);
+  if (resuming && f.resume.empty())
+    throw usage_error("--resume: " + cli_values::expected("a job handle", f.resume).message);
 
   plan p = given("--describe") ? plan_from_file(app, f, params, headers) : plan_from_flags(app, f, params, headers);
   p.options.interval = jobpoll::fixed_interval{f.interval};
