@@ -613,17 +613,19 @@ class job_client {
       throw std::system_error(ec, request.method + " " + request.url + " never left the client");
     if (error_is(ec, std::errc::message_size))
       throw std::system_error(ec, "the answer to " + request.method + " " + request.url +
-                                      " is larger than the transport's response size limit" + limit);
+                                      " is larger than the transport's size limits" + limit);
     throw std::system_error(ec);
   }
 
-  // " (N bytes)" when the transport tells its response size limit.
+  // " (body N bytes, headers M bytes)": the size limits the transport tells.
   std::string response_limit() const {
-    if constexpr (requires(const Transport& t) { { t.max_response_bytes() } -> std::convertible_to<std::size_t>; }) {
-      return " (" + std::to_string(transport_->max_response_bytes()) + " bytes)";
-    } else {
-      return {};
-    }
+    std::string limits;
+    if constexpr (requires(const Transport& t) { { t.max_response_bytes() } -> std::convertible_to<std::size_t>; })
+      limits = "body " + std::to_string(transport_->max_response_bytes()) + " bytes";
+    if constexpr (requires(const Transport& t) { { t.max_header_bytes() } -> std::convertible_to<std::size_t>; })
+      limits += (limits.empty() ? "" : ", ") + std::string("headers ") + std::to_string(transport_->max_header_bytes()) +
+                " bytes";
+    return limits.empty() ? limits : " (" + limits + ")";
   }
 
   template <class Clock>

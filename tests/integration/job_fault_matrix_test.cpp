@@ -318,7 +318,28 @@ TEST_F(FaultMatrix, AnOversizedAnswerIsAnErrorNamingTheLimit) {
   const auto& e = failure(outcome_e);
   EXPECT_EQ(e.code(), std::errc::message_size);
   EXPECT_THAT(e.what(), HasSubstr("the answer to GET " + server.url("/v1/jobs/job-1") +
-                                  " is larger than the transport's response size limit (64 bytes)"));
+                                  " is larger than the transport's size limits (body 64 bytes, headers 65536 bytes)"));
+}
+
+// Headers count too: past max_header_bytes the answer is refused at once, a
+// permanent error (libcurl's own 300 KB limit would read as a reset, retried).
+TEST_F(FaultMatrix, AnswerHeadersPastTheLimitAreAnErrorNotRetried) {
+  jobpoll::curl_options small;
+  small.max_header_bytes = 1024;
+  jobpoll::curl_transport tight(ctx.get_executor(), small);
+  client_type c(tight, v1_job_api(server), v1_job_status());
+  json headers = json::object();
+  for (int i = 0; i < 40; ++i) headers["X-Filler-" + std::to_string(i)] = std::string(40, 'h');
+  server.script("GET", "/v1/jobs/job-1",
+                json::array({{{"status", 200}, {"body", R"({"status":"completed"})"}, {"headers", headers}}}));
+  const auto outcome_e = finish(c.run({{"body", json{{"steps", 0}}.dump()}}, fast()));
+  const auto& e = failure(outcome_e);
+  EXPECT_EQ(e.code(), std::errc::message_size);
+  EXPECT_THAT(e.what(), HasSubstr("headers 1024 bytes"));
+  EXPECT_EQ(e.stats().attempts, 1u);
+  int polls = 0;  // as the server counts them
+  for (const auto& entry : server.log()) polls += entry["method"] == "GET" && entry["path"] == "/v1/jobs/job-1";
+  EXPECT_EQ(polls, 1);
 }
 
 // With no deadline the queue wait of a request is bounded by its timeout: a

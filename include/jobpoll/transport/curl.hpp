@@ -108,7 +108,9 @@ class curl_transport {
   ///   stream refused or a GOAWAY), the request fails instead with an error
   ///   equivalent to `std::errc::connection_reset` (the server may have seen
   ///   it), and the caller's retry rules decide;
-  /// - a body larger than `max_response_bytes`: `std::errc::message_size`;
+  /// - a body larger than `max_response_bytes`, headers larger than
+  ///   `max_header_bytes` or one header line over libcurl's 100 KB:
+  ///   `std::errc::message_size`;
   /// - other failures: a `curl_category()` code (see there for the `std::errc`
   ///   each is equivalent to);
   /// - cancellation through the token's cancellation slot (terminal, partial
@@ -155,6 +157,8 @@ class curl_transport {
 
   /// The largest response body accepted (`curl_options::max_response_bytes`).
   std::size_t max_response_bytes() const noexcept { return core_->max_response_bytes(); }
+  /// The largest block of response headers accepted (`curl_options::max_header_bytes`).
+  std::size_t max_header_bytes() const noexcept { return core_->max_header_bytes(); }
 
   /// The executor given to the constructor: the I/O runs on a strand of it,
   /// and completions run on it unless their handler has its own.

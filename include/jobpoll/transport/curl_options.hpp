@@ -61,6 +61,12 @@ struct curl_options {
   /// (gzip, br, ...). A larger one fails the request with
   /// `std::errc::message_size` ("Message too long"). Positive.
   std::size_t max_response_bytes = std::size_t{64} << 20;
+  /// The largest block of response headers accepted (status line and
+  /// header lines as received); one line may in any case not exceed
+  /// libcurl's 100 KB. More fails the request with `std::errc::message_size`,
+  /// a permanent error, rather than libcurl's own 300 KB limit's receive
+  /// error, which would be retried. Positive.
+  std::size_t max_header_bytes = std::size_t{64} << 10;
   /// Called with an account of each failed request that the
   /// `std::error_code` it completes with cannot carry: curl's own
   /// (CURLOPT_ERRORBUFFER, e.g. "Failed to connect to 127.0.0.1 port 9 after
@@ -99,6 +105,7 @@ inline curl_options validated(curl_options options) {
     throw_invalid("curl_options", "max_concurrent_streams must be positive (at most 2^31 - 1)",
                   std::to_string(options.max_concurrent_streams));
   if (options.max_response_bytes == 0) throw_invalid("curl_options", "max_response_bytes must be positive", "0");
+  if (options.max_header_bytes == 0) throw_invalid("curl_options", "max_header_bytes must be positive", "0");
   if (options.user_agent.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
     throw_invalid("curl_options", "user_agent must not contain CR, LF or NUL", quote_for_message(options.user_agent));
   return options;

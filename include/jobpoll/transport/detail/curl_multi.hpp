@@ -153,6 +153,7 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
   std::size_t max_active() const noexcept { return max_active_.load(std::memory_order_relaxed); }
   std::uint64_t connections_opened() const noexcept { return connections_opened_.load(); }
   std::size_t max_response_bytes() const noexcept { return options_.max_response_bytes; }
+  std::size_t max_header_bytes() const noexcept { return options_.max_header_bytes; }
 
   // Any thread. The request reaches the strand through a posted job; a
   // cancellation emitted before that is seen there.
@@ -162,7 +163,8 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
     const clock_type::time_point made = clock_type::now();
     const std::chrono::nanoseconds timeout = request.timeout.value_or(options_.default_timeout);
     curl_request* r = curl_request_op<Handler, executor_type>::create(
-        std::move(handler), executor_, std::move(request), made, timeout, options_.max_response_bytes, next_id_++);
+        std::move(handler), executor_, std::move(request), made, timeout, options_.max_response_bytes,
+        options_.max_header_bytes, next_id_++);
     begin_job job(shared_from_this(), r);
     if (slot.is_connected()) slot.template emplace<cancel_handler>(weak_from_this(), strand_, r);
     asio::post(strand_, std::move(job));
@@ -486,7 +488,10 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
 
   void fail(curl_request& r, CURLcode rc) {
     std::error_code ec;
-    if (r.callback_error) {
+    const bool headers_too_large = r.headers_too_large(rc);
+    if (headers_too_large) {
+      ec = std::make_error_code(std::errc::message_size);
+    } else if (r.callback_error) {
       ec = r.callback_error;
     } else if (rc == CURLE_FILESIZE_EXCEEDED) {
       ec = std::make_error_code(std::errc::message_size);
@@ -498,6 +503,9 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
     const std::string curl_says = r.error_buffer[0] != '\0' ? std::string(r.error_buffer) : ec.message();
     if (r.resend_refused()) {
       report(r, ec, "the server closed a reused connection (or refused the HTTP/2 stream) without answering; not re-sent");
+    } else if (headers_too_large) {
+      report(r, ec, "the response headers are larger than max_header_bytes (" + std::to_string(r.max_headers) +
+                        ") or one header line is longer than libcurl's limit (100 KB)");
     } else if (ec == std::errc::message_size) {
       report(r, ec, "the response body is larger than max_response_bytes (" + std::to_string(r.max_body) + ")");
     } else if (ec == asio::error::timed_out && r.deadline_cut && clock_type::now() >= *r.deadline) {

@@ -96,6 +96,7 @@ class curl_request {
   const curl_slist_ptr header_list;     // CURLOPT_HTTPHEADER
   const std::chrono::nanoseconds timeout;  // for the exchange, from the hand-off to curl
   const std::size_t max_body;
+  const std::size_t max_headers;        // bytes of one header block, lines as received
   const time_point made;                // when async_request was called
   const std::optional<time_point> deadline;  // made + http_request::deadline
   // The latest it may wait in the queue: its deadline, or without one its
@@ -159,6 +160,9 @@ class curl_request {
   // CURLOPT_HEADERFUNCTION: one line at a time. A status line starts a new
   // header block (after "100 Continue", a proxy's CONNECT answer); the blank
   // line ends it; trailers after the body are not headers and are dropped.
+  // A block larger than max_headers fails the request (message_size): memory
+  // stays bounded below libcurl's own 300 KB limit, which it reports as a
+  // receive error that would read as a transient network failure.
   static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* self) noexcept {
     auto& r = *static_cast<curl_request*>(self);
     const std::size_t n = size * count;
@@ -169,9 +173,16 @@ class curl_request {
         r.header_lines_.clear();
         r.header_lines_.reserve(8);  // a typical answer's headers, in one allocation
         r.in_header_block_ = true;
+        r.header_bytes_ = n;
       } else if (line.empty()) {
         r.in_header_block_ = false;
       } else if (r.in_header_block_) {
+        r.header_bytes_ += n;
+        if (r.header_bytes_ > r.max_headers) {
+          r.headers_too_large_ = true;
+          r.callback_error = std::make_error_code(std::errc::message_size);
+          return 0;
+        }
         r.add_header_line(line);
       }
     } catch (const std::bad_alloc&) {
@@ -179,6 +190,12 @@ class curl_request {
       return 0;
     }
     return n;
+  }
+
+  // Whether the headers broke a limit: ours (max_headers), or libcurl's on
+  // one line (100 KB: it fails with "out of memory" while a header block is open).
+  bool headers_too_large(CURLcode rc) const noexcept {
+    return headers_too_large_ || (rc == CURLE_OUT_OF_MEMORY && in_header_block_);
   }
 
   // The received headers and body as a response with `status`.
@@ -191,7 +208,7 @@ class curl_request {
 
  protected:
   curl_request(http_request&& request, time_point made, std::chrono::nanoseconds timeout, std::size_t max_body,
-               std::uint64_t id)
+               std::size_t max_headers, std::uint64_t id)
       : id(id),
         method(std::move(request.method)),
         url(std::move(request.url)),
@@ -200,6 +217,7 @@ class curl_request {
         header_list(make_header_list(request.headers, sends_body)),
         timeout(timeout),
         max_body(max_body),
+        max_headers(max_headers),
         made(made),
         deadline(request.deadline ? std::optional<time_point>(saturating_add(made, *request.deadline)) : std::nullopt),
         wait_limit(deadline ? *deadline : saturating_add(made, timeout)) {}
@@ -249,7 +267,9 @@ class curl_request {
   }
 
   std::vector<http_header> header_lines_;
+  std::size_t header_bytes_ = 0;
   bool in_header_block_ = false;
+  bool headers_too_large_ = false;
   std::string body_;
 };
 
