@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstddef>
 #include <iterator>
+#include <jobpoll/detail/duration_text.hpp>
 #include <jobpoll/detail/url_template.hpp>
 #include <limits>
 #include <optional>
@@ -91,39 +92,18 @@ inline constexpr std::chrono::hours longest_duration{1000};
 
 enum class zero_duration { allowed, refused };
 
-/// "500ms", "2s", "1.5s", "2m", "1h", or "0" (the one duration without a unit).
+/// "500ms", "2s", "1.5s", "2m", "1h", or "0" (the one duration without a
+/// unit): the grammar of job description files (`jobpoll::detail::parse_duration`),
+/// here at most `longest_duration`.
 inline reading<std::chrono::nanoseconds> read_duration(std::string_view text,
                                                        zero_duration zero = zero_duration::allowed) {
   using namespace std::chrono_literals;
-  constexpr std::string_view what = "a duration like 500ms, 2s, 1.5s or 2m";
-  std::chrono::nanoseconds value = 0ns;
-  if (text != "0") {
-    // A number (digits, then optionally '.' and digits), then a unit.
-    const auto digits = [&](std::size_t from) {
-      return std::min(text.find_first_not_of("0123456789", from), text.size());
-    };
-    std::size_t unit_at = digits(0);
-    if (unit_at < text.size() && text[unit_at] == '.' && unit_at > 0) {
-      const auto fraction_end = digits(unit_at + 1);
-      unit_at = fraction_end > unit_at + 1 ? fraction_end : 0;
-    }
-    if (unit_at == 0) return expected(what, text);
-    double number = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + unit_at, number, std::chars_format::fixed);
-    if (ec != std::errc{} || end != text.data() + unit_at) return expected(what, text);
-    const std::string_view unit = text.substr(unit_at);
-    static constexpr std::pair<std::string_view, double> units[] = {
-        {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
-    const auto* found =
-        std::find_if(std::begin(units), std::end(units), [&](const auto& u) { return u.first == unit; });
-    if (found == std::end(units)) return expected(std::string(what) + " (units: ms, s, m, h)", text);
-    const double ns = number * found->second;
-    if (!(ns <= static_cast<double>(std::chrono::nanoseconds(longest_duration).count())))
-      return expected("a duration of at most 1000h", text);
-    value = std::chrono::nanoseconds(std::llround(ns));
-  }
-  if (value == 0ns && zero == zero_duration::refused) return expected("a duration > 0 like 500ms or 2s", text);
-  return value;
+  constexpr std::string_view what = "a duration like 500ms, 2s, 1.5s or 2m (units: ns, us, ms, s, m, h)";
+  const std::optional<std::chrono::nanoseconds> value = jobpoll::detail::parse_duration(text);
+  if (!value) return expected(what, text);
+  if (*value > longest_duration) return expected("a duration of at most 1000h", text);
+  if (*value == 0ns && zero == zero_duration::refused) return expected("a duration > 0 like 500ms or 2s", text);
+  return *value;
 }
 
 /// A DURATION option into `target`: a `std::chrono::nanoseconds`, or an
