@@ -72,10 +72,28 @@ control script '{"method": "GET", "path": "/v1/jobs/job-1", "responses": [
   {"status": 503, "body": "<html>maintenance</html>"}]}'
 "$jobpoll" \
   --submit "$base/v1/jobs" --data '{"tool": "align", "params": {"reads": 1000}, "steps": 4, "eta_seconds": 1}' \
-  --handle-header Location --cancel-url '{+handle}' \
+  --handle-pointer /job_id --poll '/v1/jobs/{handle}' --cancel-url '/v1/jobs/{handle}' \
   --status-pointer /status --success completed --failure failed,cancelled --pending pending,running \
   --progress-pointer /progress --hint-pointer /eta_seconds --failure-detail-pointer /error \
   --result-pointer /result --interval 2s --timeout 60s "$@"
+
+echo
+echo "== 2b. Google long-running operation, described by a preset file; then one that fails =="
+"$jobpoll" --describe examples/presets/google_lro.json --param "base=$base" --interval 500ms --timeout 60s "$@"
+status=0
+"$jobpoll" --submit "$base/v1/lro/operations" --data '{"steps": 2, "outcome": "fail"}' \
+  --handle-pointer /name --poll '/v1/lro/{+handle}' \
+  --status-pointer /done --success true --pending false --failure-if-present /error \
+  --failure-detail-pointer /error/message --progress-pointer /metadata/progressPercent --progress-scale 100 \
+  --result-pointer /response --interval 500ms --timeout 60s "$@" || status=$?
+echo "(the failed operation exits with $status: 1 is 'the job failed')"
+
+echo
+echo "== 2c. EBI-style dispatcher: a form submit, plain-text id, statuses and result =="
+"$jobpoll" --submit "$base/ebi/run" --form email=demo@example.org --form sequence=ACGTACGT \
+  --codec text --handle-pointer '' --poll '/ebi/status/{handle}' \
+  --status-pointer '' --success FINISHED --failure FAILURE,ERROR --pending QUEUED,RUNNING \
+  --result-url '/ebi/result/{handle}/out' --interval 500ms --timeout 60s "$@"
 
 echo
 echo "== 3. a batch of 40 jobs, 6 at a time: SIGINT after 3 s, then the same command resumes it =="

@@ -276,6 +276,19 @@ TEST(ExportDialect, CollectsEveryPageInOrder) {
   EXPECT_EQ(server.jobs().at("load_jobs"), 1);
 }
 
+TEST(ExportDialect, ThePresetCollectsEveryPage) {
+  loopback_server server;
+  server.configure({{"total", 12}, {"page_limit", 10}, {"working_polls", 1}});
+  const child_result run = run_cli(with({"--describe", preset("reporting_export.json"), "--param",
+                                         "base=" + server.base_url(), "--param", "start=1591040159", "--param",
+                                         "end=1591126559", "--param", "site=MAIN"},
+                                        quick));
+  EXPECT_EXIT_CODE(run, 0);
+  EXPECT_EQ(json::parse(run.out).size(), 12u);
+  EXPECT_EQ(server.jobs().at("load_jobs"), 1);
+  EXPECT_EQ(request_lines(server.log()).size(), 4u);  // submit, two polls, the second page
+}
+
 TEST(ExportDialect, FailureExits1WithTheReportsMessage) {
   loopback_server server;
   server.configure({{"outcome", "fail"}, {"working_polls", 1}});

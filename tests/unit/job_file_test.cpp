@@ -159,6 +159,23 @@ TEST(JobFilePresetTest, TheSeedJobApi) {
   EXPECT_EQ(classify(file, R"({"job_id":"job-1","status":"cancelled"})").state, job_state::failed);
 }
 
+TEST(JobFilePresetTest, TheReportingExportIsPaged) {
+  const jobpoll::job_file file = jobpoll::load_job_file(presets / "reporting_export.json");
+  const auto& d = file.description;
+  EXPECT_EQ(d.submit.method, "POST");
+  EXPECT_EQ(d.handle.where, "/data/hash");
+  ASSERT_EQ(d.result.from, jobpoll::result_source::kind::paged);
+  EXPECT_EQ(d.result.request.url, "{+base}/transaction/get-job-data?hash={handle}&offset={offset}&limit={limit}");
+  EXPECT_EQ(d.result.pages.items, "/data/data");
+  EXPECT_EQ(d.result.pages.total, "/data/total");
+  EXPECT_EQ(d.result.pages.page_size, 10u);
+  EXPECT_TRUE(d.result.pages.first_page_in_poll_answer);
+  EXPECT_FALSE(d.cancel.has_value());
+  EXPECT_EQ(classify(file, R"({"data":{"hash":"h","status":"working"}})").state, job_state::pending);
+  EXPECT_EQ(classify(file, R"({"data":{"status":"fail","message":"report failed"}})").detail,
+            "status \"fail\": report failed");
+}
+
 TEST(JobFilePresetTest, TheEbiDispatcherReadsText) {
   const jobpoll::job_file file = jobpoll::load_job_file(presets / "ebi_dispatcher.json");
   const auto& d = file.description;
