@@ -21,7 +21,10 @@ jobs=${JOBS:-$(nproc)}
 stages=("$@")
 ((${#stages[@]})) || stages=(gcc gcc-asan clang fuzz)
 for stage in "${stages[@]}"; do
-  case $stage in gcc | gcc-asan | clang | fuzz) ;; *) echo "unknown stage '$stage' (gcc, gcc-asan, clang, fuzz)" >&2; exit 2 ;; esac
+  case $stage in
+    gcc | gcc-asan | clang | fuzz) ;;
+    *) echo "unknown stage '$stage' (gcc, gcc-asan, clang, fuzz)" >&2; exit 2 ;;
+  esac
 done
 
 # Read only by sanitized binaries. detect_stack_use_after_return catches a

@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t siz
       static_cast<void>(jobpoll::to_json(job));
   } catch (const std::system_error& error) {
     jobpoll_fuzz::require(error.code() == jobpoll::errc::invalid_checkpoint, "an undocumented error code");
-    jobpoll_fuzz::require(std::string_view(error.what()).starts_with(file + ":"), "an error that does not name the file and line");
+    jobpoll_fuzz::require(std::string_view(error.what()).starts_with(file + ":"),
+                          "an error that does not name the file and line");
   }
   return 0;
 }

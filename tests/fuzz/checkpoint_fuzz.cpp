@@ -11,7 +11,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t size) {
   static const std::string file = "fuzz.checkpoint.json";
   try {
-    const jobpoll::batch_checkpoint checkpoint = jobpoll::detail::parse_checkpoint(jobpoll_fuzz::as_text(data, size), file);
+    const jobpoll::batch_checkpoint checkpoint =
+        jobpoll::detail::parse_checkpoint(jobpoll_fuzz::as_text(data, size), file);
     for (const jobpoll::batch_job& job : checkpoint.jobs) {
       const jobpoll::batch_job again = jobpoll::batch_job_from_json(jobpoll::to_json(job), "");
       jobpoll_fuzz::require(again.id == job.id && again.state == job.state && again.params == job.params,

@@ -54,11 +54,13 @@ void read(const json_codec& codec, const json& value, std::string_view pointer, 
                                              codec);
     status.progress_at("/progress").hint_at("/retry_after").failure_detail_at("/error");
     // Compound rules (Google LRO): done and /error present = failed, done = succeeded.
-    status.rule({.when = {jobpoll::field_condition::equals("/done", {"true"}), jobpoll::field_condition::present("/error")},
-                 .then = jobpoll::rule_outcome::failed,
+    using jobpoll::field_condition;
+    using jobpoll::rule_outcome;
+    status.rule({.when = {field_condition::equals("/done", {"true"}), field_condition::present("/error")},
+                 .then = rule_outcome::failed,
                  .detail = "/error/message"});
-    status.rule({.when = {jobpoll::field_condition::equals("/done", {"true"})}, .then = jobpoll::rule_outcome::succeeded});
-    status.rule({.when = {jobpoll::field_condition::absent(std::string(pointer))}, .then = jobpoll::rule_outcome::pending});
+    status.rule({.when = {field_condition::equals("/done", {"true"})}, .then = rule_outcome::succeeded});
+    status.rule({.when = {field_condition::absent(std::string(pointer))}, .then = rule_outcome::pending});
     const jobpoll::poll_status outcome = status(value);
     static_cast<void>(outcome);
     jobpoll_fuzz::require(well_formed, "field_status accepted a malformed pointer");

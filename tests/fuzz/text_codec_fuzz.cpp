@@ -23,7 +23,8 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t siz
   const bool well_formed = jobpoll::detail::pointer_syntax_error(fields[1]).empty();
   try {
     const std::string* at = codec.find(value, fields[1]);
-    jobpoll_fuzz::require(well_formed && (at == &value) == fields[1].empty(), "find: wrong value or accepted a malformed pointer");
+    jobpoll_fuzz::require(well_formed && (at == &value) == fields[1].empty(),
+                          "find: wrong value or accepted a malformed pointer");
   } catch (const std::invalid_argument&) {
     jobpoll_fuzz::require(!well_formed, "find refused a well-formed pointer");
   }

@@ -316,7 +316,8 @@ TEST(JsonCodecFormatTest, TextBodiesAreOneTrimmedStringAtPointerEmpty) {
 TEST(JsonCodecFormatTest, TextThatIsNotUtf8IsADecodeError) {
   const auto error = decode_error_with(text_format, "ok \xff\n");
   EXPECT_EQ(error.code(), jobpoll::errc::decode_error);
-  EXPECT_STREQ(error.what(), "text body is not UTF-8: invalid UTF-8 byte at index 3: 0xFF: response could not be decoded");
+  EXPECT_STREQ(error.what(),
+               "text body is not UTF-8: invalid UTF-8 byte at index 3: 0xFF: response could not be decoded");
 }
 
 TEST(JsonCodecFormatTest, ByContentTypeReadsTextForTextTypesAndJsonForTheRest) {

@@ -122,7 +122,8 @@ nlohmann::json parse_json_record(std::string_view text, std::string_view file, s
   try {
     return parse(text);
   } catch (const nlohmann::json::parse_error& error) {
-    throw std::system_error(errc::invalid_checkpoint, where(std::nullopt) + "not a JSON document: " + json_error_reason(error));
+    throw std::system_error(errc::invalid_checkpoint,
+                            where(std::nullopt) + "not a JSON document: " + json_error_reason(error));
   } catch (const nlohmann::json::exception& error) {
     // A number out of range (406), the only other failure of a parse.
     throw std::system_error(errc::invalid_checkpoint,

@@ -75,7 +75,9 @@ inline std::optional<std::size_t> json_too_deep_at(std::string_view text, std::s
 /// The byte where the first number of `text` that no double holds (1e999)
 /// starts, or none: where nlohmann's "number overflow" happened.
 inline std::optional<std::size_t> json_number_overflow_at(std::string_view text) {
-  const auto in_number = [](char c) { return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'; };
+  const auto in_number = [](char c) {
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+  };
   return find_outside_strings(text, [&](std::size_t i) {
     if (!in_number(text[i]) || (i > 0 && in_number(text[i - 1]))) return false;
     std::size_t end = i;
