@@ -35,9 +35,9 @@ inline std::string json_error_reason(const nlohmann::json::exception& error) {
   return body_preview(reason, reason.size());
 }
 
-/// Calls `visit(i)` for each byte `text[i]` outside JSON strings (quotes
-/// included as inside) until `visit` returns true; returns that `i`, or none.
-/// A cheap scan that trusts the parser to reject what is not JSON.
+/// Calls `visit(i)` for each byte `text[i]` outside JSON strings (their
+/// quotes count as inside) until `visit` returns true; returns that `i`, or
+/// none. A cheap scan that trusts the parser to reject what is not JSON.
 template <class Visit>
 std::optional<std::size_t> find_outside_strings(std::string_view text, Visit visit) {
   bool in_string = false;
