@@ -112,6 +112,23 @@ constexpr std::string_view trim_ascii_whitespace(std::string_view text) noexcept
   return text.substr(first, text.find_last_not_of(space) - first + 1);
 }
 
+/// `name` as one RFC 6901 reference token ('~' as "~0", '/' as "~1"): how
+/// messages name an object member in a pointer to where a problem is.
+inline std::string pointer_token(std::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  for (const char c : name) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 /// Throws `std::invalid_argument("jobpoll::<codec_name>: malformed JSON
 /// pointer ...")` unless `pointer` is an RFC 6901 pointer: empty, or
 /// '/'-separated tokens in which every '~' is followed by 0 or 1.

@@ -104,21 +104,6 @@ inline constexpr std::size_t job_file_max_bytes = 1024 * 1024;
 /// The deepest nesting of arrays and objects read (a description needs 5).
 inline constexpr std::size_t job_file_max_depth = 32;
 
-/// `token` escaped as one RFC 6901 reference token ('~' as ~0, '/' as ~1).
-inline std::string pointer_token(std::string_view token) {
-  std::string out;
-  for (const char c : token) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 /// The codec of one phase, as the file's "codec" names its body format.
 inline json_codec job_file_codec(json_body_format format) {
   return json_codec{json_codec_options{.max_depth = json_codec_options::default_max_depth, .format = format}};

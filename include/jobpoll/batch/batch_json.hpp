@@ -131,22 +131,6 @@ nlohmann::json parse_json_record(std::string_view text, std::string_view file, s
   }
 }
 
-/// `name` as one reference token of a JSON pointer ('~' as "~0", '/' as "~1").
-inline std::string pointer_token(std::string_view name) {
-  std::string out;
-  out.reserve(name.size());
-  for (char c : name) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 /// Throws `std::system_error(code, "<prefix><location>: expected <expected>, got <got>")`;
 /// without a location, "<prefix>expected ...".
 [[noreturn]] inline void throw_invalid_field(std::string_view prefix, std::string_view location,
