@@ -580,7 +580,8 @@ TEST(Cli, HelpExamplesRunAgainstTheJobServer) {
     EXPECT_TRUE(json::accept(run.out)) << command << "\n" << run.out;
     // Ended cleanly: no job is left running on the server.
     const std::set<std::string> succeeded = {"completed", "pass", "succeeded", "Succeeded", "FINISHED"};
-    for (const auto& job : server.jobs().at("jobs"))
+    const json jobs = server.jobs();  // held: a range-for keeps only the temporary's member alive, not it
+    for (const auto& job : jobs.at("jobs"))
       EXPECT_TRUE(succeeded.contains(job.value("status", ""))) << command << "\n" << job.dump();
   }
 }
