@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <csignal>
 #include <filesystem>
-#include <initializer_list>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -18,12 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "child_process.hpp"
+#include "cli_runner.hpp"
 #include "loopback_server.hpp"
 #include "temp_dir.hpp"
-
-#ifndef JOBPOLL_TEST_CLI
-#error "cli_test.cpp needs JOBPOLL_TEST_CLI, the path of the built jobpoll tool (tests/CMakeLists.txt sets it)"
-#endif
 
 namespace {
 
@@ -34,29 +30,10 @@ using testing::HasSubstr;
 using cli_run = jobpoll_test::child_result;
 using jobpoll_test::child_process;
 
-// The tool's command line: its path, then `args`.
-std::vector<std::string> cli_command(std::vector<std::string> args) {
-  args.insert(args.begin(), JOBPOLL_TEST_CLI);
-  return args;
-}
-
-cli_run run_cli(std::vector<std::string> args) { return jobpoll_test::run_child(cli_command(std::move(args))); }
-
-// "METHOD /path?query" of every request the server logged, in order.
-std::vector<std::string> requests(const json& log) {
-  std::vector<std::string> lines;
-  for (const auto& entry : log) {
-    std::string line = entry.at("method").get<std::string>() + " " + entry.at("path").get<std::string>();
-    if (const auto& query = entry.at("query").get_ref<const std::string&>(); !query.empty()) line += "?" + query;
-    lines.push_back(std::move(line));
-  }
-  return lines;
-}
-
-std::vector<std::string> with(std::vector<std::string> args, std::initializer_list<std::string> more) {
-  args.insert(args.end(), more);
-  return args;
-}
+using jobpoll_test::cli_command;
+using jobpoll_test::run_cli;
+using jobpoll_test::with;
+using jobpoll_test::request_lines;
 
 // The /v1 job API of the server, a job of `body`; the handle from Location.
 // The value of --data is at index 3.
@@ -80,7 +57,7 @@ TEST(Cli, JobApiWithLocationHandlePrintsResult) {
   EXPECT_THAT(run.err, HasSubstr("poll 3: succeeded 100% (status \"completed\")\n"));
 
   const json log = server.log();
-  EXPECT_EQ(requests(log), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1",
+  EXPECT_EQ(request_lines(log), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1",
                                                      "GET /v1/jobs/job-1"}));
   EXPECT_EQ(log.at(0).at("body"), body.dump());
   EXPECT_EQ(log.at(0).at("headers").at("Content-Type"), "application/json");
@@ -102,7 +79,7 @@ TEST(Cli, ResultUrlFetchesTheResultWithTheBodyFromAFile) {
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, "[{\"n\":0},{\"n\":1},{\"n\":2}]\n");
   const json log = server.log();
-  EXPECT_EQ(requests(log), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1",
+  EXPECT_EQ(request_lines(log), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1",
                                                      "GET /v1/jobs/job-1/result?limit=3"}));
   EXPECT_EQ(log.at(0).at("body"), body);
 }
@@ -153,7 +130,7 @@ TEST(Cli, LoadJobCollectsEveryPage) {
   const std::string hash = server.jobs().at("jobs").at(0).at("id");
   EXPECT_THAT(run.err, HasSubstr("submitted: handle " + hash + "\n"));
   const std::string poll = "GET /transaction/get-job-data?hash=" + hash;
-  EXPECT_EQ(requests(server.log()),
+  EXPECT_EQ(request_lines(server.log()),
             (std::vector<std::string>{"POST /transaction/load-job?startDate=1591040159&endDate=1591126559&site=MAIN",
                                       poll, poll, poll, poll + "&offset=10&limit=10", poll + "&offset=20&limit=10"}));
 }
@@ -166,7 +143,7 @@ TEST(Cli, FailedJobExits1WithItsPayload) {
   EXPECT_EQ(run.out, "{\"error\":\"disk full\",\"job_id\":\"job-1\",\"progress\":0.0,\"status\":\"failed\"}\n");
   EXPECT_THAT(run.err, HasSubstr("polling job \"/v1/jobs/job-1\": job failed after 1 attempt"));
   EXPECT_THAT(run.err, HasSubstr("last: failed (status \"failed\": disk full)"));
-  EXPECT_EQ(requests(server.log()), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1"}));
+  EXPECT_EQ(request_lines(server.log()), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1"}));
 }
 
 TEST(Cli, ZeroTimeoutPollsOnceThenExits2AndCancels) {
@@ -178,7 +155,7 @@ TEST(Cli, ZeroTimeoutPollsOnceThenExits2AndCancels) {
   EXPECT_THAT(run.err,
               HasSubstr("polling job \"/v1/jobs/job-1\": deadline passed before the job finished after 1 attempt"));
   EXPECT_THAT(run.err, HasSubstr("; remote cancel sent (HTTP 200"));
-  EXPECT_EQ(requests(server.log()),
+  EXPECT_EQ(request_lines(server.log()),
             (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "DELETE /v1/jobs/job-1"}));
   EXPECT_EQ(server.jobs().at("jobs").at(0).at("cancelled"), true);
 }
@@ -194,7 +171,7 @@ TEST(Cli, UnknownStatusExits3WithoutCancelling) {
   EXPECT_EQ(run.exit_code, 3) << run.err;
   EXPECT_EQ(run.out, "");
   EXPECT_THAT(run.err, HasSubstr("unknown status \"pending\" at /status (expected one of: completed | failed)"));
-  EXPECT_EQ(requests(server.log()), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1"}));
+  EXPECT_EQ(request_lines(server.log()), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1"}));
 }
 
 TEST(Cli, ResumePollsAnExistingHandleWithoutSubmitting) {
@@ -207,7 +184,7 @@ TEST(Cli, ResumePollsAnExistingHandleWithoutSubmitting) {
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, "{\"rows\":3}\n");
   EXPECT_EQ(run.err, "");  // --quiet: no progress lines; resuming: no "submitted:" line
-  EXPECT_EQ(requests(server.log()),
+  EXPECT_EQ(request_lines(server.log()),
             (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1"}));
 }
 
@@ -347,7 +324,7 @@ TEST(Cli, ResultFieldFetchesTheResultAtAUrlOfTheFinalAnswer) {
                                "/properties/size", "--interval", "0", "--quiet"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, "7\n");
-  const auto log = requests(server.log());
+  const auto log = request_lines(server.log());
   ASSERT_FALSE(log.empty());
   EXPECT_EQ(log.back(), "GET /azure/resources/disk1");
 }
@@ -423,7 +400,7 @@ TEST(Cli, DescribeRunsTheJobOfAFileWithParamsAndHeaders) {
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, "{\"params\":{},\"tool\":null}\n");
   const json log = server.log();
-  EXPECT_EQ(requests(log), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1"}));
+  EXPECT_EQ(request_lines(log), (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "GET /v1/jobs/job-1"}));
   EXPECT_EQ(log.at(0).at("body"), "{\"steps\": 1}");
   for (const auto& entry : log) EXPECT_EQ(entry.at("headers").value("X-Api-Key", ""), "secret") << entry.dump();
 
@@ -597,7 +574,7 @@ TEST(Cli, TimeoutEndsAStalledAnswerAtTheDeadlineSayingItWasSlow) {
   EXPECT_THAT(run.err, HasSubstr("no complete answer to GET " + server.url("/v1/jobs/job-1") +
                                  " in time (the job's deadline): the answer was slow"));
   EXPECT_THAT(run.err, HasSubstr("; remote cancel sent"));
-  EXPECT_EQ(requests(server.log()),
+  EXPECT_EQ(request_lines(server.log()),
             (std::vector<std::string>{"POST /v1/jobs", "GET /v1/jobs/job-1", "DELETE /v1/jobs/job-1"}));
 }
 
@@ -630,7 +607,7 @@ TEST(Cli, SigtermWhilePollingCancelsTheJobAndExits4) {
   const std::string first_poll = "poll 1: pending 0% (status \"pending\")\nwaiting 0.100s (interval)\n";
   cli.wait_until(
       [&] {
-        const auto polls = requests(server.log());
+        const auto polls = request_lines(server.log());
         return std::count(polls.begin(), polls.end(), "GET /v1/jobs/job-1") > 0 &&
                cli.err().find(first_poll) != std::string::npos;
       },
@@ -642,7 +619,7 @@ TEST(Cli, SigtermWhilePollingCancelsTheJobAndExits4) {
   EXPECT_EQ(run.out, "");
   EXPECT_THAT(run.err, HasSubstr("jobpoll: SIGTERM: cancelling the job\n"));
   EXPECT_THAT(run.err, HasSubstr("; remote cancel sent (HTTP 200"));
-  const auto log = requests(server.log());
+  const auto log = request_lines(server.log());
   ASSERT_GE(log.size(), 3u);
   EXPECT_EQ(log.front(), "POST /v1/jobs");
   EXPECT_EQ(log.back(), "DELETE /v1/jobs/job-1");
