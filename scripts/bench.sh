@@ -4,13 +4,15 @@
 # then prints every ratio once more at the end. About 5-6 minutes on 2 cores
 # (batch_bench about 70 s of it), plus job_load (about 2 minutes).
 #
-#   scripts/bench.sh                      all six
+#   scripts/bench.sh                      all seven
 #   scripts/bench.sh poll_overhead ...    a subset: poll_overhead, many_pollers, limiter_throughput,
 #                                         curl_transport (against the loopback job server),
 #                                         batch_bench (the batch runner against job_client alone),
 #                                         job_load (1,000 and 10,000 jobs: jobpoll vs plain libcurl
 #                                         multi vs Python aiohttp+tenacity, each its own process;
-#                                         and jobpoll over HTTP/2 vs HTTP/1.1 against a hypercorn server)
+#                                         and jobpoll over HTTP/2 vs HTTP/1.1 against a hypercorn server),
+#                                         codec_bench (json_codec's depth-limited decode and bounded
+#                                         previews vs nlohmann alone)
 #
 # REPS=<n> sets the Google Benchmark repetitions (default 5; medians are
 # compared); MANY_REPS=<n> the fresh-process runs per many_pollers
@@ -30,11 +32,11 @@ batch_reps=${BATCH_REPS:-5}
 load_reps=${LOAD_REPS:-3}
 load_jobs=${LOAD_JOBS:-1000,10000}
 dir=build-bench
-all=(poll_overhead many_pollers limiter_throughput curl_transport batch_bench job_load)
+all=(poll_overhead many_pollers limiter_throughput curl_transport batch_bench job_load codec_bench)
 selected=("$@")
 ((${#selected[@]})) || selected=("${all[@]}")
 for name in "${selected[@]}"; do
-  case $name in poll_overhead | many_pollers | limiter_throughput | curl_transport | batch_bench | job_load) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
+  case $name in poll_overhead | many_pollers | limiter_throughput | curl_transport | batch_bench | job_load | codec_bench) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
 done
 
 header() { printf '\n==== %s ====\n' "$*"; }
