@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstddef>
 #include <iterator>
+#include <jobpoll/codec.hpp>
 #include <jobpoll/detail/duration_text.hpp>
 #include <jobpoll/detail/url_template.hpp>
 #include <limits>
@@ -211,10 +212,7 @@ inline CLI::Validator one_of(std::vector<std::string> choices) {
 
 /// An RFC 6901 JSON pointer: empty (the whole document) or "/a/b", '~' only as ~0 or ~1.
 inline reading<std::string> read_pointer(std::string_view text) {
-  bool ok = text.empty() || text.front() == '/';
-  for (std::size_t i = 0; ok && i < text.size(); ++i)
-    if (text[i] == '~') ok = i + 1 < text.size() && (text[i + 1] == '0' || text[i + 1] == '1');
-  if (!ok) return expected("a JSON pointer like /data/status (empty or starting with '/'; '~' only as ~0 or ~1)", text);
+  if (!jobpoll::detail::pointer_syntax_error(text).empty()) return expected("a JSON pointer like /data/status (empty or starting with '/'; '~' only as ~0 or ~1)", text);
   return std::string(text);
 }
 

@@ -129,16 +129,28 @@ inline std::string pointer_token(std::string_view name) {
   return out;
 }
 
+/// Why `pointer` is not an RFC 6901 pointer, or "" when it is one.
+constexpr std::string_view pointer_syntax_error(std::string_view pointer) noexcept {
+  if (!pointer.empty() && pointer.front() != '/') return "must be empty or start with '/'";
+  for (std::size_t i = 0; i < pointer.size(); ++i) {
+    if (pointer[i] == '~' && (i + 1 == pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1'))) {
+      return "must follow every '~' with 0 or 1 (~0 is '~', ~1 is '/')";
+    }
+  }
+  return {};
+}
+
+/// A pointer as messages show it ("" is the whole body).
+inline std::string pointer_name(std::string_view pointer) {
+  return pointer.empty() ? std::string{"\"\" (the whole body)"} : std::string{pointer};
+}
+
 /// Throws `std::invalid_argument("jobpoll::<codec_name>: malformed JSON
 /// pointer ...")` unless `pointer` is an RFC 6901 pointer: empty, or
 /// '/'-separated tokens in which every '~' is followed by 0 or 1.
 inline void check_pointer(std::string_view codec_name, std::string_view pointer) {
-  if (!pointer.empty() && pointer.front() != '/')
-    throw_invalid(codec_name, "malformed JSON pointer (it must be empty or start with '/')", in_quotes(pointer));
-  for (std::size_t i = 0; i < pointer.size(); ++i) {
-    if (pointer[i] == '~' && (i + 1 == pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1')))
-      throw_invalid(codec_name, "malformed JSON pointer ('~' must be followed by '0' or '1')", in_quotes(pointer));
-  }
+  if (const auto problem = pointer_syntax_error(pointer); !problem.empty())
+    throw_invalid(codec_name, "malformed JSON pointer (it " + std::string(problem) + ")", in_quotes(pointer));
 }
 
 }  // namespace detail

@@ -32,22 +32,6 @@ enum class unknown_is {
 
 namespace detail {
 
-/// Why `pointer` is not an RFC 6901 pointer, or "" when it is one.
-constexpr std::string_view pointer_syntax_error(std::string_view pointer) noexcept {
-  if (!pointer.empty() && pointer.front() != '/') return "must be empty or start with '/'";
-  for (std::size_t i = 0; i < pointer.size(); ++i) {
-    if (pointer[i] == '~' && (i + 1 == pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1'))) {
-      return "must follow every '~' with 0 or 1 (~0 is '~', ~1 is '/')";
-    }
-  }
-  return {};
-}
-
-/// A pointer as messages show it ("" is the whole body).
-inline std::string pointer_name(std::string_view pointer) {
-  return pointer.empty() ? std::string{"\"\" (the whole body)"} : std::string{pointer};
-}
-
 inline std::string require_pointer(std::string_view name, std::string pointer) {
   if (const auto problem = pointer_syntax_error(pointer); !problem.empty()) {
     throw_invalid("field_status", std::string{name} + " pointer " + std::string{problem}, detail::in_quotes(pointer));

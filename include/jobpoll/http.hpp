@@ -26,6 +26,17 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
            return lower(x) == lower(y);
          });
 }
+
+/// Whether `s` is an RFC 9110 token: what a method or a header name may be
+/// (letters, digits and !#$%&'*+-.^_`|~, at least one).
+inline bool is_http_token(std::string_view s) noexcept {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (!alnum && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
 }  // namespace detail
 
 /// Header lines in the order they were sent or received; a name may repeat.

@@ -360,21 +360,22 @@ class job_client {
   // a job that nothing here can poll or cancel: the message says so.
   std::optional<std::string> handle_in(const answer& a, std::string& why) const {
     const std::string& where = description_.handle.where;
-    const std::string orphan =
+    constexpr std::string_view orphan =
         "; the server accepted the submit, so a job may exist on the server that this client cannot poll or cancel";
     if (description_.handle.from == handle_source::kind::header) {
       if (auto v = a.http.headers.find(where); v && !v->empty()) return std::string(*v);
-      why = "no " + where + " header in the submit answer: " + describe(a.http) + orphan;
+      why = "no " + where + " header in the submit answer: " + describe(a.http) + std::string(orphan);
       return std::nullopt;
     }
     if (!a.value) {
-      why = "undecodable submit answer (" + a.decode_failure + "): " + describe(a.http) + orphan;
+      why = "undecodable submit answer (" + a.decode_failure + "): " + describe(a.http) + std::string(orphan);
       return std::nullopt;
     }
     if (const auto* at = codecs_.submit.find(*a.value, where)) {
       if (auto text = codecs_.submit.text(*at); text && !text->empty()) return text;
     }
-    why = "no job handle at " + where_name(where) + " in the submit answer: " + describe(a.http) + orphan;
+    why = "no job handle at " + detail::pointer_name(where) + " in the submit answer: " + describe(a.http) +
+          std::string(orphan);
     return std::nullopt;
   }
 
@@ -503,7 +504,7 @@ class job_client {
                              const http_response& http, const job_handle& handle) {
     if (const auto* found = codec.find(document, pointer)) return *found;
     throw result_error(errc::decode_error,
-                       "the job succeeded but its answer has no result at " + where_name(pointer) + ": " +
+                       "the job succeeded but its answer has no result at " + detail::pointer_name(pointer) + ": " +
                            describe(http),
                        http, handle);
   }
@@ -517,7 +518,7 @@ class job_client {
       if (!text)
         throw result_error(errc::decode_error,
                            "the job succeeded but its final answer has no " + (at ? std::string("scalar ") : "") +
-                               "value at " + where_name(pointer) + " for {" + name + "} of the result request: " +
+                               "value at " + detail::pointer_name(pointer) + " for {" + name + "} of the result request: " +
                                describe(http),
                            http, handle);
       values.emplace(name, std::move(*text));
@@ -638,9 +639,6 @@ class job_client {
     phase.initial_delay = std::chrono::nanoseconds::zero();  // only the poll phase waits before its first request
     return phase;
   }
-
-  // A pointer as messages name it.
-  static std::string where_name(const std::string& pointer) { return pointer.empty() ? "the root" : pointer; }
 
   // Options poll_until would refuse end the call before any request, and
   // before their deadline is turned into a time point.

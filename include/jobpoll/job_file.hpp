@@ -270,13 +270,8 @@ class job_file_reader {
 
   /// An HTTP token (RFC 9110): a method or a header name.
   std::string token(const json& value, const std::string& at, std::string_view what) const {
-    static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
     const std::string text = string(value, at);
-    const bool ok = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-             extra.find(c) != std::string_view::npos;
-    });
-    if (!ok) expected(at, what, value);
+    if (!is_http_token(text)) expected(at, what, value);
     return text;
   }
 

@@ -145,12 +145,12 @@ TEST(JsonCodecFindTest, AMalformedPointerThrowsNamingIt) {
   EXPECT_EQ(invalid_argument_message([] { codec.find(document, "data/status"); }),
             "jobpoll::json_codec: malformed JSON pointer (it must be empty or start with '/'), got \"data/status\"");
   EXPECT_EQ(invalid_argument_message([] { codec.find(document, "/a~2b"); }),
-            "jobpoll::json_codec: malformed JSON pointer ('~' must be followed by '0' or '1'), got \"/a~2b\"");
+            "jobpoll::json_codec: malformed JSON pointer (it must follow every '~' with 0 or 1 (~0 is '~', ~1 is '/')), got \"/a~2b\"");
   EXPECT_EQ(invalid_argument_message([] { codec.find(document, "/a~"); }),
-            "jobpoll::json_codec: malformed JSON pointer ('~' must be followed by '0' or '1'), got \"/a~\"");
+            "jobpoll::json_codec: malformed JSON pointer (it must follow every '~' with 0 or 1 (~0 is '~', ~1 is '/')), got \"/a~\"");
   // Whatever the document holds: the walk would stop at /missing first.
   EXPECT_EQ(invalid_argument_message([] { codec.find(document, "/missing/a~2"); }),
-            "jobpoll::json_codec: malformed JSON pointer ('~' must be followed by '0' or '1'), got \"/missing/a~2\"");
+            "jobpoll::json_codec: malformed JSON pointer (it must follow every '~' with 0 or 1 (~0 is '~', ~1 is '/')), got \"/missing/a~2\"");
 }
 
 // --- text / number --------------------------------------------------------------

@@ -53,7 +53,7 @@ TEST(TextCodecTest, OnlyTheEmptyPointerFindsSomething) {
   EXPECT_EQ(invalid_argument_message([&] { codec.find(body, "status"); }),
             "jobpoll::text_codec: malformed JSON pointer (it must be empty or start with '/'), got \"status\"");
   EXPECT_EQ(invalid_argument_message([&] { codec.find(body, "/a~2"); }),
-            "jobpoll::text_codec: malformed JSON pointer ('~' must be followed by '0' or '1'), got \"/a~2\"");
+            "jobpoll::text_codec: malformed JSON pointer (it must follow every '~' with 0 or 1 (~0 is '~', ~1 is '/')), got \"/a~2\"");
 }
 
 TEST(TextCodecTest, TextIsTheStringAndNumbersAreWholeTexts) {

@@ -26,16 +26,6 @@
 
 namespace jobpoll::detail {
 
-// RFC 9110 token characters: what a method or a header name may contain.
-inline bool is_http_token(std::string_view s) noexcept {
-  if (s.empty()) return false;
-  for (char c : s) {
-    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if (!alnum && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
-  }
-  return true;
-}
-
 inline std::string quote_for_message(std::string_view s) { return "\"" + body_preview(s, 80) + "\""; }
 
 /// Throws `std::invalid_argument` naming the first part of `request` that
