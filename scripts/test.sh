@@ -71,8 +71,9 @@ run_stage() {
 # committed corpus is never changed), two at a time; fails on any crash.
 run_fuzz_stage() {
   local dir=build/ci-fuzz start=$SECONDS seconds=${FUZZ_SECONDS:-30}
-  local targets=(retry_after_fuzz template_fuzz json_codec_fuzz text_codec_fuzz checkpoint_fuzz audit_log_fuzz
-    job_file_fuzz)
+  # Every tests/fuzz/*_fuzz.cpp is a target (tests/fuzz/CMakeLists.txt builds them all).
+  local targets=() source
+  for source in tests/fuzz/*_fuzz.cpp; do targets+=("$(basename "$source" .cpp)"); done
   header "stage fuzz: configure (clang++)"
   cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DJOBPOLL_BUILD_FUZZERS=ON -DJOBPOLL_WERROR=ON -DJOBPOLL_BUILD_TESTS=OFF -DJOBPOLL_BUILD_EXAMPLES=OFF \
