@@ -12,7 +12,6 @@
 #include <cmath>
 #include <csignal>
 #include <cstddef>
-#include <cstdio>
 #include <exception>
 #include <fstream>
 #include <initializer_list>
@@ -469,11 +468,10 @@ std::string read_data(std::string_view flag, const std::string& text) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// `name` passed the flag's check: "json", "text" or "auto".
 jobpoll::json_codec codec_named(const std::string& name) {
   jobpoll::json_codec_options options;
-  options.format = name == "text"   ? jobpoll::json_body_format::text
-                   : name == "auto" ? jobpoll::json_body_format::by_content_type
-                                    : jobpoll::json_body_format::json;
+  options.format = jobpoll::json_body_format_named(name).value_or(jobpoll::json_body_format::json);
   return jobpoll::json_codec(options);
 }
 
@@ -718,11 +716,7 @@ plan make_plan(const CLI::App& app, const flags& f) {
 
 // --- running -------------------------------------------------------------------
 
-std::string format_seconds(std::chrono::nanoseconds d) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.3fs", std::chrono::duration<double>(d).count());
-  return text;
-}
+using jobpoll::detail::format_seconds;
 
 // "poll 3: pending 40% (status "running")"
 std::string poll_line(const jobpoll::poll_event& e) {

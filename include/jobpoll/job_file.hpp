@@ -504,9 +504,9 @@ class job_file_reader {
   }
 
   json_body_format body_format(const json& value, const std::string& at) const {
-    if (value == "json") return json_body_format::json;
-    if (value == "text") return json_body_format::text;
-    if (value == "auto") return json_body_format::by_content_type;
+    if (value.is_string()) {
+      if (const auto format = json_body_format_named(value.get_ref<const std::string&>())) return *format;
+    }
     expected(at, "\"json\", \"text\" or \"auto\"", value);
   }
 

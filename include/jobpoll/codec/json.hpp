@@ -161,6 +161,15 @@ enum class json_body_format {
   by_content_type,  ///< per answer: text for text/*, JSON for anything else (application/json, */*+json, none)
 };
 
+/// The format a name gives it, as description files and the jobpoll tool
+/// write it: "json", "text" or "auto" (`by_content_type`); none for any other.
+constexpr std::optional<json_body_format> json_body_format_named(std::string_view name) noexcept {
+  if (name == "json") return json_body_format::json;
+  if (name == "text") return json_body_format::text;
+  if (name == "auto") return json_body_format::by_content_type;
+  return std::nullopt;
+}
+
 /// `json_codec`'s settings.
 struct json_codec_options {
   /// The deepest nesting of arrays and objects `decode` accepts.
