@@ -103,9 +103,31 @@ class LoopbackServerTest : public ::testing::Test {
               {"total", total}}}};
   }
 
-  /// One entry of /_control/jobs.
-  static json job_entry(const std::string& id, const char* kind, int polls, bool cancelled, const char* status) {
-    return {{"id", id}, {"kind", kind}, {"submits", 1}, {"polls", polls}, {"cancelled", cancelled}, {"status", status}};
+  /// One entry of /_control/jobs; a v1 job's also names its Idempotency-Key,
+  /// client_ref and params (null: none).
+  static json job_entry(const std::string& id, const char* kind, int polls, bool cancelled, const char* status,
+                        const json& params = nullptr, const json& idempotency_key = nullptr,
+                        const json& client_ref = nullptr) {
+    json entry = {{"id", id},       {"kind", kind},           {"submits", 1},
+                  {"polls", polls}, {"cancelled", cancelled}, {"status", status}};
+    if (std::string_view(kind) == "v1")
+      entry.update({{"idempotency_key", idempotency_key}, {"client_ref", client_ref}, {"params", params}});
+    return entry;
+  }
+
+  /// POST /v1/jobs with `spec` and the header Idempotency-Key: `key`.
+  http_response submit_with_key(const json& spec, const std::string& key) const {
+    return server.request("POST", "/v1/jobs", spec.dump(), {{"Idempotency-Key", key}});
+  }
+
+  /// Every POST /v1/jobs so far, as the server recorded it.
+  json submissions() const { return server.control("GET", "/_control/submissions"); }
+
+  /// One entry of /_control/submissions.
+  static json submission(const json& key, const json& client_ref, const json& params, const json& job_id,
+                         bool replayed, const json& status) {
+    return {{"key", key},           {"client_ref", client_ref}, {"params", params}, {"job_id", job_id},
+            {"replayed", replayed}, {"status", status},         {"scripted", false}};
   }
 
   loopback_server server;
@@ -201,7 +223,7 @@ TEST_F(LoopbackServerTest, AJobReportsItsStepsThenCompletesWithItsResult) {
                      {"result", {{"tool", "render"}, {"params", {{"page", 3}}}}}};
   EXPECT_EQ(body_of(get("/v1/jobs/" + id)), done);
   EXPECT_EQ(body_of(get("/v1/jobs/" + id)), done);  // terminal answers repeat
-  EXPECT_EQ(server.jobs()["jobs"][0], job_entry(id, "v1", 5, false, "completed"));
+  EXPECT_EQ(server.jobs()["jobs"][0], job_entry(id, "v1", 5, false, "completed", {{"page", 3}}));
 }
 
 TEST_F(LoopbackServerTest, AJobTakesTwoStepsByDefaultAndReturnsAGivenResult) {
@@ -281,6 +303,108 @@ TEST_F(LoopbackServerTest, AMalformedJobIs400AndCreatesNothing) {
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(body_of(r), json({{"error", R"("steps" must be an integer >= 0, got "x")"}}));
   EXPECT_EQ(server.jobs(), json({{"jobs", json::array()}, {"load_jobs", 0}, {"v1_jobs", 0}}));
+}
+
+// --- exactly-once submission: Idempotency-Key, client_ref ------------------------
+
+TEST_F(LoopbackServerTest, ASecondPostWithTheSameIdempotencyKeyReplaysTheJobAndCreatesNothing) {
+  const json spec = {{"params", {{"n", 1}}}, {"client_ref", "entry-1"}};
+  http_response first = submit_with_key(spec, "batch-1-entry-1");
+  EXPECT_EQ(first.status, 202) << jobpoll::describe(first);
+  EXPECT_EQ(body_of(first), json({{"job_id", "job-1"}, {"status", "pending"}}));
+  EXPECT_EQ(header(first, "Idempotent-Replayed"), "<none>");
+  EXPECT_EQ(body_of(get("/v1/jobs/job-1"))["status"], "pending");
+  EXPECT_EQ(body_of(get("/v1/jobs/job-1"))["status"], "running");
+
+  // The same job, with its current status, and no poll consumed.
+  http_response again = submit_with_key(spec, "batch-1-entry-1");
+  EXPECT_EQ(again.status, 202) << jobpoll::describe(again);
+  EXPECT_EQ(body_of(again), json({{"job_id", "job-1"}, {"status", "running"}}));
+  EXPECT_EQ(header(again, "Location"), "/v1/jobs/job-1");
+  EXPECT_EQ(header(again, "Idempotent-Replayed"), "true");
+  // Another key (a resubmission of the entry) is another job.
+  EXPECT_EQ(body_of(submit_with_key(spec, "batch-1-entry-1-retry"))["job_id"], "job-2");
+
+  const json jobs = server.jobs();
+  EXPECT_EQ(jobs["v1_jobs"], 2);
+  EXPECT_EQ(jobs["jobs"][0], job_entry("job-1", "v1", 2, false, "running", {{"n", 1}}, "batch-1-entry-1", "entry-1"));
+  EXPECT_EQ(jobs["jobs"][1],
+            job_entry("job-2", "v1", 0, false, "pending", {{"n", 1}}, "batch-1-entry-1-retry", "entry-1"));
+  EXPECT_EQ(submissions(), json::array({submission("batch-1-entry-1", "entry-1", {{"n", 1}}, "job-1", false, 202),
+                                        submission("batch-1-entry-1", "entry-1", {{"n", 1}}, "job-1", true, 202),
+                                        submission("batch-1-entry-1-retry", "entry-1", {{"n", 1}}, "job-2", false,
+                                                   202)}));
+
+  // Reset forgets the keys and the submissions.
+  server.reset();
+  EXPECT_EQ(submissions(), json::array());
+  http_response fresh = submit_with_key(spec, "batch-1-entry-1");
+  EXPECT_EQ(body_of(fresh), json({{"job_id", "job-1"}, {"status", "pending"}}));
+  EXPECT_EQ(header(fresh, "Idempotent-Replayed"), "<none>");
+}
+
+TEST_F(LoopbackServerTest, WithIdempotencyOffEveryPostCreatesAJob) {
+  EXPECT_EQ(server.configure({{"idempotency", false}}).at("idempotency"), false);
+  for (const char* id : {"job-1", "job-2"}) {
+    http_response r = submit_with_key({{"params", {{"n", 1}}}}, "same-key");
+    EXPECT_EQ(body_of(r), json({{"job_id", id}, {"status", "pending"}})) << id;
+    EXPECT_EQ(header(r, "Idempotent-Replayed"), "<none>") << id;
+  }
+  // Ignored altogether: an invalid key is no error either.
+  EXPECT_EQ(submit_with_key(json::object(), std::string(300, 'k')).status, 202);
+  const json jobs = server.jobs();
+  EXPECT_EQ(jobs["v1_jobs"], 3);
+  EXPECT_EQ(jobs["jobs"][1], job_entry("job-2", "v1", 0, false, "pending", {{"n", 1}}));  // no key honoured
+  EXPECT_EQ(submissions()[1], submission("same-key", nullptr, {{"n", 1}}, "job-2", false, 202));  // as received
+  EXPECT_EQ(server.configure({{"idempotency", true}}).at("idempotency"), true);
+}
+
+TEST_F(LoopbackServerTest, ABadIdempotencyKeyIs400SayingWhatCameAndCreatesNothing) {
+  http_response r = submit_with_key(json::object(), std::string(256, 'k'));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(body_of(r), json({{"error", "Idempotency-Key must be 1 to 255 printable ASCII characters (0x20-0x7E), "
+                                        "got \"" + std::string(256, 'k') + "\" (256 characters)"}}));
+  r = submit_with_key(json::object(), "tab\there");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(body_of(r), json({{"error", "Idempotency-Key must be 1 to 255 printable ASCII characters (0x20-0x7E), "
+                                        "got \"tab\\there\" (8 characters)"}}));
+  r = server.request("POST", "/v1/jobs", "{}", {{"Idempotency-Key", "a"}, {"Idempotency-Key", "b"}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(body_of(r), json({{"error", R"(expected one Idempotency-Key header, got 2: ["a", "b"])"}}));
+  EXPECT_EQ(submit_with_key("not an object", std::string(255, 'k')).status, 400);  // a good key, a bad body
+  EXPECT_EQ(server.jobs()["v1_jobs"], 0);
+  // A key whose POST was refused was not remembered.
+  EXPECT_EQ(header(submit_with_key(json::object(), std::string(255, 'k')), "Idempotent-Replayed"), "<none>");
+  const json log = submissions();
+  ASSERT_EQ(log.size(), 5u) << log.dump();
+  EXPECT_EQ(log[2], submission("a, b", nullptr, nullptr, nullptr, false, 400));
+}
+
+TEST_F(LoopbackServerTest, ClientRefFindsItsJobsInCreationOrderUnlessLookupIsOff) {
+  submit({{"client_ref", "entry-7"}});
+  submit({{"client_ref", "entry-8"}});
+  submit({{"client_ref", "entry-7"}});
+  EXPECT_EQ(body_of(get("/v1/jobs/job-1"))["status"], "pending");
+  http_response found = get("/v1/jobs?client_ref=entry-7");
+  EXPECT_EQ(found.status, 200);
+  EXPECT_EQ(body_of(found), json({{"jobs", {{{"job_id", "job-1"}, {"status", "pending"}},
+                                            {{"job_id", "job-3"}, {"status", "pending"}}}}}));
+  EXPECT_EQ(body_of(get("/v1/jobs?client_ref=entry-9")), json({{"jobs", json::array()}}));
+  EXPECT_EQ(server.jobs()["jobs"][0]["polls"], 1);  // a lookup is no poll
+
+  http_response bad = get("/v1/jobs");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(body_of(bad),
+            json({{"error", "GET /v1/jobs needs a client_ref query parameter (GET /v1/jobs?client_ref=R), "
+                            "got query ''"}}));
+  bad = server.request("POST", "/v1/jobs", R"({"client_ref": 7})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(body_of(bad), json({{"error", R"("client_ref" must be a string, got 7)"}}));
+
+  server.configure({{"lookup", false}});
+  http_response off = get("/v1/jobs?client_ref=entry-7");
+  EXPECT_EQ(off.status, 404);
+  EXPECT_EQ(body_of(off), json({{"error", R"(no route for GET /v1/jobs (the server's "lookup" is off))"}}));
 }
 
 // --- the load-job / get-job-data contract ---------------------------------------

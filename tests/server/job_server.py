@@ -47,9 +47,32 @@ POST /v1/jobs
       "error": str          (default "job failed"),
       "eta_seconds": number reported while the job runs,
       "items": int >= 0     the result is also a paged list of that many items
-                            {"n": i}, served at /v1/jobs/{id}/result.
+                            {"n": i}, served at /v1/jobs/{id}/result,
+      "client_ref": str     the client's own name for the job, stored with it
+                            and found again by GET /v1/jobs?client_ref=.
     -> 202 {"job_id": "job-<n>", "status": "pending"}, Location: /v1/jobs/job-<n>.
     Ids are job-1, job-2, ... in submission order. Malformed body -> 400.
+    Header Idempotency-Key: K (1 to 255 printable ASCII characters, 0x20-0x7E;
+    taken as received, spaces included): the first POST with K creates the job
+    as above and the server remembers K for it; every later POST with K
+    creates nothing and answers that same job:
+      202 {"job_id": <its id>, "status": <its current status>}, the same
+      Location, and a header Idempotent-Replayed: true
+    (the status the job's last GET answered, "pending" before any; a replay
+    does not advance the job). The body of a replay is validated like
+    any other (a malformed one is 400) but not compared with the first one: a
+    different body under K still answers K's job. Concurrent POSTs with K: one
+    creates, the others replay. A POST that answers 400 remembers nothing. An
+    empty or over-long key, one with another character, or more than one
+    Idempotency-Key header -> 400 saying what was received. With the config's
+    "idempotency" false the header is ignored altogether (not checked, not
+    remembered: every POST creates a job); keys remembered before stay.
+GET /v1/jobs?client_ref=R
+    -> 200 {"jobs": [{"job_id", "status": current status}, ...]}: the jobs
+    submitted with "client_ref" R, in creation order ([] when none; a lookup
+    does not advance a job). R may be empty ("client_ref="). No client_ref, or
+    more than one -> 400. With the config's "lookup" false -> 404 (a server
+    without lookup).
 GET /v1/jobs/{id}
     Every GET advances the job one step: progress depends only on the number
     of polls, never on wall time. With `steps` = S, poll number p (from 1):
@@ -234,9 +257,14 @@ POST /_control/config
             "quota": {"limit": int >= 1, "window_s": number > 0} or null,
             "close_reused": number in [0, 1],
             "latency_ms": [low, high] (0 <= low <= high <= 10000) or null,
-            "azure_retry_after": int >= 0}
-    -> 200 the resulting config ("close_reused", "latency_ms" and
-    "azure_retry_after" appear in it once set).
+            "azure_retry_after": int >= 0,
+            "idempotency": bool, "lookup": bool}
+    -> 200 the resulting config ("close_reused", "latency_ms",
+    "azure_retry_after", "idempotency" and "lookup" appear in it once set).
+    "idempotency" (default true): whether POST /v1/jobs honours an
+    Idempotency-Key header; false ignores it (a server without idempotency).
+    "lookup" (default true): whether GET /v1/jobs?client_ref= is served; false
+    answers it 404 (a server without lookup).
     "azure_retry_after" = S (default 1): the Retry-After (seconds) of the Azure
     PUT's 201 answer, the wait a client owes before its first poll.
     Setting "quota" forgets the admitted requests.
@@ -269,7 +297,11 @@ GET /_control/log
 GET /_control/jobs
     -> 200 {"jobs": [{"id", "kind": "v1" | "load-job" | "lro" | "azure" | "ebi" | "hostile",
                       "submits": 1, "polls": GETs answered normally, "cancelled": bool,
-                      "status": current status}],
+                      "status": current status,
+                      and for a v1 job: "idempotency_key": the Idempotency-Key
+                      it was created with (null: none, or "idempotency" was
+                      off), "client_ref": its "client_ref" (null: none),
+                      "params": its body's "params" as given (null: none)}],
             "load_jobs": submitted load-jobs, "v1_jobs": submitted v1 jobs,
             "lro_jobs", "azure_jobs", "ebi_jobs", "hostile_jobs": the same for
             each of those kinds, each present only once one was submitted}
@@ -277,11 +309,31 @@ GET /_control/jobs
     Azure operation's "op-<n>", an EBI job's its text id; the status is the
     one the last GET answered (before any, the first): "running", "succeeded", "failed" or
     "cancelled" for an LRO, the status text for Azure and EBI, the kind for a
-    hostile job).
+    hostile job). A replayed POST is not a submit ("submits" stays 1): see
+    /_control/submissions.
+GET /_control/submissions
+    -> 200 [{"key": the Idempotency-Key header as received (repeated headers
+                    joined with ", ", as in the log; kept even with
+                    "idempotency" off) or null,
+             "client_ref": the body's "client_ref" as received (any JSON
+                    value) or null,
+             "params": the body's "params" as received or null (also when
+                    the body is not a JSON object),
+             "job_id": the job it created or replayed, or null (a 400, or
+                    answered by a script, the quota or "close_reused"),
+             "replayed": bool, whether it was answered with an existing
+                    job because of its Idempotency-Key,
+             "status": int sent (null after reset, close or a cut delay),
+             "scripted": bool, as in the log (a scripted delay without a
+                    status still answers normally, and may create a job)}]
+    for every POST /v1/jobs that arrived, in arrival order (the same
+    requests as the log's POST /v1/jobs entries). A job was created by each
+    entry with a job_id and "replayed" false.
 POST /_control/reset
-    Clears jobs, scripts, the log and the quota window, restores the startup
-    config (--quota included), restarts ids at 1 and cuts scripted delays
-    short. -> 200 the config.
+    Clears jobs, scripts, the log, the submissions, the remembered
+    Idempotency-Keys and the quota window, restores the startup config
+    (--quota included), restarts ids at 1 and cuts scripted delays short.
+    -> 200 the config.
 """
 
 import argparse
@@ -305,7 +357,10 @@ import urllib.parse
 DEFAULT_CONFIG = {"working_polls": 2, "outcome": "pass", "total": 22, "page_limit": 10, "quota": None}
 # Config fields that appear in the config only once set (the answer to a
 # config request stays as it was for clients that do not use them).
-OPTIONAL_CONFIG = {"close_reused": 0, "latency_ms": None, "azure_retry_after": 1}
+OPTIONAL_CONFIG = {"close_reused": 0, "latency_ms": None, "azure_retry_after": 1,
+                   "idempotency": True, "lookup": True}
+# An Idempotency-Key: 1 to 255 printable ASCII characters.
+MAX_IDEMPOTENCY_KEY = 255
 
 
 class BadRequest(Exception):
@@ -343,6 +398,33 @@ def check_int(name, value, minimum=0):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise BadRequest(f'"{name}" must be an integer >= {minimum}, got {json.dumps(value)}')
     return value
+
+
+def idempotency_key(values):
+    """The Idempotency-Key of a request from the values of its Idempotency-Key
+    headers (None: no such header); 400 unless one valid key."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest(f"expected one Idempotency-Key header, got {len(values)}: {json.dumps(values)[:300]}")
+    key = values[0]
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in key):
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters "
+                         f"(0x20-0x7E), got {json.dumps(key[:300])}"
+                         f"{'...' if len(key) > 300 else ''} ({len(key)} characters)")
+    return key
+
+
+def submission_fields(body):
+    """The "client_ref" and "params" of a POST /v1/jobs body as received (None
+    when absent or the body is not a JSON object), for /_control/submissions."""
+    try:
+        spec = parse_json_body(body)
+    except BadRequest:
+        return None, None
+    if not isinstance(spec, dict):
+        return None, None
+    return spec.get("client_ref"), spec.get("params")
 
 
 def query_int(query, name, default):
@@ -491,6 +573,8 @@ class State:
         self.config = copy.deepcopy(self.startup_config)
         self.jobs = {}  # id (or hash) -> job dict, in submission order
         self.v1_count = 0
+        self.idempotency_keys = {}  # Idempotency-Key -> the id of the v1 job created with it
+        self.submissions = []  # every POST /v1/jobs, in arrival order (/_control/submissions)
         self.load_count = 0
         # Submissions of the other dialects, by kind ("lro", "azure", "ebi", "hostile").
         self.dialect_counts = {}
@@ -512,18 +596,26 @@ class State:
         scripted reply or None, the event that cuts its delay short). The event
         is taken now, so a reset after the request is logged always cuts it.
         A request that "close_reused" drops comes back with the scripted reply
-        {"action": "close"}, not counted as scripted."""
+        {"action": "close"}, not counted as scripted. A POST /v1/jobs also gets
+        its /_control/submissions record, kept in the entry as "_submission"
+        (not shown in the log)."""
         with self.lock:
             entry = {"method": method, "path": path, "query": query, "headers": headers,
                      "body": body.decode("utf-8", "replace"), "status": None, "scripted": False,
                      "arrived": arrived, "reused": reused, "closed_reused": False}
             self.log.append(entry)
+            if method == "POST" and path == "/v1/jobs":
+                client_ref, params = submission_fields(body)
+                key = next((v for k, v in headers.items() if k.lower() == "idempotency-key"), None)
+                entry["_submission"] = {"key": key, "client_ref": client_ref, "params": params, "job_id": None,
+                                        "replayed": False, "status": None, "scripted": False}
+                self.submissions.append(entry["_submission"])
             if reused and self._close_reused():
                 entry["closed_reused"] = True
                 return entry, None, {"action": "close"}, self.wake
             rejected = self._check_quota()
             if rejected:
-                entry["status"] = rejected.status
+                self._set_status(entry, rejected.status)
                 return entry, rejected, None, self.wake
             for script in self.scripts:
                 if script["method"] == method and self._path_matches(script["path"], path):
@@ -531,6 +623,8 @@ class State:
                     if not script["replies"]:
                         self.scripts.remove(script)
                     entry["scripted"] = True
+                    if "_submission" in entry:
+                        entry["_submission"]["scripted"] = True
                     return entry, None, reply, self.wake
             return entry, None, None, self.wake
 
@@ -572,26 +666,34 @@ class State:
     def record(self, entry, status):
         """Notes the status sent for a logged request."""
         with self.lock:
-            entry["status"] = status
+            self._set_status(entry, status)
+
+    @staticmethod
+    def _set_status(entry, status):
+        entry["status"] = status
+        if "_submission" in entry:
+            entry["_submission"]["status"] = status
 
     # --- the normal behaviour -------------------------------------------------
 
-    def handle(self, method, path, query, body, headers=None, origin=""):
+    def handle(self, method, path, query, body, headers=None, origin="", entry=None):
         """The normal answer to a non-control request; `headers` are the
-        request's (a dict), `origin` "scheme://host:port" as the client named
-        the server (for absolute URLs in answers)."""
+        request's (an http.client.HTTPMessage, or a dict), `origin`
+        "scheme://host:port" as the client named the server (for absolute URLs
+        in answers), `entry` its log entry (from arrive)."""
         headers = headers or {}
         with self.lock:
             try:
                 if path.startswith("/ebi/"):
                     return self._route_ebi(method, path, body, headers)
-                return self._route(method, path, urllib.parse.parse_qs(query), body, origin)
+                return self._route(method, path, query, body, origin, headers, entry)
             except BadRequest as e:
                 if path.startswith("/ebi/"):
                     return text_reply(400, str(e))
                 return error(400, str(e))
 
-    def _route(self, method, path, query, body, origin=""):
+    def _route(self, method, path, raw_query, body, origin="", headers=None, entry=None):
+        query = urllib.parse.parse_qs(raw_query)
         parts = path.strip("/").split("/")
         if parts[0] == "v1" and len(parts) >= 2 and parts[1] == "lro":
             return self._route_lro(method, path, parts, body)
@@ -600,7 +702,11 @@ class State:
         if parts[0] == "hostile":
             return self._route_hostile(method, path, parts, body)
         if path == "/v1/jobs":
-            return self._submit_v1(body) if method == "POST" else self._not_allowed(method, path)
+            if method == "POST":
+                return self._submit_v1(body, headers or {}, (entry or {}).get("_submission"))
+            if method == "GET":
+                return self._lookup_v1(raw_query)
+            return self._not_allowed(method, path)
         if len(parts) == 3 and parts[:2] == ["v1", "jobs"]:
             if method == "GET":
                 return self._poll_v1(parts[2])
@@ -619,10 +725,21 @@ class State:
     def _not_allowed(method, path):
         return error(405, f"method {method} not allowed on {path}")
 
-    def _submit_v1(self, body):
+    def _submit_v1(self, body, headers, submission=None):
+        """POST /v1/jobs; `submission` is its /_control/submissions record."""
+        key = None
+        if self.config.get("idempotency", OPTIONAL_CONFIG["idempotency"]):
+            if hasattr(headers, "get_all"):
+                values = headers.get_all("Idempotency-Key")
+            else:
+                values = [v for k, v in headers.items() if k.lower() == "idempotency-key"]
+            key = idempotency_key(values)
         spec = parse_json_body(body)
         if not isinstance(spec, dict):
             raise BadRequest(f"the job must be a JSON object, got {json.dumps(spec)[:200]}")
+        client_ref = spec.get("client_ref")
+        if client_ref is not None and not isinstance(client_ref, str):
+            raise BadRequest(f'"client_ref" must be a string, got {json.dumps(client_ref)[:200]}')
         tool = spec.get("tool")
         params = spec.get("params", {})
         steps = check_int("steps", spec.get("steps", 2))
@@ -635,14 +752,40 @@ class State:
         items = spec.get("items")
         if items is not None:
             check_int("items", items)
+        if key is not None and key in self.idempotency_keys:
+            job_id = self.idempotency_keys[key]
+            if submission is not None:
+                submission.update(job_id=job_id, replayed=True)
+            return Reply.json(202, {"job_id": job_id, "status": self._v1_status(self.jobs[job_id])},
+                              [("Location", f"/v1/jobs/{job_id}"), ("Idempotent-Replayed", "true")])
         self.v1_count += 1
         job_id = f"job-{self.v1_count}"
         self.jobs[job_id] = {
             "id": job_id, "kind": "v1", "polls": 0, "cancelled": False, "steps": steps, "outcome": outcome,
             "result": spec.get("result", {"tool": tool, "params": params}),
             "error": spec.get("error", "job failed"), "eta_seconds": eta, "items": items,
+            "idempotency_key": key, "client_ref": client_ref, "params": spec.get("params"),
         }
+        if key is not None:
+            self.idempotency_keys[key] = job_id
+        if submission is not None:
+            submission["job_id"] = job_id
         return Reply.json(202, {"job_id": job_id, "status": "pending"}, [("Location", f"/v1/jobs/{job_id}")])
+
+    def _lookup_v1(self, raw_query):
+        """GET /v1/jobs?client_ref=R: the v1 jobs submitted with client_ref R."""
+        if not self.config.get("lookup", OPTIONAL_CONFIG["lookup"]):
+            return error(404, 'no route for GET /v1/jobs (the server\'s "lookup" is off)')
+        refs = urllib.parse.parse_qs(raw_query, keep_blank_values=True).get("client_ref", [])
+        if not refs:
+            raise BadRequest(f"GET /v1/jobs needs a client_ref query parameter (GET /v1/jobs?client_ref=R), "
+                             f"got query {raw_query[:200]!r}")
+        if len(refs) > 1:
+            raise BadRequest(f"GET /v1/jobs takes one client_ref query parameter, got {len(refs)}: "
+                             f"{json.dumps(refs)[:200]}")
+        jobs = [{"job_id": job["id"], "status": self._v1_status(job)} for job in self.jobs.values()
+                if job["kind"] == "v1" and job["client_ref"] == refs[0]]
+        return Reply.json(200, {"jobs": jobs})
 
     @staticmethod
     def _v1_status(job):
@@ -973,7 +1116,7 @@ class State:
         """The answer to a /_control/ request."""
         routes = {("POST", "/_control/script"): self._script, ("POST", "/_control/config"): self._configure,
                   ("GET", "/_control/log"): self._log, ("GET", "/_control/jobs"): self._jobs,
-                  ("POST", "/_control/reset"): self._reset}
+                  ("GET", "/_control/submissions"): self._submissions, ("POST", "/_control/reset"): self._reset}
         route = routes.get((method, path))
         if route is None:
             return error(404, f"no control route for {method} {path}")
@@ -1036,16 +1179,26 @@ class State:
             self.latency = random.Random(0)
         if "azure_retry_after" in changes:
             config["azure_retry_after"] = check_int("azure_retry_after", changes["azure_retry_after"])
+        for name in ("idempotency", "lookup"):
+            if name in changes:
+                if not isinstance(changes[name], bool):
+                    raise BadRequest(f'"{name}" must be true or false, got {json.dumps(changes[name])[:200]}')
+                config[name] = changes[name]
         self.config = config
         return Reply.json(200, config)
 
     def _log(self, _body):
-        return Reply.json(200, self.log)
+        return Reply.json(200, [{k: v for k, v in entry.items() if k != "_submission"} for entry in self.log])
 
     def _jobs(self, _body):
-        jobs = [{"id": job["id"], "kind": job["kind"], "submits": 1, "polls": job["polls"],
-                 "cancelled": job["cancelled"], "status": self._status_of(job)}
-                for job in self.jobs.values()]
+        jobs = []
+        for job in self.jobs.values():
+            entry = {"id": job["id"], "kind": job["kind"], "submits": 1, "polls": job["polls"],
+                     "cancelled": job["cancelled"], "status": self._status_of(job)}
+            if job["kind"] == "v1":
+                entry.update(idempotency_key=job["idempotency_key"], client_ref=job["client_ref"],
+                             params=job["params"])
+            jobs.append(entry)
         answer = {"jobs": jobs, "load_jobs": self.load_count, "v1_jobs": self.v1_count}
         for kind, count in self.dialect_counts.items():
             answer[f"{kind}_jobs"] = count
@@ -1064,6 +1217,9 @@ class State:
         if kind == "ebi":
             return self._ebi_status(job)
         return job["hostile"]
+
+    def _submissions(self, _body):
+        return Reply.json(200, self.submissions)
 
     def _reset(self, _body):
         self.wake.set()
@@ -1136,7 +1292,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if rejected:
             self._answer(entry, rejected)
         elif script is None:
-            self._answer(entry, state.handle(self.command, url.path, url.query, body, headers, self._origin()))
+            self._answer(entry, state.handle(self.command, url.path, url.query, body, self.headers, self._origin(),
+                                             entry))
         # An Event wait, not time.sleep: reset and shutdown cut it short.
         elif script.get("delay_ms", 0) > 0 and wake.wait(script["delay_ms"] / 1000):
             self._drop(reset=False, why="delay cut short")
@@ -1149,8 +1306,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif "status" in script:
             self._answer(entry, scripted_reply(script), "scripted ")
         else:
-            self._answer(entry, state.handle(self.command, url.path, url.query, body, headers, self._origin()),
-                         "delayed ")
+            self._answer(entry, state.handle(self.command, url.path, url.query, body, self.headers, self._origin(),
+                                             entry), "delayed ")
 
     def _origin(self):
         """"scheme://host:port" as the client named this server (its Host
