@@ -4,10 +4,12 @@
 // strategies, limiter and deadline.
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <exception>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -55,7 +57,7 @@ struct job_handle {
         first_poll_after(first_poll_after) {}
 
   std::string id;     ///< the handle as the server gave it (a hash, an id, a URL)
-  job_params params;  ///< the placeholder values it was submitted with
+  job_params params;  ///< the placeholder values it was submitted with, its "job_key" included when it has one
   /// Where polling stopped: attempts made and transient failures in a row.
   poll_progress progress;
   /// Deadline budget left when the submit or the poll stopped; `wait` uses
@@ -78,7 +80,12 @@ struct job_result {
 };
 
 /// Which step of a job a `job_error` comes from.
-enum class job_phase { submit, poll, result };
+enum class job_phase {
+  submit,  ///< creating the job (`job_client::submit`)
+  poll,    ///< polling it until it ends
+  result,  ///< fetching its result
+  lookup,  ///< finding it by its job key (`job_client::find`)
+};
 
 /// What `job_client::wait` does with the remote job when its caller cancels
 /// the wait (a timeout or exhausted retries always cancel it remotely).
@@ -100,6 +107,7 @@ inline std::string_view to_string(job_phase p) noexcept {
     case job_phase::submit: return "submit";
     case job_phase::poll: return "poll";
     case job_phase::result: return "result";
+    case job_phase::lookup: return "lookup";
   }
   return "invalid";
 }
@@ -122,7 +130,7 @@ class job_client;
 /// which job, which phase and what the server said; `last_response()` is the
 /// last answer as received (a failed job's payload); `handle()` is the job
 /// with its progress, to resume with `job_client::wait` (none if the submit
-/// itself failed).
+/// itself failed, and for a lookup).
 class job_error : public poll_error {
  public:
   job_error(std::error_code ec, std::string message, poll_status last, poll_stats stats, job_phase phase,
@@ -156,6 +164,38 @@ struct decoded_answer {
   std::string decode_failure;  // why `value` is empty
 };
 
+// Whether a decoded value is null: by its own is_null() when it has one (as
+// nlohmann::json does), else by equality with a default-constructed value.
+template <class Value>
+bool is_null_value(const Value& v) {
+  if constexpr (requires { { v.is_null() } -> std::convertible_to<bool>; }) {
+    return v.is_null();
+  } else if constexpr (std::equality_comparable<Value>) {
+    return v == Value{};
+  } else {
+    return false;
+  }
+}
+
+// Whether a decoded scalar that is not a number is a string: by its own
+// is_string() when it has one (so a boolean is not taken for a handle), else yes.
+template <class Value>
+bool is_string_value(const Value& v) {
+  if constexpr (requires { { v.is_string() } -> std::convertible_to<bool>; }) {
+    return v.is_string();
+  } else {
+    return true;
+  }
+}
+
+// "42", "-7": an integer as a codec's text() spells it.
+inline bool is_integer_text(std::string_view text) noexcept {
+  if (text.starts_with('-')) text.remove_prefix(1);
+  if (text.empty()) return false;
+  for (const char c : text)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
 
 }  // namespace detail
 
@@ -163,7 +203,7 @@ struct decoded_answer {
 /// with a codec (or one per phase: `phase_codecs`) and classifying poll
 /// answers with a status policy.
 ///
-/// Every request (submit, polls, result pages, cancel) goes through
+/// Every request (submit, polls, result pages, cancel, lookup) goes through
 /// `options.limiter` when set, with the options' backoff, retry budget,
 /// Retry-After handling and attempt timeout (also sent as the request's
 /// timeout); one deadline covers the whole job. `options.hooks` see the poll
@@ -185,9 +225,21 @@ class job_client {
       : transport_(&transport),
         description_(std::move(description)),
         status_(std::move(status)),
-        codecs_(std::move(codecs)) {}
+        codecs_(std::move(codecs)),
+        submit_uses_key_(uses_placeholder(description_.submit, job_key_name)) {}
 
   const job_description& description() const noexcept { return description_; }
+
+  /// Whether a submit whose answer was lost is sent again: the description
+  /// says the server returns the same job for a repeated submit with the
+  /// same {job_key} (`idempotent_submit`) and its submit request uses
+  /// {job_key}. When false, a submit is re-sent only when the server surely
+  /// did not take it.
+  bool submit_is_idempotent() const noexcept { return description_.idempotent_submit && submit_uses_key_; }
+
+  /// Whether `find` can look a job up by its key: the description has a
+  /// lookup request.
+  bool can_find() const noexcept { return description_.lookup.has_value(); }
 
   /// Submits, polls until the job ends and fetches its result.
   ///
@@ -210,25 +262,95 @@ class job_client {
   /// on it keeps to the same deadline, and the submit answer's Retry-After
   /// (`first_poll_after`).
   ///
-  /// 429 and 5xx answers and a refused connection are retried with the
-  /// backoff (honouring Retry-After); any other transport error, a timeout
+  /// The job key: when the submit request uses {job_key} and `params` has
+  /// no "job_key", a new one is made (`new_job_key()`: 32 lowercase hex
+  /// digits), once per call, so every retry of this submit sends the same
+  /// key; a "job_key" in `params` is used as is. The returned handle's
+  /// `params` hold the key used. To know the key even when the submit
+  /// fails, pass your own.
+  ///
+  /// 429 and 5xx answers, a refused connection and a request that never
+  /// left the client (`errc::not_sent`) are retried with the backoff
+  /// (honouring Retry-After); any other transport error, a timeout
   /// included, is not, because the server may have created the job already
-  /// and a second submit could run it twice. Throws `job_error` (phase
-  /// `submit`, no handle): that transport error, `retries_exhausted`,
-  /// `timeout`, `http_error` for other non-2xx answers, `decode_error` when
-  /// the answer holds no handle where the description says (the message
-  /// then warns that a job may exist on the server, and shows the answer),
-  /// `invalid_argument` for options `poll_until` would refuse, before any
-  /// request.
+  /// and a second submit could run it twice. When `submit_is_idempotent()`
+  /// (the description's `idempotent_submit`), the doubtful failures are
+  /// retried too, with the same key: a reset after sending, a lost answer,
+  /// an attempt or request timeout (every `is_transient_error`), within the
+  /// backoff and retry budget. Throws `job_error` (phase `submit`, no
+  /// handle; the message names the job key): that transport error,
+  /// `retries_exhausted`, `timeout`, `http_error` for other non-2xx
+  /// answers, `decode_error` when the answer holds no handle where the
+  /// description says (the message then warns that a job may exist on the
+  /// server, and shows the answer), and `invalid_argument`, before any
+  /// request, for options `poll_until` would refuse or an
+  /// `idempotent_submit` description whose submit request does not use
+  /// {job_key}.
   template <clock Clock>
   asio::awaitable<job_handle> submit(job_params params, basic_poll_options<Clock> options) {
     check_options(options, job_phase::submit, nullptr);
+    if (description_.idempotent_submit && !submit_uses_key_)
+      throw invalid_call(job_phase::submit,
+                         "the description says the submit is idempotent (idempotent_submit), but its request does "
+                         "not use {job_key} (in the URL, a header, the body or a form value), so the server could "
+                         "not tell a repeated submit from a new job");
+    if (submit_uses_key_ && !params.contains(job_key_name)) params.emplace(std::string(job_key_name), new_job_key());
     const auto end = options.deadline.end_from(Clock::now());
     job_handle handle = co_await submit_until(std::move(params), options, end);
     handle.remaining = left_until<Clock>(end);
     co_return handle;
   }
   asio::awaitable<job_handle> submit(job_params params = {}) { return submit(std::move(params), poll_options{}); }
+
+  /// Finds the job that a submit carrying `params["job_key"]` created, with
+  /// the description's lookup request: after a submit whose outcome is not
+  /// known (its answer was lost, the process stopped), this tells whether
+  /// the server has the job, without submitting it again. `params` are the
+  /// job's params as submitted, its "job_key" included.
+  ///
+  /// Returns the job's handle when a 2xx answer holds a non-empty string or
+  /// an integer (as text) at the lookup's `handle_pointer`: the id, `params`,
+  /// and what is left of `options.deadline` in `remaining`, as `submit`
+  /// returns it. Returns none (no such job) for a 2xx answer with nothing or
+  /// null there, and for a 404. The request goes through `options.limiter`
+  /// with the options' backoff, retry budget, attempt timeout and deadline,
+  /// as a poll does: 429, 5xx and transient transport errors are retried.
+  /// Throws `job_error` (phase `lookup`, no handle): `http_error` for other
+  /// non-2xx answers, `decode_error` for an undecodable answer or another
+  /// value at the pointer, `retries_exhausted`, `timeout`, a permanent
+  /// transport error, `operation_aborted` when cancelled; and
+  /// `invalid_argument`, before any request, when the description has no
+  /// lookup or a malformed `handle_pointer`, `params` has no "job_key", or
+  /// the options are ones `poll_until` would refuse. A placeholder without
+  /// a value throws `std::system_error(errc::invalid_argument)`, as in `run`.
+  template <clock Clock>
+  asio::awaitable<std::optional<job_handle>> find(job_params params, basic_poll_options<Clock> options) {
+    check_options(options, job_phase::lookup, nullptr);
+    if (!description_.lookup) throw invalid_call(job_phase::lookup, "the job description has no lookup request");
+    if (const auto problem = detail::pointer_syntax_error(description_.lookup->handle_pointer); !problem.empty())
+      throw invalid_call(job_phase::lookup, "the lookup's handle pointer " +
+                                                detail::in_quotes(description_.lookup->handle_pointer) + " " +
+                                                std::string(problem));
+    const auto key = params.find(job_key_name);
+    if (key == params.end())
+      throw invalid_call(job_phase::lookup,
+                         "the params have no \"job_key\": a lookup finds the job that a submit with that key created");
+    const std::string context = "looking up job with key " + detail::in_quotes(key->second);
+    const auto end = options.deadline.end_from(Clock::now());
+    http_request request = make_request(description_.lookup->request, params, nullptr, {}, options, codecs_.poll);
+    auto looked = co_await try_poll_until(exchange<Clock>(std::move(request), end, codecs_.poll), lookup_policy{this},
+                                          phase_options(options, end));
+    if (looked.error) throw to_job_error(std::move(looked), job_phase::lookup, std::nullopt, context);
+    if (looked.response->http.status == 404) co_return std::nullopt;
+    std::optional<std::string> id = lookup_in(*looked.response).id;
+    if (!id) co_return std::nullopt;
+    job_handle handle{std::move(*id), std::move(params)};
+    handle.remaining = left_until<Clock>(end);
+    co_return handle;
+  }
+  asio::awaitable<std::optional<job_handle>> find(job_params params) {
+    return find(std::move(params), poll_options{});
+  }
 
   /// Polls a submitted job until it ends, then fetches its result.
   ///
@@ -308,9 +430,12 @@ class job_client {
 
   // The submit answer is good when it is 2xx and holds a handle. Only a
   // refused connection and a request the transport never sent surely never
-  // reached the server, so only those transport errors are retried.
+  // reached the server, so only those transport errors are retried; an
+  // idempotent submit (the same key gets the same job) also retries the
+  // doubtful ones: a reset after sending, a lost answer, a timeout.
   struct submit_policy {
     job_client* client;
+    bool idempotent;
     poll_status operator()(const answer& a) const {
       if (auto s = classify_http_status(a.http, request_role::submit, std::chrono::system_clock::now())) return *s;
       std::string why;
@@ -318,11 +443,46 @@ class job_client {
       return poll_status::permanent(errc::decode_error, std::move(why));
     }
     poll_status classify_error(const std::error_code& ec, std::string what) const {
-      if (error_is(ec, std::errc::connection_refused) || ec == errc::not_sent)
+      if (error_is(ec, std::errc::connection_refused) || ec == errc::not_sent || (idempotent && is_transient_error(ec)))
         return poll_status::transient(ec, std::move(what));
       return poll_status::permanent(ec, std::move(what) + "; not retried: the server may have created the job");
     }
   };
+
+  // The lookup answer is good when it is 2xx and holds a handle or says
+  // there is no such job, or when it is a 404 (no such job). Transport
+  // errors are classified as a poll's are: a lookup changes nothing.
+  struct lookup_policy {
+    job_client* client;
+    poll_status operator()(const answer& a) const {
+      if (a.http.status == 404) return poll_status::succeeded("no such job: " + describe(a.http));
+      if (auto s = classify_http_status(a.http, request_role::fetch, std::chrono::system_clock::now())) return *s;
+      lookup_answer found = client->lookup_in(a);
+      if (!found.problem.empty()) return poll_status::permanent(errc::decode_error, std::move(found.problem));
+      return poll_status::succeeded(found.id ? "handle " + detail::in_quotes(*found.id) : "no such job");
+    }
+  };
+
+  // What a 2xx lookup answer says: the job's handle, no such job (neither
+  // set), or what is wrong with it.
+  struct lookup_answer {
+    std::optional<std::string> id;
+    std::string problem;
+  };
+
+  lookup_answer lookup_in(const answer& a) const {
+    const std::string& where = description_.lookup->handle_pointer;
+    if (!a.value) return {std::nullopt, "undecodable lookup answer (" + a.decode_failure + "): " + describe(a.http)};
+    const Codec& codec = codecs_.poll;
+    const value_type* at = codec.find(*a.value, where);
+    if (!at || detail::is_null_value(*at)) return {};
+    std::optional<std::string> text = codec.text(*at);
+    const bool is_number = codec.number(*at).has_value();
+    if (text && !text->empty() && (is_number ? detail::is_integer_text(*text) : detail::is_string_value(*at)))
+      return {std::move(text), {}};
+    return {std::nullopt, "expected a job handle (a non-empty string or an integer) or null at " +
+                              detail::pointer_name(where) + " in the lookup answer: " + describe(a.http)};
+  }
 
   // A result or page request is good when it is 2xx and decodes.
   struct fetch_policy {
@@ -385,12 +545,19 @@ class job_client {
   asio::awaitable<job_handle> submit_until(job_params params, const basic_poll_options<Clock>& options,
                                            std::optional<typename Clock::time_point> end) {
     basic_poll_options<Clock> submitting = phase_options(options, end);
-    // The attempt timeout goes to the transport only: a submit that timed out is not retried.
-    submitting.attempt_timeout.reset();
+    const bool idempotent = submit_is_idempotent();
+    // Unless the submit is idempotent, the attempt timeout goes to the
+    // transport only: a submit that timed out is not retried.
+    if (!idempotent) submitting.attempt_timeout.reset();
     http_request request = make_request(description_.submit, params, nullptr, {}, options, codecs_.submit);
     auto submitted = co_await try_poll_until(exchange<Clock>(std::move(request), end, codecs_.submit),
-                                             submit_policy{this}, std::move(submitting));
-    if (submitted.error) throw to_job_error(std::move(submitted), job_phase::submit, std::nullopt, "submitting job");
+                                             submit_policy{this, idempotent}, std::move(submitting));
+    if (submitted.error) {
+      const auto key = params.find(job_key_name);
+      throw to_job_error(std::move(submitted), job_phase::submit, std::nullopt,
+                         key == params.end() ? std::string("submitting job")
+                                             : "submitting job with key " + detail::in_quotes(key->second));
+    }
     std::string why;
     job_handle handle{*handle_in(*submitted.response, why), std::move(params)};
     handle.first_poll_after = retry_after_hint(submitted.response->http, std::chrono::system_clock::now());
@@ -646,10 +813,25 @@ class job_client {
   static void check_options(const basic_poll_options<Clock>& options, job_phase phase, const job_handle* handle) {
     auto why = options.invalid_reason();
     if (!why) return;
-    const std::string message = "invalid poll options: " + *why;
-    throw job_error(errc::invalid_argument, std::string(phase == job_phase::submit ? "submitting job" : "polling job") + ": " + message,
-                    poll_status::permanent(errc::invalid_argument, message), {}, phase,
-                    handle ? std::optional<job_handle>(*handle) : std::nullopt, std::nullopt);
+    throw invalid_call(phase, "invalid poll options: " + *why, handle);
+  }
+
+  // An `invalid_argument` job_error for a call refused before any request.
+  static job_error invalid_call(job_phase phase, const std::string& why, const job_handle* handle = nullptr) {
+    return job_error(errc::invalid_argument, std::string(doing(phase)) + ": " + why,
+                     poll_status::permanent(errc::invalid_argument, why), {}, phase,
+                     handle ? std::optional<job_handle>(*handle) : std::nullopt, std::nullopt);
+  }
+
+  // What a phase does, as messages begin.
+  static std::string_view doing(job_phase phase) noexcept {
+    switch (phase) {
+      case job_phase::submit: return "submitting job";
+      case job_phase::poll: return "polling job";
+      case job_phase::result: return "fetching the result";
+      case job_phase::lookup: return "looking up job";
+    }
+    return "job";
   }
 
   template <class Clock>
@@ -673,6 +855,7 @@ class job_client {
   job_description description_;
   Status status_;
   phase_codecs<Codec> codecs_;
+  bool submit_uses_key_;  // the submit request uses {job_key}
 };
 
 /// `job_client(transport, description, field_status<json_codec>(...))`:

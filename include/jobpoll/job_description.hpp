@@ -4,9 +4,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -88,6 +90,60 @@ inline std::string expand_template(std::string_view text, const job_params& valu
   return out;
 }
 
+/// The placeholder name of a job's key: `{job_key}`, the value of
+/// `job_params["job_key"]`.
+inline constexpr std::string_view job_key_name = "job_key";
+
+/// Whether `text` has a placeholder `{name}` or `{+name}`, read as
+/// `expand_template` reads placeholders.
+inline bool uses_placeholder(std::string_view text, std::string_view name) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto open = text.find('{', i);
+    if (open == std::string_view::npos) return false;
+    const auto close = text.find('}', open + 1);
+    if (close == std::string_view::npos) return false;
+    const std::string_view inside = text.substr(open + 1, close - open - 1);
+    const std::string_view found = inside.starts_with('+') ? inside.substr(1) : inside;
+    if (!detail::is_placeholder_name(found)) {
+      i = open + 1;
+      continue;
+    }
+    if (found == name) return true;
+    i = close + 1;
+  }
+  return false;
+}
+
+/// Whether any part of `request` that is expanded (its URL, body, header
+/// values or form values) has a placeholder `{name}` or `{+name}`.
+inline bool uses_placeholder(const request_template& request, std::string_view name) {
+  if (uses_placeholder(request.url, name) || uses_placeholder(request.body, name)) return true;
+  for (const auto& h : request.headers)
+    if (uses_placeholder(h.value, name)) return true;
+  for (const auto& field : request.form)
+    if (uses_placeholder(field.second, name)) return true;
+  return false;
+}
+
+/// A new job key: 32 lowercase hex digits, 128 bits from
+/// `std::random_device`, so two submits never share a key by chance. Pass
+/// one as `job_params["job_key"]` (and keep it) to know a job's key before
+/// its submit leaves; `job_client::submit` makes one itself when the submit
+/// uses `{job_key}` and the params have none. Throws what
+/// `std::random_device` throws when no random source is available.
+inline std::string new_job_key() {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::random_device source;
+  std::string key;
+  key.reserve(32);
+  for (int word = 0; word < 4; ++word) {
+    const auto bits = static_cast<std::uint32_t>(source());  // random_device yields (at least) 32 bits
+    for (int shift = 28; shift >= 0; shift -= 4) key += hex[(bits >> shift) & 0xfu];
+  }
+  return key;
+}
+
 /// Where the answer to the submit request carries the job's handle.
 struct handle_source {
   enum class kind { body, header };
@@ -139,6 +195,18 @@ struct result_source {
   }
 };
 
+/// How to find the job that a submit carrying a `{job_key}` created, on a
+/// server that lists jobs by a client reference (e.g. GET
+/// /v1/jobs?client_ref={job_key}): after a submit whose answer was lost, the
+/// job is looked up instead of submitted again.
+struct job_lookup {
+  request_template request;    ///< placeholders: the job_params, {job_key} included
+  /// Where a 2xx answer holds the job's handle (a non-empty string or an
+  /// integer): an RFC 6901 pointer into the answer, decoded with the poll
+  /// phase's codec, e.g. "/jobs/0/id". Nothing (or null) there: no such job.
+  std::string handle_pointer;
+};
+
 /// One kind of job API, described as data.
 ///
 /// ```
@@ -157,6 +225,15 @@ struct job_description {
   std::optional<request_template> cancel;
   /// How long the cancel request may take, limiter wait included.
   std::chrono::nanoseconds cancel_timeout = std::chrono::seconds(10);
+  /// The server returns the same job for a repeated submit carrying the same
+  /// {job_key} (an `Idempotency-Key: {job_key}` header, a client reference in
+  /// the body): a submit whose answer was lost (a reset after sending, a
+  /// timeout) is then sent again with the same key instead of failing. The
+  /// submit request must use {job_key}.
+  bool idempotent_submit = false;
+  /// Finds the job a submit carrying {job_key} created, when the server lists
+  /// jobs by a client reference (`job_client::find`).
+  std::optional<job_lookup> lookup;
 };
 
 }  // namespace jobpoll
