@@ -41,6 +41,9 @@
 //                  "first_offset": 0, "first_page_in_poll_answer": false, "from_answer": {...}}
 //       "cancel": {"method": "POST", "url": "{+base}/v1/lro/{+handle}:cancel"},  (optional)
 //       "cancel_timeout": "10s",                         (default "10s")
+//       "idempotent_submit": true,                       (default false; the submit must use {job_key})
+//       "lookup": {"url": "{+base}/v1/jobs?client_ref={job_key}",    (optional: a request, and
+//                  "handle": "/jobs/0/id"},                           where its answer holds the handle)
 //       "codec": "json"                                  ("json", "text" or "auto", or per phase:
 //                                                         {"submit": "text", "poll": "json", "result": "auto"})
 //     }
@@ -120,7 +123,7 @@ class job_file_reader {
   job_file read(std::string_view text) const {
     const json document = parse(text);
     const object root(*this, document, "", {"about", "submit", "handle", "poll", "status", "result", "cancel",
-                                            "cancel_timeout", "codec"});
+                                            "cancel_timeout", "idempotent_submit", "lookup", "codec"});
     job_description description;
     description.submit = request(root.need("submit", "a request object"), "/submit");
     description.handle = handle(root.need("handle", "an object with \"pointer\" or \"header\""), "/handle");
@@ -130,6 +133,15 @@ class job_file_reader {
     if (const json* timeout = root.find("cancel_timeout")) {
       description.cancel_timeout = duration(*timeout, "/cancel_timeout");
     }
+    if (const json* idempotent = root.find("idempotent_submit")) {
+      description.idempotent_submit = boolean(*idempotent, "/idempotent_submit");
+      if (description.idempotent_submit && !uses_placeholder(description.submit, job_key_name)) {
+        fail("/idempotent_submit",
+             "true, but the submit request does not use {job_key} (in its URL, a header, the body or a form "
+             "value), so the server could not tell a repeated submit from a new job");
+      }
+    }
+    if (const json* lookup = root.find("lookup")) description.lookup = lookup_at(*lookup, "/lookup");
     return {root.find("about") ? string(*root.find("about"), "/about") : std::string{}, std::move(description),
             status(root.need("status", "a status object"), "/status"),
             root.find("codec") ? codecs(*root.find("codec"), "/codec") : phase_codecs<json_codec>{}};
@@ -276,7 +288,20 @@ class job_file_reader {
   }
 
   request_template request(const json& value, const std::string& at) const {
-    const object fields(*this, value, at, {"method", "url", "body", "headers", "form"});
+    return request_fields(object(*this, value, at, {"method", "url", "body", "headers", "form"}));
+  }
+
+  /// A lookup: a request with the pointer to the handle in its answer.
+  job_lookup lookup_at(const json& value, const std::string& at) const {
+    const object fields(*this, value, at, {"method", "url", "body", "headers", "form", "handle"});
+    request_template lookup_request = request_fields(fields);
+    return {std::move(lookup_request),
+            pointer(fields.need("handle", "a JSON pointer (where the lookup answer holds the job's handle)"),
+                    fields.at("handle"))};
+  }
+
+  /// The request fields of an object whose keys were checked.
+  request_template request_fields(const object& fields) const {
     request_template out;
     if (const json* method = fields.find("method")) {
       out.method = token(*method, fields.at("method"), "an HTTP method such as \"POST\"");

@@ -270,6 +270,68 @@ TEST(JobFileSchemaTest, DefaultsAndARulesOnlyStatus) {
   EXPECT_EQ(file.status(json::object()).detail, "/output absent");
 }
 
+// Exactly-once submission: a keyed, idempotent submit and a lookup by key.
+TEST(JobFileSchemaTest, AnIdempotentSubmitAndALookup) {
+  const jobpoll::job_file file = jobpoll::parse_job_file(R"({
+    "submit": {"method": "POST", "url": "{+base}/v1/jobs", "headers": {"Idempotency-Key": "{job_key}"}},
+    "handle": {"pointer": "/job_id"},
+    "poll": {"url": "{+base}/v1/jobs/{handle}"},
+    "status": {"pointer": "/status", "succeeded": ["done"]},
+    "idempotent_submit": true,
+    "lookup": {"url": "{+base}/v1/jobs?client_ref={job_key}", "headers": {"Accept": "application/json"},
+               "handle": "/jobs/0/job_id"}
+  })", "keyed.json");
+  const auto& d = file.description;
+  EXPECT_TRUE(d.idempotent_submit);
+  ASSERT_TRUE(d.lookup.has_value());
+  EXPECT_EQ(d.lookup->request.method, "GET");
+  EXPECT_EQ(d.lookup->request.url, "{+base}/v1/jobs?client_ref={job_key}");
+  EXPECT_EQ(d.lookup->request.headers.find("Accept"), "application/json");
+  EXPECT_EQ(d.lookup->handle_pointer, "/jobs/0/job_id");
+
+  // The key in a body or a form value counts too; false needs no key.
+  const auto keyed_by = [](std::string_view submit) {
+    return jobpoll::parse_job_file(file_with(std::string(R"("submit": )") + std::string(submit) +
+                                             R"(, "idempotent_submit": true)"),
+                                   "jobs.json")
+        .description.idempotent_submit;
+  };
+  EXPECT_TRUE(keyed_by(R"({"method": "POST", "url": "/a", "body": "{\"ref\": \"{job_key}\"}"})"));
+  EXPECT_TRUE(keyed_by(R"({"method": "POST", "url": "/a", "form": [["ref", "{job_key}"]]})"));
+  EXPECT_TRUE(keyed_by(R"({"method": "PUT", "url": "/a/{+job_key}"})"));
+  const auto plain = jobpoll::parse_job_file(file_with(R"("idempotent_submit": false)"), "jobs.json");
+  EXPECT_FALSE(plain.description.idempotent_submit);
+  EXPECT_FALSE(plain.description.lookup.has_value());
+}
+
+TEST(JobFileErrorTest, AnIdempotentSubmitAndALookupAreChecked) {
+  EXPECT_EQ(error_for(file_with(R"("idempotent_submit": "yes")")),
+            R"(jobs.json: /idempotent_submit: expected true or false, got "yes")");
+  EXPECT_EQ(error_for(file_with(R"("idempotent_submit": true)")),
+            "jobs.json: /idempotent_submit: true, but the submit request does not use {job_key} (in its URL, a "
+            "header, the body or a form value), so the server could not tell a repeated submit from a new job");
+  EXPECT_EQ(error_for(file_with(R"("lookup": "/v1/jobs?client_ref={job_key}")")),
+            R"(jobs.json: /lookup: expected an object, got "/v1/jobs?client_ref={job_key}")");
+  EXPECT_EQ(error_for(file_with(R"("lookup": {"url": "/v1/jobs?ref={job_key}"})")),
+            "jobs.json: /lookup/handle: missing, expected a JSON pointer (where the lookup answer holds the job's "
+            "handle)");
+  EXPECT_EQ(error_for(file_with(R"("lookup": {"handle": "/id"})")),
+            "jobs.json: /lookup/url: missing, expected a string (the URL template)");
+  EXPECT_EQ(error_for(file_with(R"("lookup": {"url": "/v1/jobs", "handle": "jobs/0/id"})")),
+            R"(jobs.json: /lookup/handle: expected a JSON pointer (it must be empty or start with '/'), got "jobs/0/id")");
+  EXPECT_EQ(error_for(file_with(R"("lookup": {"url": "/v1/jobs", "handle": 3})")),
+            "jobs.json: /lookup/handle: expected a JSON pointer string, got 3");
+  EXPECT_EQ(error_for(file_with(R"("lookup": {"url": "/v1/jobs", "method": "GE T", "handle": "/id"})")),
+            R"(jobs.json: /lookup/method: expected an HTTP method such as "POST", got "GE T")");
+  EXPECT_EQ(error_for(file_with(R"("lookup": {"url": "/v1/jobs", "handle": "/id", "pointer": "/id"})")),
+            "jobs.json: /lookup/pointer: unknown key (expected one of: method, url, body, headers, form, handle)");
+  EXPECT_EQ(error_for(file_with(R"("lookup": {"url": "/v1/jobs", "handle": "/id", "handle": "/x"})")),
+            "jobs.json: /lookup/handle: duplicate key");
+  // A plain request has no "handle".
+  EXPECT_EQ(error_for(file_with(R"("cancel": {"url": "/v1/jobs/{handle}", "handle": "/id"})")),
+            "jobs.json: /cancel/handle: unknown key (expected one of: method, url, body, headers, form)");
+}
+
 TEST(JobFileSchemaTest, DurationsAreANumberAndAUnit) {
   using jobpoll::detail::parse_duration;
   EXPECT_EQ(parse_duration("500ms"), 500ms);
@@ -349,7 +411,7 @@ TEST(JobFileErrorTest, AnUnknownKeyIsAnErrorNamingTheKnownOnes) {
             "progress, hint, failure_detail, unknown)");
   EXPECT_EQ(error_for(file_with(R"("timeout": "10s")")),
             "jobs.json: /timeout: unknown key (expected one of: about, submit, handle, poll, status, result, cancel, "
-            "cancel_timeout, codec)");
+            "cancel_timeout, idempotent_submit, lookup, codec)");
   EXPECT_EQ(error_for(file_with(R"("result": {"pointer": "/r", "from_answer": {}})")),
             "jobs.json: /result/from_answer: unknown key (expected one of: pointer, fetch, pages)");
   EXPECT_EQ(error_for(file_with(R"("handle": {"pointer": "/id", "a/b~": 1})")),
