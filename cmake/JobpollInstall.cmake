@@ -13,8 +13,9 @@
 # Components, each a leaf target with its own third-party dependency, add
 #   <prefix>/share/cmake/jobpoll/jobpoll-<name>.cmake           finds the dependency
 #   <prefix>/share/cmake/jobpoll/jobpoll-<name>-targets.cmake   jobpoll::<name>
-# for users of find_package(jobpoll CONFIG REQUIRED COMPONENTS json curl):
-#   json: jobpoll::json on nlohmann_json; curl: jobpoll::curl on CURL.
+# for users of find_package(jobpoll CONFIG REQUIRED COMPONENTS json curl sqlite):
+#   json: jobpoll::json on nlohmann_json; curl: jobpoll::curl on CURL;
+#   sqlite: jobpoll::sqlite (the batch store) on SQLite3 and jobpoll::json.
 include(CMakePackageConfigHelpers)
 
 install(TARGETS jobpoll EXPORT jobpollTargets)
@@ -55,7 +56,7 @@ install(FILES
 install(FILES "${jobpoll_SOURCE_DIR}/LICENSE" DESTINATION "${CMAKE_INSTALL_DATAROOTDIR}/doc/jobpoll")
 
 # --- components -------------------------------------------------------------------
-foreach(_jobpoll_component IN ITEMS json curl)
+foreach(_jobpoll_component IN ITEMS json curl sqlite)
   if(TARGET jobpoll_${_jobpoll_component})
     install(TARGETS jobpoll_${_jobpoll_component} EXPORT jobpoll-${_jobpoll_component}-targets)
     install(EXPORT jobpoll-${_jobpoll_component}-targets

@@ -24,8 +24,11 @@ enum class errc {
   poll_exception,     ///< the poll operation threw an exception that is not a std::system_error
   permanent_error,    ///< a status policy called an attempt permanent without a more precise code
   invalid_argument,   ///< a poll option or argument was out of range
-  invalid_checkpoint, ///< a batch checkpoint is unreadable, corrupt or another batch's
+  invalid_checkpoint, ///< a batch record (an audit line, a stored job) is unreadable, corrupt or another batch's
   not_sent,           ///< the request ended before the transport sent it (its deadline passed in the transport's queue): the server never saw it
+  store_error,        ///< a batch store failed: it cannot be opened or written (disk full, I/O error, corrupt, another program's file)
+  batch_owned,        ///< the batch is owned by another runner (its pid, host and since are in the message)
+  batch_mismatch,     ///< the store holds a batch of that name with other entries
 };
 
 namespace detail {
@@ -49,8 +52,11 @@ class error_category_impl final : public std::error_category {
       case errc::poll_exception: return "poll operation threw an exception";
       case errc::permanent_error: return "permanent error";
       case errc::invalid_argument: return "invalid argument";
-      case errc::invalid_checkpoint: return "invalid batch checkpoint";
+      case errc::invalid_checkpoint: return "invalid batch record";
       case errc::not_sent: return "request not sent: its deadline passed while it waited for a connection";
+      case errc::store_error: return "batch store failed";
+      case errc::batch_owned: return "batch owned by another runner";
+      case errc::batch_mismatch: return "the store holds another batch of that name";
     }
     return "unknown jobpoll error " + std::to_string(value);
   }

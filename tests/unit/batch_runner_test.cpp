@@ -1,7 +1,8 @@
-// batch_runner on the in-memory job API and the manual clock: the cap on jobs
-// in flight, the shared limiter, per-job deadlines, resubmission lineage,
-// skipping, the circuit breaker, stop/grace/abandon, checkpoint and resume,
-// the audit log, asserted exactly in virtual time.
+// batch_runner on the in-memory job API, the manual clock and a SQLite store
+// file: the cap on jobs in flight, the shared limiter, per-job deadlines,
+// resubmission lineage, skipping, the circuit breaker, stop/grace/abandon,
+// resume from the store, submits settled after a crash, ownership and the
+// history, asserted exactly in virtual time.
 
 #include <chrono>
 #include <filesystem>
@@ -22,10 +23,10 @@
 
 #include <jobpoll/batch/audit_log.hpp>
 #include <jobpoll/batch/batch_runner.hpp>
-#include <jobpoll/batch/checkpoint.hpp>
 #include <jobpoll/codec/json.hpp>
 #include <jobpoll/field_status.hpp>
 #include <jobpoll/sliding_window_limiter.hpp>
+#include <jobpoll/store/sqlite.hpp>
 #include <jobpoll/testing/manual_clock.hpp>
 
 #include "memory_job_api.hpp"
@@ -47,7 +48,7 @@ using json = nlohmann::json;
 using api_type = jobpoll_test::memory_job_api;
 using status_type = jobpoll::field_status<jobpoll::json_codec>;
 using client_type = jobpoll::job_client<api_type, jobpoll::json_codec, status_type>;
-using runner_type = jobpoll::batch_runner<client_type, manual_clock>;
+using runner_type = jobpoll::batch_runner<client_type, jobpoll::sqlite_store, manual_clock>;
 using options_type = jobpoll::basic_batch_options<manual_clock>;
 namespace fs = std::filesystem;
 
@@ -82,7 +83,6 @@ class BatchRunnerTest : public ::testing::Test {
     o.job.interval = jobpoll::fixed_interval{1s};
     o.job.backoff = jobpoll::fixed_interval{1s};
     o.max_in_flight = 2;
-    o.checkpoint_interval = 0s;
     return o;
   }
 
@@ -114,14 +114,30 @@ class BatchRunnerTest : public ::testing::Test {
         asio::detached);
   }
 
-  runner_type make(std::vector<jobpoll::batch_entry> es, options_type o, runner_type::result_handler on_result = {}) {
-    return runner_type(ctx.get_executor(), client, std::move(es), std::move(o), std::move(on_result));
+  // The store, opened on first use like a new process would, with the batch `es`.
+  jobpoll::sqlite_store& store(const std::vector<jobpoll::batch_entry>& es) {
+    if (!store_) store_.emplace(dir / "batch.db", "batch");
+    store_->create(es);
+    return *store_;
+  }
+
+  template <class OnResult = runner_type::result_handler>
+  runner_type make(std::vector<jobpoll::batch_entry> es, options_type o, OnResult on_result = {}) {
+    return runner_type(ctx.get_executor(), client, store(es), std::move(o), std::move(on_result));
+  }
+
+  // Every record of the batch, in id order, as the store has it.
+  std::vector<batch_job> jobs() const {
+    std::vector<batch_job> out;
+    store_->for_each_job([&](const batch_job& j) { out.push_back(j); });
+    return out;
   }
 
   asio::io_context ctx;
   api_type api{ctx.get_executor()};
   client_type client{api, jobpoll_test::memory_job_description(), jobpoll_test::memory_job_status()};
   const jobpoll_test::temp_dir dir{"jobpoll-batch-"};
+  std::optional<jobpoll::sqlite_store> store_;
 };
 
 TEST_F(BatchRunnerTest, RunsEveryJobOnceAndDeliversEveryResult) {
@@ -140,7 +156,7 @@ TEST_F(BatchRunnerTest, RunsEveryJobOnceAndDeliversEveryResult) {
   EXPECT_EQ(results.front(), "e0=e0");
   EXPECT_EQ(api.submits(), 10u);
   for (int k = 0; k < 10; ++k) EXPECT_EQ(api.submits_named("e" + std::to_string(k)), 1u) << k;
-  for (const batch_job& j : runner.jobs()) {
+  for (const batch_job& j : jobs()) {
     ASSERT_TRUE(j.handle.has_value());
     EXPECT_EQ(j.handle->progress.attempts, 2u);  // running once, then completed
     EXPECT_TRUE(j.submitted.has_value());
@@ -209,7 +225,7 @@ TEST_F(BatchRunnerTest, PerJobDeadlineFailsTheJobAndCancelsItRemotely) {
   EXPECT_EQ(report.end, batch_end::finished);
   EXPECT_EQ(report.summary.status, batch_status::failed);
   EXPECT_THAT(report.summary.failed_job_ids, ElementsAre(3u));
-  const batch_job& slow = runner.jobs()[2];
+  const batch_job slow = jobs()[2];
   EXPECT_EQ(slow.state, batch_job_state::failed);
   EXPECT_EQ(slow.error_code, "jobpoll:1");  // errc::timeout
   EXPECT_THAT(slow.error, HasSubstr("deadline passed before the job finished"));
@@ -230,9 +246,9 @@ TEST_F(BatchRunnerTest, FailedJobIsResubmittedAsAChildNamingItsParent) {
   auto runner = make(es, o);
   const auto report = run(runner);
   EXPECT_EQ(report.summary.status, batch_status::completed);
-  ASSERT_EQ(runner.jobs().size(), 3u);
-  const batch_job& parent = runner.jobs()[1];
-  const batch_job& child = runner.jobs()[2];
+  ASSERT_EQ(jobs().size(), 3u);
+  const batch_job parent = jobs()[1];
+  const batch_job child = jobs()[2];
   EXPECT_EQ(parent.state, batch_job_state::failed);
   EXPECT_TRUE(parent.skipped);
   EXPECT_EQ(parent.skip_reason, "resubmitted as job 3");
@@ -254,13 +270,13 @@ TEST_F(BatchRunnerTest, ResubmissionsStopAfterTheBudget) {
   auto runner = make({entry("bad", 0, "failed")}, o);
   const auto report = run(runner);
   EXPECT_EQ(report.summary.status, batch_status::failed);
-  ASSERT_EQ(runner.jobs().size(), 3u);
+  ASSERT_EQ(jobs().size(), 3u);
   EXPECT_THAT(report.summary.failed_job_ids, ElementsAre(3u));  // parents are skipped
-  EXPECT_EQ(runner.jobs()[1].parent, 1u);
-  EXPECT_EQ(runner.jobs()[2].parent, 2u);
-  EXPECT_EQ(runner.jobs()[2].attempt, 3u);
-  EXPECT_FALSE(runner.jobs()[2].skipped);
-  EXPECT_EQ(runner.jobs()[2].override_reason, "");  // same parameters, no reason given
+  EXPECT_EQ(jobs()[1].parent, 1u);
+  EXPECT_EQ(jobs()[2].parent, 2u);
+  EXPECT_EQ(jobs()[2].attempt, 3u);
+  EXPECT_FALSE(jobs()[2].skipped);
+  EXPECT_EQ(jobs()[2].override_reason, "");  // same parameters, no reason given
   EXPECT_EQ(api.submits_named("bad"), 3u);
 }
 
@@ -270,7 +286,7 @@ TEST_F(BatchRunnerTest, ResubmitPolicyMayGiveUp) {
   o.resubmit = [](const batch_job&) { return std::optional<jobpoll::resubmission>(); };
   auto runner = make({entry("bad", 0, "failed")}, o);
   const auto report = run(runner);
-  EXPECT_EQ(runner.jobs().size(), 1u);
+  EXPECT_EQ(jobs().size(), 1u);
   EXPECT_EQ(report.summary.status, batch_status::failed);
 }
 
@@ -284,9 +300,9 @@ TEST_F(BatchRunnerTest, SkippedJobsAreRecordedButNeverSubmitted) {
   EXPECT_EQ(report.summary.status, batch_status::completed);
   EXPECT_EQ(report.summary.counts.skipped, 2u);
   EXPECT_EQ(report.summary.fulfilled_entries, 3u);
-  EXPECT_EQ(runner.jobs()[1].skip_reason, "not needed this cycle");
-  EXPECT_EQ(runner.jobs()[2].skip_reason, "skipped by hand");
-  EXPECT_EQ(runner.jobs()[2].state, batch_job_state::pending);
+  EXPECT_EQ(jobs()[1].skip_reason, "not needed this cycle");
+  EXPECT_EQ(jobs()[2].skip_reason, "skipped by hand");
+  EXPECT_EQ(jobs()[2].state, batch_job_state::pending);
   EXPECT_EQ(api.submits(), 1u);
   EXPECT_EQ(api.submits_named("e1"), 0u);
 }
@@ -298,13 +314,13 @@ TEST_F(BatchRunnerTest, SkipAndResubmitRefuseBadIds) {
     runner.skip(3, "x");
     FAIL() << "no exception";
   } catch (const std::invalid_argument& e) {
-    EXPECT_STREQ(e.what(), "jobpoll::batch_runner: skip needs the id of a job of the batch (1 to 2), got 3");
+    EXPECT_STREQ(e.what(), "jobpoll::batch_runner: skip needs the id of a job of the batch, got 3");
   }
   try {
     runner.resubmit(1, {});
     FAIL() << "no exception";
   } catch (const std::invalid_argument& e) {
-    EXPECT_STREQ(e.what(), "jobpoll::batch_runner: resubmit needs a failed or cancelled job, got job 1 pending");
+    EXPECT_STREQ(e.what(), "jobpoll::batch_runner: resubmit needs a failed, cancelled or unknown job, got job 1 pending");
   }
 }
 
@@ -326,15 +342,14 @@ TEST_F(BatchRunnerTest, CircuitBreakerStopsNewSubmissionsAndSaysWhy) {
   // resume, like e4..e9: nothing more was submitted once the breaker opened.
   EXPECT_EQ(api.submits(), 4u);
   EXPECT_EQ(api.submits_named("e0"), 1u);
-  ASSERT_EQ(runner.jobs().size(), 14u);
-  EXPECT_EQ(runner.jobs()[13].parent, 4u);
-  EXPECT_EQ(runner.jobs()[13].state, batch_job_state::pending);
+  ASSERT_EQ(jobs().size(), 14u);
+  EXPECT_EQ(jobs()[13].parent, 4u);
+  EXPECT_EQ(jobs()[13].state, batch_job_state::pending);
 }
 
 TEST_F(BatchRunnerTest, StopLetsJobsInFlightFinishWithinTheGracePeriod) {
   auto o = options();
   o.grace_period = 10s;
-  o.checkpoint = dir / "checkpoint.json";
   auto runner = make(entries(6, 3), o);
   after(1500ms, [&] { runner.request_stop("SIGTERM received"); });
   const auto report = run(runner);
@@ -345,18 +360,16 @@ TEST_F(BatchRunnerTest, StopLetsJobsInFlightFinishWithinTheGracePeriod) {
             R"({"status":"ACTIVE","total_configs":6,"fulfilled_configs":2,"total_jobs":6,)"
             R"("job_status_counts":{"PENDING":4,"COMPLETED":2},"failed_job_ids":[],"end":"stopped",)"
             R"x("reason":"SIGTERM received; 4 jobs left for a resume (0 running, 4 pending)","resumed":0,"peak_in_flight":2})x");
-  EXPECT_THAT(states(runner.jobs()),
+  EXPECT_THAT(states(jobs()),
               ElementsAre(batch_job_state::completed, batch_job_state::completed, batch_job_state::pending,
                           batch_job_state::pending, batch_job_state::pending, batch_job_state::pending));
   EXPECT_EQ(api.submits(), 2u);
   EXPECT_EQ(manual_clock::now().time_since_epoch(), 3s);
-  EXPECT_EQ(states(jobpoll::load_checkpoint(*o.checkpoint).jobs), states(runner.jobs()));
-}
+  }
 
 TEST_F(BatchRunnerTest, AfterTheGraceJobsAreKeptAndResumedByHandleNeverResubmitted) {
   auto o = options();
   o.grace_period = 2s;
-  o.checkpoint = dir / "checkpoint.json";
   {
     auto runner = make(entries(5, 10), o);
     after(3500ms, [&] { runner.request_stop(); });
@@ -367,13 +380,13 @@ TEST_F(BatchRunnerTest, AfterTheGraceJobsAreKeptAndResumedByHandleNeverResubmitt
     EXPECT_FALSE(api.cancelled("j1"));
     EXPECT_EQ(api.polls("j1"), 6u);  // at 0..5 s
   }
-  const auto saved = jobpoll::load_checkpoint(*o.checkpoint);
-  ASSERT_EQ(saved.jobs.size(), 5u);
-  EXPECT_EQ(saved.jobs[0].state, batch_job_state::running);
-  ASSERT_TRUE(saved.jobs[0].handle.has_value());
-  EXPECT_EQ(saved.jobs[0].handle->id, "j1");
-  EXPECT_EQ(saved.jobs[0].handle->progress.attempts, 6u);
-  EXPECT_EQ(saved.jobs[2].state, batch_job_state::pending);
+  const auto saved = jobs();
+  ASSERT_EQ(saved.size(), 5u);
+  EXPECT_EQ(saved[0].state, batch_job_state::running);
+  ASSERT_TRUE(saved[0].handle.has_value());
+  EXPECT_EQ(saved[0].handle->id, "j1");
+  EXPECT_EQ(saved[0].handle->progress.attempts, 6u);
+  EXPECT_EQ(saved[2].state, batch_job_state::pending);
 
   auto resumed = make(entries(5, 10), o);
   EXPECT_EQ(resumed.counts()[batch_job_state::running], 2u);
@@ -383,28 +396,27 @@ TEST_F(BatchRunnerTest, AfterTheGraceJobsAreKeptAndResumedByHandleNeverResubmitt
   EXPECT_EQ(report.summary.status, batch_status::completed);
   for (int k = 0; k < 5; ++k) EXPECT_EQ(api.submits_named("e" + std::to_string(k)), 1u) << k;
   EXPECT_EQ(api.polls("j1"), 11u);  // 10 running answers, then completed: none lost, none repeated
-  EXPECT_EQ(resumed.jobs()[0].handle->progress.attempts, 11u);
+  EXPECT_EQ(jobs()[0].handle->progress.attempts, 11u);
 }
 
 TEST_F(BatchRunnerTest, AJobFailingDuringTheGracePeriodIsResubmittedOnResume) {
   auto o = options();
   o.grace_period = 10s;
   o.max_resubmits = 1;
-  o.checkpoint = dir / "checkpoint.json";
   std::vector<jobpoll::batch_entry> es{entry("bad", 3, "failed"), entry("ok", 3)};
   {
     auto runner = make(es, o);
     after(1s, [&] { runner.request_stop(); });
     const auto report = run(runner);
     // "bad" failed at 3 s, within the grace period: its resubmission waits.
-    ASSERT_EQ(runner.jobs().size(), 3u);
-    EXPECT_EQ(runner.jobs()[2].parent, 1u);
-    EXPECT_EQ(runner.jobs()[2].state, batch_job_state::pending);
+    ASSERT_EQ(jobs().size(), 3u);
+    EXPECT_EQ(jobs()[2].parent, 1u);
+    EXPECT_EQ(jobs()[2].state, batch_job_state::pending);
     EXPECT_EQ(report.reason, "stop requested; 1 job left for a resume (0 running, 1 pending)");
   }
   auto resumed = make(es, o);
   const auto report = run(resumed);
-  EXPECT_EQ(resumed.jobs()[2].state, batch_job_state::failed);  // same parameters, fails again
+  EXPECT_EQ(jobs()[2].state, batch_job_state::failed);  // same parameters, fails again
   EXPECT_EQ(api.submits_named("bad"), 2u);
   EXPECT_EQ(api.submits_named("ok"), 1u);
   EXPECT_EQ(report.summary.status, batch_status::failed);
@@ -416,11 +428,11 @@ TEST_F(BatchRunnerTest, StopWithCancelJobsCancelsTheJobsInFlightRemotely) {
   auto runner = make(entries(3, 10), o);
   after(2500ms, [&] { runner.request_stop(); });
   const auto report = run(runner);
-  EXPECT_THAT(states(runner.jobs()),
+  EXPECT_THAT(states(jobs()),
               ElementsAre(batch_job_state::cancelled, batch_job_state::cancelled, batch_job_state::pending));
   EXPECT_TRUE(api.cancelled("j1"));
   EXPECT_TRUE(api.cancelled("j2"));
-  EXPECT_THAT(runner.jobs()[0].error, HasSubstr("remote cancel sent"));
+  EXPECT_THAT(jobs()[0].error, HasSubstr("remote cancel sent"));
   EXPECT_EQ(report.summary.status, batch_status::active);
   EXPECT_EQ(report.reason, "stop requested; 1 job left for a resume (0 running, 1 pending)");
 }
@@ -443,199 +455,69 @@ TEST_F(BatchRunnerTest, SubmitInterruptedBeforeAnyRequestIsPendingAgain) {
   auto runner = make(entries(2, 0), o);
   after(10s, [&] { runner.stop_now(); });
   const auto report = run(runner);
-  EXPECT_EQ(runner.jobs()[1].state, batch_job_state::pending);
+  EXPECT_EQ(jobs()[1].state, batch_job_state::pending);
   EXPECT_EQ(api.submits(), 1u);
   EXPECT_EQ(report.end, batch_end::stopped);
 }
 
-TEST_F(BatchRunnerTest, SubmitInterruptedInFlightIsFailedNeverSentTwice) {
+TEST_F(BatchRunnerTest, SubmitInterruptedInFlightIsUnknownNeverSentTwice) {
+  // This job API has neither an idempotent submit nor a lookup.
   api.set_latency(5s);
   auto o = options();
   o.max_resubmits = 1;  // not used for it: a resubmission could run the job twice
   auto runner = make(entries(1, 0), o);
   after(1s, [&] { runner.stop_now(); });
   const auto report = run(runner);
-  const batch_job& job = runner.jobs()[0];
-  EXPECT_EQ(job.state, batch_job_state::failed);
-  EXPECT_THAT(job.error, HasSubstr("the submit request was under way, so the server may have created the job"));
-  EXPECT_EQ(runner.jobs().size(), 1u);
-  EXPECT_EQ(report.summary.status, batch_status::failed);
+  const batch_job job = jobs()[0];
+  EXPECT_EQ(job.state, batch_job_state::unknown);
+  EXPECT_THAT(job.error, HasSubstr("Operation aborted"));
+  EXPECT_EQ(jobs().size(), 1u);
+  EXPECT_EQ(report.summary.status, batch_status::active);
+  EXPECT_THAT(report.reason, HasSubstr("1 job unknown (a submit that may have reached the server): resubmit, skip or adopt each"));
 }
 
 TEST_F(BatchRunnerTest, CancellingTheRunKeepsJobsForAResume) {
   auto o = options();
-  o.checkpoint = dir / "checkpoint.json";
   auto runner = make(entries(3, 10), o);
   asio::cancellation_signal cancel;
   after(2s, [&] { cancel.emit(asio::cancellation_type::terminal); });
   const auto report = run(runner, cancel.slot());
   EXPECT_EQ(report.end, batch_end::cancelled);
   EXPECT_EQ(report.reason, "cancelled; 3 jobs left for a resume (2 running, 1 pending)");
-  EXPECT_EQ(jobpoll::load_checkpoint(*o.checkpoint).jobs[1].handle->id, "j2");
+  EXPECT_EQ(jobs()[1].handle->id, "j2");
   EXPECT_FALSE(api.cancelled("j1"));
-}
-
-TEST_F(BatchRunnerTest, CheckpointIsWrittenAsSoonAsAJobIsSubmitted) {
-  auto o = options();
-  o.checkpoint = dir / "checkpoint.json";
-  std::optional<jobpoll::batch_checkpoint> seen;
-  o.on_progress = [&](const jobpoll::batch_counts&, const batch_job& job) {
-    // The write follows the callback: read what the previous change left.
-    if (job.id == 1 && job.state == batch_job_state::completed) seen = jobpoll::load_checkpoint(dir / "checkpoint.json");
-  };
-  auto runner = make(entries(1, 1), o);
-  run(runner);
-  ASSERT_TRUE(seen.has_value());
-  EXPECT_EQ(seen->jobs[0].state, batch_job_state::running);
-  EXPECT_EQ(seen->jobs[0].handle->id, "j1");
-  EXPECT_EQ(seen->batch, "batch");
-  EXPECT_EQ(seen->entries, 1u);
-}
-
-TEST_F(BatchRunnerTest, CheckpointWritesAreAtMostOnePerInterval) {
-  auto o = options();
-  o.checkpoint = dir / "checkpoint.json";
-  o.checkpoint_interval = 10s;
-  auto runner = make(entries(1, 30), o);
-  std::vector<batch_job_state> seen;  // what the file says at 5 s and at 11 s
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    manual_clock::timer t(co_await asio::this_coro::executor);
-    for (auto at : {5s, 11s}) {
-      t.expires_at(manual_clock::time_point(at));
-      co_await t.async_wait(asio::use_awaitable);
-      seen.push_back(jobpoll::load_checkpoint(*o.checkpoint).jobs[0].state);
-    }
-  }, asio::detached);
-  run(runner);
-  // Written at 0 s (submitting); the change to running waits for 10 s.
-  EXPECT_THAT(seen, ElementsAre(batch_job_state::submitting, batch_job_state::running));
-  EXPECT_EQ(jobpoll::load_checkpoint(*o.checkpoint).jobs[0].state, batch_job_state::completed);
-}
-
-TEST_F(BatchRunnerTest, CorruptCheckpointIsRefusedAndLeftUntouched) {
-  const fs::path path = dir / "checkpoint.json";
-  write_bytes(path, "{\"format\": \"jobpoll-batch-checkpoint\", \"vers");
-  const std::string before = read_bytes(path);
-  auto o = options();
-  o.checkpoint = path;
-  try {
-    make(entries(2), o);
-    FAIL() << "no exception";
-  } catch (const std::system_error& e) {
-    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
-    EXPECT_THAT(e.what(), HasSubstr(path.string()));
-  }
-  EXPECT_EQ(read_bytes(path), before);
-  EXPECT_EQ(api.requests(), 0u);
-}
-
-TEST_F(BatchRunnerTest, CheckpointOfAnotherBatchIsRefused) {
-  auto o = options();
-  o.checkpoint = dir / "checkpoint.json";
-  {
-    auto runner = make(entries(2), o);
-    run(runner);
-  }
-  const std::string before = read_bytes(*o.checkpoint);
-  auto other = o;
-  other.name = "nightly";
-  try {
-    make(entries(2), other);
-    FAIL() << "no exception";
-  } catch (const std::system_error& e) {
-    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
-    EXPECT_THAT(e.what(), HasSubstr("is the checkpoint of batch \"batch\" with 2 entries"));
-    EXPECT_THAT(e.what(), HasSubstr("not of batch \"nightly\" with 2 entries"));
-  }
-  try {
-    make(entries(3), o);
-    FAIL() << "no exception";
-  } catch (const std::system_error& e) {
-    EXPECT_EQ(e.code(), jobpoll::errc::invalid_checkpoint);
-    EXPECT_THAT(e.what(), HasSubstr("not of batch \"batch\" with 3 entries"));
-  }
-  EXPECT_EQ(read_bytes(*o.checkpoint), before);
-}
-
-TEST_F(BatchRunnerTest, ASubmitUnderWayInACrashedRunIsFailedOnResume) {
-  auto o = options();
-  o.checkpoint = dir / "checkpoint.json";
-  o.max_resubmits = 1;  // not used for it: a resubmission could run the job twice
-  jobpoll::batch_checkpoint crashed;
-  {
-    auto runner = make(entries(2), o);
-    crashed = runner.checkpoint();
-  }
-  crashed.jobs[0].state = batch_job_state::submitting;
-  jobpoll::save_checkpoint(*o.checkpoint, crashed);
-  auto runner = make(entries(2), o);
-  EXPECT_EQ(runner.jobs()[0].state, batch_job_state::failed);
-  EXPECT_THAT(runner.jobs()[0].error, HasSubstr("the server may have created the job, so it is not submitted again"));
-  run(runner);
-  EXPECT_EQ(runner.jobs().size(), 2u);
-  EXPECT_EQ(api.submits_named("e0"), 0u);
-  EXPECT_EQ(api.submits_named("e1"), 1u);
 }
 
 TEST_F(BatchRunnerTest, ManualResubmissionWithOverrideBetweenRuns) {
   auto o = options();
-  o.checkpoint = dir / "checkpoint.json";
   std::vector<jobpoll::batch_entry> es{entry("a"), entry("b", 0, "failed")};
   {
     auto runner = make(es, o);
     EXPECT_EQ(run(runner).summary.status, batch_status::failed);
   }
   auto runner = make(es, o);
-  jobpoll::job_params corrected = runner.jobs()[1].params;
+  jobpoll::job_params corrected = jobs()[1].params;
   corrected["outcome"] = "completed";
   EXPECT_EQ(runner.resubmit(2, {corrected, "threshold was too high"}), 3u);
   EXPECT_EQ(runner.summary().status, batch_status::active);
   const auto report = run(runner);
   EXPECT_EQ(report.summary.status, batch_status::completed);
-  EXPECT_EQ(runner.jobs()[2].override_reason, "threshold was too high");
-  EXPECT_EQ(runner.jobs()[2].parent, 2u);
+  EXPECT_EQ(jobs()[2].override_reason, "threshold was too high");
+  EXPECT_EQ(jobs()[2].parent, 2u);
   EXPECT_EQ(api.submits_named("a"), 1u);
   EXPECT_EQ(api.submits_named("b"), 2u);
-}
-
-TEST_F(BatchRunnerTest, AuditLogReplaysToTheFinalRecords) {
-  auto o = options();
-  o.audit_log = dir / "audit.ndjson";
-  o.max_resubmits = 1;
-  std::size_t changes = 0;
-  o.on_progress = [&](const jobpoll::batch_counts&, const batch_job&) { ++changes; };
-  auto es = entries(3);
-  es.push_back(entry("bad", 0, "failed"));
-  auto runner = make(es, o);
-  run(runner);
-  std::ifstream in(*o.audit_log);
-  std::size_t lines = 0;
-  for (std::string line; std::getline(in, line);) ++lines;
-  EXPECT_EQ(lines, changes);
-  // created 4, then per job submitting/running/ended (5 jobs), the parent skipped, the child created.
-  EXPECT_EQ(lines, 4u + 5u * 3u + 2u);
-  const auto replayed = jobpoll::replay_audit_log(*o.audit_log);
-  ASSERT_EQ(replayed.size(), runner.jobs().size());
-  for (std::size_t i = 0; i < replayed.size(); ++i) {
-    EXPECT_EQ(replayed[i].state, runner.jobs()[i].state) << i;
-    EXPECT_EQ(replayed[i].skipped, runner.jobs()[i].skipped) << i;
-    EXPECT_EQ(replayed[i].parent, runner.jobs()[i].parent) << i;
-    EXPECT_EQ(replayed[i].handle->id, runner.jobs()[i].handle->id) << i;
-    EXPECT_EQ(replayed[i].error, runner.jobs()[i].error) << i;
-  }
 }
 
 TEST_F(BatchRunnerTest, AThrowingResultHandlerFailsTheJobWithItsMessage) {
   auto runner = make(entries(1), options(), [](const batch_job&, auto&) { throw std::runtime_error("disk full"); });
   const auto report = run(runner);
-  EXPECT_EQ(runner.jobs()[0].state, batch_job_state::failed);
-  EXPECT_EQ(runner.jobs()[0].error, "the result handler threw: disk full");
+  EXPECT_EQ(jobs()[0].state, batch_job_state::failed);
+  EXPECT_EQ(jobs()[0].error, "the result handler threw: disk full");
   EXPECT_EQ(report.summary.status, batch_status::failed);
 }
 
-TEST_F(BatchRunnerTest, AnExceptionFromAWorkerStopsTheBatchAndIsRethrownAfterTheCheckpoint) {
+TEST_F(BatchRunnerTest, AnExceptionFromAWorkerStopsTheBatchAndIsRethrownOnceJobsInFlightEnded) {
   auto o = options();
-  o.checkpoint = dir / "checkpoint.json";
   o.grace_period = 10s;
   o.on_progress = [](const jobpoll::batch_counts&, const batch_job& job) {
     if (job.id == 1 && job.state == batch_job_state::running) throw std::runtime_error("progress display broke");
@@ -649,10 +531,10 @@ TEST_F(BatchRunnerTest, AnExceptionFromAWorkerStopsTheBatchAndIsRethrownAfterThe
   }
   // Job 2 was in flight and finished within the grace period; nothing else
   // was submitted; job 1 is recorded running with its handle, for a resume.
-  const auto saved = jobpoll::load_checkpoint(*o.checkpoint);
-  EXPECT_THAT(states(saved.jobs), ElementsAre(batch_job_state::running, batch_job_state::completed,
+  const auto saved = jobs();
+  EXPECT_THAT(states(saved), ElementsAre(batch_job_state::running, batch_job_state::completed,
                                               batch_job_state::pending, batch_job_state::pending));
-  EXPECT_EQ(saved.jobs[0].handle->id, "j1");
+  EXPECT_EQ(saved[0].handle->id, "j1");
   EXPECT_EQ(api.submits(), 2u);
 }
 

@@ -24,9 +24,13 @@ enum class batch_job_state {
   completed,   ///< it succeeded and its result was delivered
   failed,      ///< it failed, timed out or could not be submitted (see `batch_job::error`)
   cancelled,   ///< it was abandoned and cancelled remotely when the batch stopped
+  /// Its submit may have reached the server (a crash or stop during the
+  /// submit) and neither an idempotent submit nor a lookup can tell: it
+  /// waits for the user to resubmit, skip or adopt it by its handle.
+  unknown,
 };
 
-inline constexpr std::size_t batch_job_state_count = 6;
+inline constexpr std::size_t batch_job_state_count = 7;
 
 inline constexpr std::string_view to_string(batch_job_state s) noexcept {
   switch (s) {
@@ -36,6 +40,7 @@ inline constexpr std::string_view to_string(batch_job_state s) noexcept {
     case batch_job_state::completed: return "completed";
     case batch_job_state::failed: return "failed";
     case batch_job_state::cancelled: return "cancelled";
+    case batch_job_state::unknown: return "unknown";
   }
   return "invalid";
 }
@@ -85,6 +90,10 @@ struct batch_job {
   std::size_t attempt = 1;            ///< 1, then 2 for the first resubmission, ...
   job_params params;                  ///< as submitted (a resubmission's may differ from the entry's)
   std::string override_reason;        ///< why a resubmission changed the parameters ("" if it did not)
+  /// The job's key: sent as the `{job_key}` placeholder of its submit (and
+  /// lookup), the same in every run; unique per record, so a resubmission
+  /// is a new job to the server.
+  std::string key;
   batch_job_state state = batch_job_state::pending;
   bool skipped = false;               ///< excluded from reconciliation, kept in the record
   std::string skip_reason;
@@ -93,6 +102,9 @@ struct batch_job {
   std::optional<job_handle> handle;
   std::string error;       ///< why it failed or was cancelled (the job_error's message), "" otherwise
   std::string error_code;  ///< that error as "category:value", e.g. "jobpoll:2"; "" if none
+  /// What the runner's result handler kept of a completed job's result (a
+  /// store keeps it with the record), "" otherwise.
+  std::string result;
   wall_time created{};
   std::optional<wall_time> submitted;  ///< when its handle arrived
   std::optional<wall_time> ended;      ///< when it reached a terminal state
@@ -112,7 +124,7 @@ struct batch_counts {
     return n;
   }
   /// Jobs submitting or running (a resumed batch's running jobs count
-  /// before they are polled again).
+  /// before they are polled again); `unknown` jobs wait for a decision.
   std::size_t in_flight() const noexcept {
     return (*this)[batch_job_state::submitting] + (*this)[batch_job_state::running];
   }

@@ -151,7 +151,7 @@ struct record_problem {
 };
 
 inline constexpr std::string_view state_names =
-    "a job state (pending, submitting, running, completed, failed or cancelled)";
+    "a job state (pending, submitting, running, completed, failed, cancelled or unknown)";
 inline constexpr std::string_view time_shape = "an ISO-8601 UTC time with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)";
 
 /// The members of one JSON object, read with their types and ranges checked.

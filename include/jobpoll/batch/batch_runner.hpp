@@ -1,22 +1,23 @@
 #pragma once
-// Runs the jobs of a batch through one job client: a cap on jobs in flight,
-// the caller's limiter and per-job strategies, resubmission with lineage,
-// skipping, a circuit breaker, a safe stop with a checkpoint, resume,
-// reconciliation and an audit log.
+// Runs the jobs of a batch a store holds through one job client: a cap on
+// jobs in flight, the caller's limiter and per-job strategies, exactly-once
+// submission across crashes, resubmission with lineage, skipping, a circuit
+// breaker, a safe stop, resume and reconciliation.
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <deque>
 #include <exception>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,9 +32,8 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include "jobpoll/batch/audit_log.hpp"
 #include "jobpoll/batch/batch_job.hpp"
-#include "jobpoll/batch/checkpoint.hpp"
+#include "jobpoll/batch/batch_store.hpp"
 #include "jobpoll/batch/circuit_breaker.hpp"
 #include "jobpoll/batch/reconcile.hpp"
 #include "jobpoll/clock.hpp"
@@ -71,9 +71,6 @@ struct resubmission {
 /// How a batch runs its jobs.
 template <clock Clock>
 struct basic_batch_options {
-  /// Names the batch in its checkpoint and audit log; a checkpoint of
-  /// another name is refused.
-  std::string name = "batch";
   /// Jobs submitting or being polled at once (at least 1).
   std::size_t max_in_flight = 4;
   /// For every job: its deadline (covering submit, polls and result),
@@ -91,15 +88,6 @@ struct basic_batch_options {
   /// What happens to jobs still in flight when the grace period ends:
   /// kept running remotely (polled again on resume) or cancelled remotely.
   on_cancel when_stopped = on_cancel::keep_job;
-  /// Where the batch's state is saved (atomically) and resumed from.
-  std::optional<std::filesystem::path> checkpoint;
-  /// Least time from the end of one checkpoint write to the start of the
-  /// next while the batch runs (0: after every change). The state at the end of a run is always written. After a
-  /// crash (not a stop) the jobs submitted since the last write are lost to
-  /// the checkpoint and would be submitted again.
-  std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(1);
-  /// Where an NDJSON line is appended for every state change.
-  std::optional<std::filesystem::path> audit_log;
   /// Called after every change with the counts per state and the job that
   /// changed; must not throw.
   std::function<void(const batch_counts&, const batch_job&)> on_progress;
@@ -145,119 +133,102 @@ inline nlohmann::ordered_json to_json(const batch_report& report) {
   return out;
 }
 
-/// Runs a batch: every `batch_entry` becomes a job record, submitted and
-/// polled through `client` with `options.job`, at most `max_in_flight` at a
-/// time, in entry order.
+/// Runs the batch a store holds through one job client: its records are
+/// submitted and polled with `options.job`, at most `max_in_flight` at a
+/// time, jobs left running by an earlier run first, then the doubtful
+/// submits of an earlier run, then pending jobs in id order.
 ///
-/// A failed job (failed, timed out, retries exhausted, not submittable) is
-/// resubmitted up to `max_resubmits` times as a new record naming its parent;
-/// the parent is then skipped ("resubmitted as job N"), as the seed's
-/// lifecycle does; a resubmission made once the batch stops submitting (a
-/// stop, the breaker) stays pending for a resume. A job whose submit may have
-/// reached the server without an answer is never resubmitted. Skipped
-/// entries are recorded and never submitted.
+/// Every change is saved to the store as it happens, one transaction each,
+/// and the runner keeps in memory only the jobs in flight and a short page
+/// of the next ones: the store, not the runner, holds the batch.
 ///
-/// With `options.checkpoint` set, the constructor resumes from that file when
-/// it exists: completed and failed jobs are kept, jobs that were in flight
-/// are polled again by their saved handle (never submitted again), pending
-/// ones are submitted. A file that is not a checkpoint of this batch (another
-/// name, other entries, corrupt) is refused with `errc::invalid_checkpoint`
-/// and left untouched.
+/// Submitting once (rule 9): a job's intent (state `submitting`, with its
+/// parameters and key) is committed before its submit request leaves, its
+/// handle as soon as it is known. A job found `submitting` when a run
+/// starts (the last run crashed or stopped during its submit) is sent again
+/// with the same `{job_key}` when the client's submit is idempotent, looked
+/// up by its key when the client can find jobs (and sent again only if the
+/// lookup does not find it), and otherwise marked `unknown`: never failed,
+/// never sent twice. `resubmit`, `skip` and `adopt` settle an unknown job.
 ///
-/// Use it from one thread: `run`, `request_stop`, `stop_now`, `skip` and
-/// `resubmit` must be called on the executor given to the constructor (a
-/// strand, or an io_context run by one thread). The client and the runner
-/// must outlive the run.
-template <class Client, clock Clock = std::chrono::steady_clock>
+/// A failed job (failed, timed out, retries exhausted, refused) is
+/// resubmitted up to `max_resubmits` times as a new record naming its
+/// parent, with a key of its own; the parent is then skipped ("resubmitted
+/// as job N"), as the seed's lifecycle does. A submit that may have reached
+/// the server is never resubmitted as a new job. Skipped records are kept
+/// and never submitted.
+///
+/// The runner owns the batch from construction to destruction
+/// (`Store::claim`): a second runner on the same batch is refused with
+/// `errc::batch_owned`.
+///
+/// Use it from one thread: `run`, `request_stop`, `stop_now`, `skip`,
+/// `resubmit` and `adopt` must be called on the executor given to the
+/// constructor (a strand, or an io_context run by one thread). The client,
+/// the store and the runner must outlive the run.
+template <class Client, batch_store Store, clock Clock = std::chrono::steady_clock>
   requires batch_job_client<Client, Clock>
 class batch_runner {
  public:
   using value_type = typename Client::value_type;
   /// Receives each completed job's result (it may move the value out) before
-  /// the job is recorded as completed; if it throws, the job is failed with
-  /// the exception's message.
-  using result_handler = std::function<void(const batch_job&, job_result<value_type>&)>;
+  /// the job is recorded as completed, and returns the text the store keeps
+  /// with the record ("" for none); if it throws, the job is failed with the
+  /// exception's message.
+  using result_handler = std::function<std::string(const batch_job&, job_result<value_type>&)>;
 
-  /// Throws `std::invalid_argument` for bad options, `std::system_error`
-  /// (`errc::invalid_checkpoint` or the OS error, naming the file) for a
-  /// checkpoint that cannot be resumed or an audit log that cannot be opened.
-  batch_runner(asio::any_io_executor executor, Client& client, std::vector<batch_entry> entries,
-               basic_batch_options<Clock> options, result_handler on_result = {})
+  /// Takes the batch `store` holds (created with `Store::create`) and makes
+  /// this runner its owner. `on_result` may return `void` (nothing kept) or
+  /// something convertible to `std::string`. Throws `std::invalid_argument`
+  /// for bad options, `std::system_error` with `errc::batch_owned` when
+  /// another runner owns the batch, `errc::store_error` when the store has
+  /// no batch or cannot be read.
+  template <class OnResult = result_handler>
+  batch_runner(asio::any_io_executor executor, Client& client, Store& store, basic_batch_options<Clock> options,
+               OnResult on_result = {})
       : executor_(std::move(executor)),
         client_(&client),
-        entries_(entries.size()),
+        store_(&store),
         options_(std::move(options)),
-        on_result_(std::move(on_result)),
+        on_result_(wrap_handler(std::move(on_result))),
         breaker_(options_.breaker),
-        fingerprint_(batch_fingerprint(entries)),
         grace_timer_(executor_),
-        checkpoint_timer_(executor_),
         all_done_(executor_) {
     if (options_.max_in_flight == 0) detail::throw_invalid("batch_runner", "max_in_flight must be at least 1", "0");
     if (options_.grace_period < std::chrono::nanoseconds::zero())
       detail::throw_invalid("batch_runner", "grace_period must not be negative", detail::describe(options_.grace_period));
-    if (options_.checkpoint_interval < std::chrono::nanoseconds::zero())
-      detail::throw_invalid("batch_runner", "checkpoint_interval must not be negative",
-                            detail::describe(options_.checkpoint_interval));
-    std::optional<batch_checkpoint> saved;
-    if (options_.checkpoint) saved = load_checkpoint_if_present(*options_.checkpoint);
-    if (saved) check_belongs_here(*saved);
-    if (options_.audit_log) audit_.emplace(*options_.audit_log, options_.name);
-    if (saved) {
-      jobs_ = std::move(saved->jobs);
-      for (const batch_job& job : jobs_) counts_.add(job);
-      // A submit that was under way when the last run stopped (a crash) may
-      // have created the job: it is failed rather than submitted twice.
-      for (std::size_t i = 0; i < jobs_.size(); ++i)
-        if (jobs_[i].state == batch_job_state::submitting)
-          fail(i, make_error_code(errc::job_failed),
-               "its submit request was under way when the previous run stopped; the server may have created the "
-               "job, so it is not submitted again",
-               resubmittable::no);
-    } else {
-      // The records keep the entries' parameters: the entries themselves are not kept.
-      jobs_.reserve(entries_);
-      for (std::size_t e = 0; e < entries_; ++e) {
-        batch_job job;
-        job.id = jobs_.size() + 1;
-        job.entry = e;
-        job.params = std::move(entries[e].params);
-        job.skipped = entries[e].skip;
-        job.skip_reason = std::move(entries[e].skip_reason);
-        job.created = std::chrono::system_clock::now();
-        add(std::move(job));
-      }
-    }
+    store_->info();
+    store_->claim();
+    counts_ = store_->counts();
   }
 
   batch_runner(const batch_runner&) = delete;
   batch_runner& operator=(const batch_runner&) = delete;
+  ~batch_runner() { store_->release(); }
 
   /// Runs the batch until no job is left to run, a stop, the circuit
-  /// breaker, or cancellation; then writes the checkpoint (when configured)
-  /// and returns the report. Call it once.
+  /// breaker, or cancellation, and returns the report. Call it once.
   ///
   /// Failed jobs do not throw: they are in the report. Cancellation through
   /// the awaiting coroutine's slot abandons the jobs in flight at once (as
-  /// `when_stopped` says) and returns `batch_end::cancelled`. Throws
-  /// `std::system_error` when the final checkpoint cannot be written (after
-  /// every job in flight ended), what a progress callback or the audit log
-  /// threw (the batch stops first, as `request_stop` does), and
-  /// `std::logic_error` on a second call.
+  /// `when_stopped` says) and returns `batch_end::cancelled`. Throws what
+  /// the store, a progress callback or the result path threw (the batch
+  /// stops first, as `request_stop` does, and every job in flight ends),
+  /// and `std::logic_error` on a second call.
   asio::awaitable<batch_report> run() {
     if (started_) throw std::logic_error("jobpoll::batch_runner::run may be called once");
     started_ = true;
     running_ = true;
-    for (std::size_t i = 0; i < jobs_.size(); ++i)
-      if (!jobs_[i].skipped && jobs_[i].state == batch_job_state::running) {
-        queue_.push_back(i);
-        ++resumed_;
-      }
-    for (std::size_t i = 0; i < jobs_.size(); ++i)
-      if (!jobs_[i].skipped && jobs_[i].state == batch_job_state::pending) queue_.push_back(i);
-
-    if (!stop_requested_) {
-      const std::size_t workers = std::min(options_.max_in_flight, queue_.size());
+    std::exception_ptr failure;
+    try {
+      settle_doubtful_submits();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    const std::size_t runnable =
+        counts_[batch_job_state::pending] + counts_[batch_job_state::submitting] + counts_[batch_job_state::running];
+    if (!stop_requested_ && !failure) {
+      const std::size_t workers = std::min(options_.max_in_flight, runnable);
       for (std::size_t w = 0; w < workers; ++w) workers_.push_back(std::make_unique<worker>());
       workers_left_ = workers;
       for (std::size_t w = 0; w < workers; ++w) {
@@ -281,8 +252,7 @@ class batch_runner {
     }
     running_ = false;
     grace_timer_.cancel();
-    checkpoint_timer_.cancel();
-    if (options_.checkpoint) save(*options_.checkpoint);
+    if (failure) std::rethrow_exception(failure);
     if (worker_failure_) std::rethrow_exception(worker_failure_);
     co_return report();
   }
@@ -290,8 +260,8 @@ class batch_runner {
   /// Stops submitting; jobs in flight may finish within `grace_period`,
   /// then are abandoned as `when_stopped` says. A job whose submit request
   /// was interrupted is pending again if no request reached the server, and
-  /// failed (never submitted twice) if one may have. Before `run`, makes
-  /// `run` return at once. Idempotent; `stop_now` shortens the grace.
+  /// stays `submitting` for the next run to settle if one may have. Before
+  /// `run`, makes `run` return at once. Idempotent; `stop_now` shortens the grace.
   void request_stop(std::string reason = "stop requested") {
     if (stop_requested_) return;
     stop_requested_ = true;
@@ -317,68 +287,167 @@ class batch_runner {
   /// the record with `reason`). Throws `std::invalid_argument` for an unknown
   /// id or a job in flight in this run.
   void skip(std::size_t id, std::string reason) {
-    const std::size_t i = index_of(id, "skip");
-    if (in_flight_here(i))
+    batch_job job = load(id, "skip");
+    if (in_flight_here(id))
       detail::throw_invalid("batch_runner", "skip needs a job that is not in flight", "job " + std::to_string(id));
-    if (jobs_[i].skipped) return;
-    std::erase(queue_, i);
-    const batch_job_state state = jobs_[i].state;
-    counts_.remove(jobs_[i]);
-    jobs_[i].skipped = true;
-    jobs_[i].skip_reason = std::move(reason);
-    counts_.add(jobs_[i]);
-    changed(i, state, "skipped");
+    if (job.skipped) return;
+    std::erase_if(next_, [id](const batch_job& j) { return j.id == id; });
+    counts_.remove(job);
+    job.skipped = true;
+    job.skip_reason = std::move(reason);
+    counts_.add(job);
+    save(job, job.state, "skipped");
   }
 
-  /// Resubmits the failed or cancelled job `id` as a new pending job naming
-  /// it as parent (and skips it), outside the automatic `max_resubmits`
-  /// budget: the seed's manual resubmission with an override. Returns the
-  /// new job's id. Throws `std::invalid_argument` for an unknown id, a job
-  /// that is neither failed nor cancelled, or a call during `run`.
+  /// Resubmits the failed, cancelled or unknown job `id` as a new pending
+  /// job (with a key of its own) naming it as parent, and skips it, outside
+  /// the automatic `max_resubmits` budget: the seed's manual resubmission
+  /// with an override. Returns the new job's id. Throws
+  /// `std::invalid_argument` for an unknown id, a job in another state, or
+  /// a call during `run`.
   std::size_t resubmit(std::size_t id, resubmission how) {
-    const std::size_t i = index_of(id, "resubmit");
+    batch_job job = load(id, "resubmit");
     if (running_) detail::throw_invalid("batch_runner", "resubmit needs a batch that is not running", "a running batch");
-    if (jobs_[i].state != batch_job_state::failed && jobs_[i].state != batch_job_state::cancelled)
-      detail::throw_invalid("batch_runner", "resubmit needs a failed or cancelled job",
-                            "job " + std::to_string(id) + " " + std::string(to_string(jobs_[i].state)));
-    return jobs_[create_child(i, std::move(how))].id;
+    if (job.state != batch_job_state::failed && job.state != batch_job_state::cancelled &&
+        job.state != batch_job_state::unknown)
+      detail::throw_invalid("batch_runner", "resubmit needs a failed, cancelled or unknown job",
+                            "job " + std::to_string(id) + " " + std::string(to_string(job.state)));
+    return create_child(job, std::move(how));
   }
 
-  /// Every job record, in id order (resubmissions after the records they resubmit).
-  const std::vector<batch_job>& jobs() const noexcept { return jobs_; }
-  /// How many entries the batch has.
-  std::size_t entries() const noexcept { return entries_; }
+  /// Adopts the job the server knows as `handle` for the unknown (or
+  /// doubtful `submitting`) job `id`: it becomes running and the next run
+  /// polls it. Throws `std::invalid_argument` for an unknown id, a job in
+  /// another state, an empty handle, or a call during `run`.
+  void adopt(std::size_t id, std::string handle) {
+    batch_job job = load(id, "adopt");
+    if (running_) detail::throw_invalid("batch_runner", "adopt needs a batch that is not running", "a running batch");
+    if (job.state != batch_job_state::unknown && job.state != batch_job_state::submitting)
+      detail::throw_invalid("batch_runner", "adopt needs an unknown job (or one left submitting)",
+                            "job " + std::to_string(id) + " " + std::string(to_string(job.state)));
+    if (handle.empty()) detail::throw_invalid("batch_runner", "adopt needs a job handle", "\"\"");
+    job.handle = job_handle(std::move(handle), with_key(job));
+    job.submitted = std::chrono::system_clock::now();
+    job.error.clear();
+    job.error_code.clear();
+    set_state(job, batch_job_state::running, "adopted by its handle");
+  }
+
+  /// The store the batch lives in.
+  Store& store() const noexcept { return *store_; }
   const batch_counts& counts() const noexcept { return counts_; }
   /// Jobs this run is submitting or polling now (never more than `max_in_flight`).
   std::size_t in_flight() const noexcept { return busy_; }
   /// The reconciliation of the records as they are now.
-  batch_summary summary() const { return reconcile(jobs_, entries_); }
-  /// The state a checkpoint would hold now.
-  batch_checkpoint checkpoint() const { return {options_.name, fingerprint_, entries_, jobs_}; }
+  batch_summary summary() const { return store_->summary(); }
 
  private:
   struct worker {
     asio::cancellation_signal cancel;
-    std::optional<std::size_t> job;  // the record it works on
+    std::optional<std::size_t> job;  // the id of the record it works on
     bool done = false;
   };
 
+  // How many records one read of the store brings in.
+  static constexpr std::size_t page_size = 64;
+
+  template <class OnResult>
+  static result_handler wrap_handler(OnResult f) {
+    if constexpr (std::is_same_v<OnResult, result_handler>) {
+      return f;
+    } else if constexpr (std::is_void_v<std::invoke_result_t<OnResult&, const batch_job&, job_result<value_type>&>>) {
+      return [f = std::move(f)](const batch_job& job, job_result<value_type>& r) mutable {
+        f(job, r);
+        return std::string();
+      };
+    } else {
+      return [f = std::move(f)](const batch_job& job, job_result<value_type>& r) mutable {
+        return std::string(f(job, r));
+      };
+    }
+  }
+
+  static constexpr bool client_can_find = requires(Client& c, job_params p, basic_poll_options<Clock> o) {
+    { c.find(std::move(p), o) } -> std::same_as<asio::awaitable<std::optional<job_handle>>>;
+    { c.can_find() } -> std::convertible_to<bool>;
+  };
+
+  bool idempotent() const {
+    if constexpr (requires(const Client& c) { { c.submit_is_idempotent() } -> std::convertible_to<bool>; })
+      return client_->submit_is_idempotent();
+    else
+      return false;
+  }
+  bool can_find() const {
+    if constexpr (client_can_find)
+      return client_->can_find();
+    else
+      return false;
+  }
+
   bool stopping() const noexcept { return stop_requested_ || cancelled_ || breaker_.open(); }
 
+  // The job's parameters with its key as `{job_key}`.
+  static job_params with_key(const batch_job& job) {
+    job_params params = job.params;
+    params.insert_or_assign("job_key", job.key);
+    return params;
+  }
+
+  // Jobs an earlier run left `submitting` that neither a resend nor a lookup
+  // can settle become unknown before anything is sent.
+  void settle_doubtful_submits() {
+    if (idempotent() || can_find()) return;
+    for (std::size_t after = 0;;) {
+      std::vector<batch_job> page = store_->jobs_in(batch_job_state::submitting, after, page_size);
+      if (page.empty()) return;
+      after = page.back().id;
+      for (batch_job& job : page) {
+        job.error = "its submit was under way when an earlier run ended, so the server may have created the job; "
+                    "the job API has neither an idempotent submit nor a lookup: resubmit it, skip it, or adopt it "
+                    "by its handle";
+        job.error_code.clear();
+        set_state(job, batch_job_state::unknown, "submit unfinished in an earlier run");
+      }
+    }
+  }
+
+  // The next record to run: running ones (an earlier run left them), then
+  // doubtful submits, then pending ones; a page at a time from the store.
+  std::optional<batch_job> next_job() {
+    static constexpr std::array<batch_job_state, 3> order = {batch_job_state::running, batch_job_state::submitting,
+                                                             batch_job_state::pending};
+    while (next_.empty()) {
+      std::vector<batch_job> page = store_->jobs_in(order[phase_], after_[phase_], page_size);
+      if (page.empty()) {
+        // Pending is the last phase and stays open: resubmissions made later come after the cursor.
+        if (phase_ + 1 == order.size()) return std::nullopt;
+        ++phase_;
+        continue;
+      }
+      after_[phase_] = page.back().id;
+      for (batch_job& job : page) next_.push_back(std::move(job));
+    }
+    batch_job job = std::move(next_.front());
+    next_.pop_front();
+    if (job.state == batch_job_state::running) ++resumed_;
+    return job;
+  }
+
   asio::awaitable<void> work(std::size_t w) {
-    while (!stopping() && !queue_.empty()) {
-      const std::size_t i = queue_.front();
-      queue_.pop_front();
-      workers_[w]->job = i;
+    while (!stopping()) {
+      std::optional<batch_job> job = next_job();
+      if (!job) break;
+      workers_[w]->job = job->id;
       peak_in_flight_ = std::max(peak_in_flight_, ++busy_);
-      co_await run_job(i);
+      co_await run_job(*job);
       --busy_;
       workers_[w]->job.reset();
     }
   }
 
-  // An exception out of a worker (a progress callback's, an audit log that
-  // cannot be written) stops the batch; `run` rethrows it after the checkpoint.
+  // An exception out of a worker (the store, a progress callback) stops the
+  // batch; `run` rethrows it once every job in flight ended.
   void worker_ended(std::size_t w, std::exception_ptr e) {
     workers_[w]->done = true;
     if (e && !worker_failure_) {
@@ -388,190 +457,198 @@ class batch_runner {
     if (--workers_left_ == 0) all_done_.cancel();
   }
 
-  // Record `i` from submit (unless it has a handle) to its end.
-  asio::awaitable<void> run_job(std::size_t i) {
-    if (!jobs_[i].handle) {
-      set_state(i, batch_job_state::submitting);
-      std::optional<job_error> failure;
-      // The handle carries what the submit left of the job's deadline to the poll.
-      std::optional<job_handle> handle = co_await step(i, client_->submit(jobs_[i].params, options_.job), &failure);
-      if (failure) submit_failed(i, *failure);
-      if (!handle) co_return;
-      jobs_[i].handle = std::move(handle);
-      jobs_[i].submitted = std::chrono::system_clock::now();
-      set_state(i, batch_job_state::running);
+  // One record from submit (unless it has a handle) to its end.
+  asio::awaitable<void> run_job(batch_job& job) {
+    if (!job.handle) {
+      std::string note;
+      if (job.state == batch_job_state::submitting && !idempotent()) {
+        // An earlier run's submit may have created it: look for it by its key first.
+        std::optional<job_error> failure;
+        std::optional<std::optional<job_handle>> found = co_await step(job, find(job), &failure);
+        if (failure) {
+          doubtful(job, *failure, "the lookup of its unfinished submit failed");
+          co_return;
+        }
+        if (!found) co_return;
+        if (*found) {
+          job.handle = std::move(**found);
+          job.submitted = std::chrono::system_clock::now();
+          set_state(job, batch_job_state::running, "found by its job key after an unfinished submit");
+        } else {
+          note = "not found by its job key after an unfinished submit: submitted again";
+        }
+      } else if (job.state == batch_job_state::submitting) {
+        note = "submitted again with its job key after an unfinished submit";
+      }
+      if (!job.handle) {
+        // The intent is committed before the request leaves.
+        set_state(job, batch_job_state::submitting, note);
+        std::optional<job_error> failure;
+        // The handle carries what the submit left of the job's deadline to the poll.
+        std::optional<job_handle> handle = co_await step(job, client_->submit(with_key(job), options_.job), &failure);
+        if (failure) submit_failed(job, *failure);
+        if (!handle) co_return;
+        job.handle = std::move(handle);
+        job.submitted = std::chrono::system_clock::now();
+        set_state(job, batch_job_state::running);
+      }
     }
 
     std::optional<job_error> failure;
     std::optional<job_result<value_type>> result =
-        co_await step(i, client_->wait(*jobs_[i].handle, options_.job, options_.when_stopped), &failure);
-    if (failure) wait_failed(i, *failure);
+        co_await step(job, client_->wait(*job.handle, options_.job, options_.when_stopped), &failure);
+    if (failure) wait_failed(job, *failure);
     if (!result) co_return;
-    jobs_[i].handle = result->handle;
+    job.handle = result->handle;
     if (on_result_) {
       try {
-        on_result_(jobs_[i], *result);
+        job.result = on_result_(job, *result);
       } catch (const std::exception& e) {
-        fail(i, errc::poll_exception, std::string("the result handler threw: ") + e.what());
+        fail(job, errc::poll_exception, std::string("the result handler threw: ") + e.what());
         co_return;
       }
     }
-    set_state(i, batch_job_state::completed);
+    set_state(job, batch_job_state::completed);
     breaker_.record(false);
   }
 
-  // Awaits the submit or the wait of job `i`. A job_error goes to `failure`
-  // for the caller to sort out; any other exception fails the job at once (a
-  // template placeholder without a value, a status policy that threw).
+  asio::awaitable<std::optional<job_handle>> find(const batch_job& job) {
+    if constexpr (client_can_find) co_return co_await client_->find(with_key(job), options_.job);
+    co_return std::nullopt;  // unreachable: `can_find()` is false
+  }
+
+  // Awaits a step of job `job`. A job_error goes to `failure` for the
+  // caller to sort out; any other exception but the store's fails the job
+  // at once (a template placeholder without a value, a status policy that
+  // threw).
   template <class T>
-  asio::awaitable<std::optional<T>> step(std::size_t i, asio::awaitable<T> op, std::optional<job_error>* failure) {
+  asio::awaitable<std::optional<T>> step(batch_job& job, asio::awaitable<T> op, std::optional<job_error>* failure) {
     try {
       co_return co_await std::move(op);
     } catch (const job_error& e) {
       failure->emplace(e);
     } catch (const std::system_error& e) {
-      fail(i, e.code(), e.what());
+      fail(job, e.code(), e.what());
     } catch (const std::exception& e) {
-      fail(i, errc::poll_exception, e.what());
+      fail(job, errc::poll_exception, e.what());
     }
     co_return std::nullopt;
   }
 
-  void submit_failed(std::size_t i, const job_error& e) {
-    if (e.code() != asio::error::operation_aborted) {
-      fail(i, e.code(), e.what());
-      return;
-    }
-    // Interrupted by a stop. Every attempt but one still under way failed
-    // transiently, i.e. surely without creating the job (job_client retries
-    // a submit only then); an attempt under way may have reached the server.
-    const poll_stats& s = e.stats();
-    if (s.attempts > s.transient_failures) {
-      fail(i, e.code(),
-           std::string(e.what()) + "; the submit request was under way, so the server may have created the job: "
-                                   "it is not submitted again",
-           resubmittable::no);
-      return;
-    }
-    set_state(i, batch_job_state::pending, "submit interrupted before any request reached the server");
+  // Whether a submit that failed with `e` may have created the job: no HTTP
+  // answer said otherwise (a transport error, the deadline during an attempt).
+  bool may_have_reached(const job_error& e) const {
+    const std::error_code ec = e.code();
+    if (ec.category() != error_category()) return true;
+    if (ec == errc::timeout) return e.stats().attempts > e.stats().transient_failures;
+    return idempotent() && (ec == errc::retries_exhausted || ec == errc::attempt_timeout);
   }
 
-  void wait_failed(std::size_t i, const job_error& e) {
-    if (e.handle()) jobs_[i].handle = *e.handle();
+  void submit_failed(batch_job& job, const job_error& e) {
+    if (e.code() == asio::error::operation_aborted) {
+      // Interrupted by a stop. Every attempt but one still under way failed
+      // transiently, i.e. surely without creating the job (job_client retries
+      // a non-idempotent submit only then); an attempt under way may have reached the server.
+      const poll_stats& s = e.stats();
+      if (s.attempts > s.transient_failures) {
+        doubtful(job, e, "stopped while its submit request was under way");
+        return;
+      }
+      set_state(job, batch_job_state::pending, "submit interrupted before any request reached the server");
+      return;
+    }
+    if (may_have_reached(job_error(e))) {
+      doubtful(job, e, "its submit may have reached the server");
+      return;
+    }
+    fail(job, e.code(), e.what());
+  }
+
+  // A submit that may have created the job: left `submitting` for the next
+  // run to resend with its key or look up, or unknown when neither can.
+  void doubtful(batch_job& job, const job_error& e, std::string_view why) {
+    record_error(job, e.code(), e.what());
+    if (idempotent() || can_find()) {
+      save(job, batch_job_state::submitting, std::string(why) + ": the next run settles it by its job key");
+      return;
+    }
+    set_state(job, batch_job_state::unknown, std::string(why) + ": resubmit it, skip it, or adopt it by its handle");
+  }
+
+  void wait_failed(batch_job& job, const job_error& e) {
+    if (e.handle()) job.handle = *e.handle();
     if (e.code() != asio::error::operation_aborted) {
-      fail(i, e.code(), e.what());
+      fail(job, e.code(), e.what());
       return;
     }
     if (e.cancel_state() == remote_cancel::sent) {
-      record_error(i, e.code(), e.what());
-      set_state(i, batch_job_state::cancelled);
+      record_error(job, e.code(), e.what());
+      set_state(job, batch_job_state::cancelled);
       return;
     }
     // Kept running (or the cancel request failed): a resume polls it again by its handle.
     const std::string note = e.cancel_state() == remote_cancel::not_applicable
                                  ? std::string("left running at stop; a resume polls it by its handle")
                                  : std::string(e.what()) + "; left running, a resume polls it by its handle";
-    changed(i, batch_job_state::running, note);
+    save(job, batch_job_state::running, note);
   }
 
-  // `no` when a new job could run the same work twice: a submit that may have reached the server.
-  enum class resubmittable { yes, no };
-
-  // A resubmission made during a stop stays pending: the checkpoint keeps it and a resume submits it.
-  void fail(std::size_t i, std::error_code ec, std::string message, resubmittable may = resubmittable::yes) {
-    record_error(i, ec, std::move(message));
-    set_state(i, batch_job_state::failed);
+  // A resubmission made during a stop stays pending: a resume submits it.
+  void fail(batch_job& job, std::error_code ec, std::string message) {
+    record_error(job, ec, std::move(message));
+    set_state(job, batch_job_state::failed);
     breaker_.record(true);
-    if (may == resubmittable::no || jobs_[i].attempt > options_.max_resubmits) return;
+    if (job.attempt > options_.max_resubmits) return;
     std::optional<resubmission> how =
-        options_.resubmit ? options_.resubmit(jobs_[i]) : std::optional<resubmission>(resubmission{jobs_[i].params, {}});
-    if (!how) return;
-    const std::size_t child = create_child(i, std::move(*how));
-    if (running_) queue_.push_back(child);  // before a run, `run` queues every pending job
+        options_.resubmit ? options_.resubmit(job) : std::optional<resubmission>(resubmission{job.params, {}});
+    if (how) create_child(job, std::move(*how));
   }
-  void fail(std::size_t i, errc code, std::string message) { fail(i, make_error_code(code), std::move(message)); }
+  void fail(batch_job& job, errc code, std::string message) { fail(job, make_error_code(code), std::move(message)); }
 
-  void record_error(std::size_t i, std::error_code ec, std::string message) {
-    jobs_[i].error = std::move(message);
-    jobs_[i].error_code = std::string(ec.category().name()) + ":" + std::to_string(ec.value());
+  static void record_error(batch_job& job, std::error_code ec, std::string message) {
+    job.error = std::move(message);
+    job.error_code = std::string(ec.category().name()) + ":" + std::to_string(ec.value());
   }
 
-  // A new pending record resubmitting record `i`, which is skipped; returns its index.
-  std::size_t create_child(std::size_t i, resubmission how) {
+  // A new pending record resubmitting `parent`, which is skipped; returns its id.
+  std::size_t create_child(batch_job& parent, resubmission how) {
     batch_job child;
-    child.id = jobs_.size() + 1;
-    child.entry = jobs_[i].entry;
-    child.parent = jobs_[i].id;
-    child.attempt = jobs_[i].attempt + 1;
-    child.override_reason = how.params != jobs_[i].params || !how.reason.empty() ? std::move(how.reason) : std::string();
+    child.entry = parent.entry;
+    child.parent = parent.id;
+    child.attempt = parent.attempt + 1;
+    child.override_reason = how.params != parent.params || !how.reason.empty() ? std::move(how.reason) : std::string();
     child.params = std::move(how.params);
     child.created = std::chrono::system_clock::now();
-    const std::size_t id = child.id;
-    const batch_job_state state = jobs_[i].state;
-    counts_.remove(jobs_[i]);
-    jobs_[i].skipped = true;
-    jobs_[i].skip_reason = "resubmitted as job " + std::to_string(id);
-    counts_.add(jobs_[i]);
-    changed(i, state, "resubmitted");
-    add(std::move(child));
-    return jobs_.size() - 1;
+    store_->insert(child);
+    counts_.add(child);
+    if (options_.on_progress) options_.on_progress(counts_, child);
+    counts_.remove(parent);
+    parent.skipped = true;
+    parent.skip_reason = "resubmitted as job " + std::to_string(child.id);
+    counts_.add(parent);
+    save(parent, parent.state, "resubmitted");
+    return child.id;
   }
 
-  void add(batch_job job) {
-    counts_.add(job);
-    jobs_.push_back(std::move(job));
-    changed(jobs_.size() - 1, std::nullopt, {});
-  }
-
-  void set_state(std::size_t i, batch_job_state state, std::string_view note = {}) {
-    batch_job& job = jobs_[i];
+  void set_state(batch_job& job, batch_job_state state, std::string_view note = {}) {
     const batch_job_state previous = job.state;
     counts_.remove(job);
     job.state = state;
     if (is_terminal(state)) job.ended = std::chrono::system_clock::now();
     counts_.add(job);
-    changed(i, previous, note);
+    save(job, previous, note);
   }
 
-  // After every change: the audit line, the progress callback, the checkpoint.
-  void changed(std::size_t i, std::optional<batch_job_state> previous, std::string_view note) {
-    if (audit_) audit_->record(jobs_[i], previous, note);
-    if (options_.on_progress) options_.on_progress(counts_, jobs_[i]);
-    if (running_) checkpoint_soon();
+  // Saves the record (one transaction) and reports the change.
+  void save(const batch_job& job, batch_job_state previous, std::string_view note) {
+    store_->update(job, previous, note);
+    if (options_.on_progress) options_.on_progress(counts_, job);
   }
 
-  void checkpoint_soon() {
-    if (!options_.checkpoint || checkpoint_armed_) return;
-    const auto now = Clock::now();
-    const auto interval = std::chrono::ceil<typename Clock::duration>(options_.checkpoint_interval);
-    if (!last_write_ || now - *last_write_ >= interval) {
-      write_checkpoint();
-      return;
-    }
-    checkpoint_armed_ = true;
-    checkpoint_timer_.expires_at(*last_write_ + interval);
-    checkpoint_timer_.async_wait([this](std::error_code ec) {
-      if (ec) return;  // cancelled at the end of the run: the runner may be gone
-      checkpoint_armed_ = false;
-      write_checkpoint();
-    });
-  }
-
-  // Writes the checkpoint during a run; a failure stops the batch (the final
-  // write at the end of `run` reports it if it persists). The interval runs
-  // from the end of a write: with a write slower than the interval, timing
-  // from its start would make every later change write again at once.
-  void write_checkpoint() {
-    try {
-      save(*options_.checkpoint);
-    } catch (const std::exception& e) {
-      request_stop(std::string("the checkpoint could not be written: ") + e.what());
-    }
-    last_write_ = Clock::now();
-  }
-
-  void save(const std::filesystem::path& path) const {
-    save_checkpoint(path, options_.name, fingerprint_, entries_, jobs_);
+  batch_job load(std::size_t id, std::string_view what) const {
+    if (std::optional<batch_job> job = id == 0 ? std::nullopt : store_->job(id)) return std::move(*job);
+    detail::throw_invalid("batch_runner", std::string(what) + " needs the id of a job of the batch",
+                          std::to_string(id));
   }
 
   void abandon_in_flight() {
@@ -579,26 +656,8 @@ class batch_runner {
       if (!w->done) w->cancel.emit(asio::cancellation_type::terminal);
   }
 
-  bool in_flight_here(std::size_t i) const {
-    return std::any_of(workers_.begin(), workers_.end(), [i](const auto& w) { return !w->done && w->job == i; });
-  }
-
-  std::size_t index_of(std::size_t id, std::string_view what) const {
-    if (id == 0 || id > jobs_.size())
-      detail::throw_invalid("batch_runner", std::string(what) + " needs the id of a job of the batch (1 to " +
-                                                std::to_string(jobs_.size()) + ")",
-                            std::to_string(id));
-    return id - 1;
-  }
-
-  void check_belongs_here(const batch_checkpoint& saved) const {
-    if (saved.batch == options_.name && saved.fingerprint == fingerprint_ && saved.entries == entries_) return;
-    throw std::system_error(
-        errc::invalid_checkpoint,
-        options_.checkpoint->string() + " is the checkpoint of batch \"" + saved.batch + "\" with " +
-            std::to_string(saved.entries) + " entries (fingerprint " + saved.fingerprint + "), not of batch \"" +
-            options_.name + "\" with " + std::to_string(entries_) + " entries (fingerprint " + fingerprint_ +
-            "); it was left untouched: remove it to start afresh, or give this batch its own checkpoint file");
+  bool in_flight_here(std::size_t id) const {
+    return std::any_of(workers_.begin(), workers_.end(), [id](const auto& w) { return !w->done && w->job == id; });
   }
 
   batch_report report() const {
@@ -606,7 +665,8 @@ class batch_runner {
     r.summary = summary();
     r.peak_in_flight = peak_in_flight_;
     r.resumed = resumed_;
-    const std::size_t left = r.summary.counts[batch_job_state::pending] + r.summary.counts[batch_job_state::running];
+    const auto& c = r.summary.counts;
+    const std::size_t left = c[batch_job_state::pending] + c[batch_job_state::submitting] + c[batch_job_state::running];
     if (cancelled_) {
       r.end = batch_end::cancelled;
       r.reason = "cancelled";
@@ -622,23 +682,28 @@ class batch_runner {
     }
     if (left > 0 && r.end != batch_end::finished)
       r.reason += "; " + std::to_string(left) + (left == 1 ? " job" : " jobs") + " left for a resume (" +
-                  std::to_string(r.summary.counts[batch_job_state::running]) + " running, " +
-                  std::to_string(r.summary.counts[batch_job_state::pending]) + " pending)";
+                  std::to_string(c[batch_job_state::running]) + " running, " +
+                  (c[batch_job_state::submitting] > 0
+                       ? std::to_string(c[batch_job_state::submitting]) + " with a submit to settle, "
+                       : std::string()) +
+                  std::to_string(c[batch_job_state::pending]) + " pending)";
+    if (const std::size_t unknown = c[batch_job_state::unknown]; unknown > 0)
+      r.reason += "; " + std::to_string(unknown) + (unknown == 1 ? " job" : " jobs") +
+                  " unknown (a submit that may have reached the server): resubmit, skip or adopt each";
     return r;
   }
 
   asio::any_io_executor executor_;
   Client* client_;
-  std::size_t entries_;
+  Store* store_;
   basic_batch_options<Clock> options_;
   result_handler on_result_;
   circuit_breaker breaker_;
-  std::string fingerprint_;
-  std::optional<audit_log> audit_;
 
-  std::vector<batch_job> jobs_;
   batch_counts counts_;
-  std::deque<std::size_t> queue_;  // indices of the records to run, in order
+  std::deque<batch_job> next_;  // the next records to run, read a page at a time
+  std::size_t phase_ = 0;       // which state next_job reads: running, submitting, pending
+  std::array<std::size_t, 3> after_{};  // per phase, the last id read
   std::vector<std::unique_ptr<worker>> workers_;  // stable: each owns the signal its coroutine's slot is bound to
   std::size_t busy_ = 0;  // workers with a job
   std::size_t workers_left_ = 0;
@@ -653,19 +718,15 @@ class batch_runner {
   std::string stop_reason_;
 
   timer_for<Clock> grace_timer_;
-  timer_for<Clock> checkpoint_timer_;
-  bool checkpoint_armed_ = false;
-  std::optional<typename Clock::time_point> last_write_;
   asio::steady_timer all_done_;  // never expires: cancelled when the last worker ends
 };
 
-/// `batch_runner(executor, client, entries, options[, on_result])`.
-template <class Client, clock Clock>
-batch_runner(asio::any_io_executor, Client&, std::vector<batch_entry>, basic_batch_options<Clock>)
-    -> batch_runner<Client, Clock>;
-template <class Client, clock Clock, class Handler>
-batch_runner(asio::any_io_executor, Client&, std::vector<batch_entry>, basic_batch_options<Clock>, Handler)
-    -> batch_runner<Client, Clock>;
+/// `batch_runner(executor, client, store, options[, on_result])`.
+template <class Client, batch_store Store, clock Clock>
+batch_runner(asio::any_io_executor, Client&, Store&, basic_batch_options<Clock>) -> batch_runner<Client, Store, Clock>;
+template <class Client, batch_store Store, clock Clock, class Handler>
+batch_runner(asio::any_io_executor, Client&, Store&, basic_batch_options<Clock>, Handler)
+    -> batch_runner<Client, Store, Clock>;
 
 }  // namespace jobpoll
 
