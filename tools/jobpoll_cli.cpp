@@ -69,7 +69,7 @@ Templates take {name} placeholders from --param (percent-encoded in URLs), {hand
 once the job is submitted, {offset} and {limit} in --page-url, and the --result-field
 names in --result-url and --page-url; {+name} inserts a value as is (for a handle that
 is itself a URL or path). A URL that starts with '/' is resolved against the origin of
---submit.
+--submit. {job_key} is the job's key: --param job_key=KEY, else made by a submit that uses it.
 Codecs: json reads every answer as JSON; text reads it as one string (trimmed; the
 pointer "" is the whole of it); auto reads text/* answers as text, others as JSON.
 
@@ -150,6 +150,7 @@ struct flags {
   std::vector<name_value> form;
   std::vector<name_value> headers;
   std::vector<name_value> params;
+  bool idempotent_submit = false;
   std::string handle_pointer;
   std::string handle_header;
   std::string poll;
@@ -255,6 +256,10 @@ void define_flags(CLI::App& app, flags& f) {
   add_pairs(app, "--param", f.params, "name=value for the {name} placeholders of URLs, body and headers (repeatable)",
             name_rule::placeholder, "name=value")
       ->type_name("NAME=VALUE")
+      ->group(submit);
+  app.add_flag("--idempotent-submit", f.idempotent_submit,
+               "the server returns the same job for a repeated submit with the same {job_key} (e.g. -H "
+               "'Idempotency-Key: {job_key}'): a submit whose answer was lost is sent again with that key")
       ->group(submit);
 
   const std::string handle = "Handle (exactly one, unless --resume)";
@@ -540,6 +545,7 @@ plan plan_from_flags(const CLI::App& app, const flags& f, const jobpoll::job_par
     if (given("--data") && given("--form"))
       throw usage_error("--data and --form: give one of them (the submit body is JSON text or a form), got both");
     d.submit = {f.method, f.submit, read_data("--data", f.data), headers};
+    d.idempotent_submit = f.idempotent_submit;
     check_text_template("--data", d.submit.body, params, jobpoll::template_part::body);
     for (const auto& [name, value] : f.form) {
       check_text_template("--form", value, params, jobpoll::template_part::body);
@@ -632,7 +638,7 @@ plan plan_from_flags(const CLI::App& app, const flags& f, const jobpoll::job_par
 
 // The flags that describe the job, which --describe FILE describes instead.
 constexpr const char* description_flags[] = {
-    "--submit", "--method", "--data", "--form", "--handle-pointer", "--handle-header", "--poll", "--status-pointer",
+    "--submit", "--method", "--data", "--form", "--idempotent-submit", "--handle-pointer", "--handle-header", "--poll", "--status-pointer",
     "--success", "--failure", "--pending", "--failure-if-present", "--success-if-present", "--unknown",
     "--progress-pointer", "--progress-scale", "--hint-pointer", "--failure-detail-pointer", "--result-pointer",
     "--result-url", "--result-field", "--page-url", "--items-pointer", "--total-pointer", "--page-size",
@@ -694,16 +700,30 @@ plan make_plan(const CLI::App& app, const flags& f) {
       throw usage_error("--param: '" + name + "' given twice, got '" + text + "'");
   }
 
+  // The templates are checked with a {job_key} when a submit may make one; below, that it does.
+  const bool resuming = given("--resume");
+  jobpoll::job_params checked = params;
+  if (!resuming) checked.emplace(jobpoll::job_key_name, "key");
   jobpoll::http_headers headers;
   for (const auto& [name, value] : f.headers) {
-    check_text_template("--header", value, params, jobpoll::template_part::header);
+    check_text_template("--header", value, checked, jobpoll::template_part::header);
     headers.add(name, value);
   }
-  const bool resuming = given("--resume");
   if (resuming && f.resume.empty())
     throw usage_error("--resume: " + cli_values::expected("a job handle", f.resume).message);
 
-  plan p = given("--describe") ? plan_from_file(app, f, params, headers) : plan_from_flags(app, f, params, headers);
+  plan p = given("--describe") ? plan_from_file(app, f, checked, headers) : plan_from_flags(app, f, checked, headers);
+  const jobpoll::job_description& d = p.description;
+  const bool submit_keyed = jobpoll::uses_placeholder(d.submit, jobpoll::job_key_name);
+  if (!resuming && !params.contains(jobpoll::job_key_name) && !submit_keyed) {
+    for (const auto* r : {&d.poll, &d.result.request, d.cancel ? &*d.cancel : &d.poll})
+      if (jobpoll::uses_placeholder(*r, jobpoll::job_key_name))
+        throw usage_error("{job_key} in the request " + r->method + " " + r->url +
+                          ": only a submit that uses {job_key} makes one; give --param job_key=KEY");
+  }
+  if (d.idempotent_submit && !submit_keyed)
+    throw usage_error("--idempotent-submit: the submit request does not use {job_key}, e.g. -H 'Idempotency-Key: "
+                      "{job_key}'; the server could not tell a repeated submit from a new job");
   p.options.interval = jobpoll::fixed_interval{f.interval};
   p.options.deadline = f.timeout;
   p.options.initial_delay = f.initial_delay;
@@ -788,6 +808,8 @@ asio::awaitable<int> run_job(plan p, jobpoll::curl_transport* transport) {
       // Retry-After, so `wait` goes on as `run` would.
       handle = co_await client.submit(std::move(p.params), p.options);
       std::cerr << "submitted: handle " << handle.id << std::endl;
+      if (const auto key = handle.params.find(jobpoll::job_key_name); key != handle.params.end())
+        std::cerr << "job key: " << key->second << std::endl;
     }
     auto result = co_await client.wait(std::move(handle), p.options);
     std::cout << result.value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;

@@ -428,7 +428,7 @@ TEST(Cli, DescribeRefusesTheFlagsThatDescribeTheJobAndBadFiles) {
       {"--result-field", "a=/a"}, {"--page-url", "/p"}, {"--items-pointer", "/i"}, {"--total-pointer", "/t"},
       {"--page-size", "10"}, {"--first-offset", "1"}, {"--first-page-in-poll"}, {"--cancel-url", "/c"},
       {"--cancel-method", "POST"}, {"--codec", "text"}, {"--submit-codec", "text"}, {"--poll-codec", "text"},
-      {"--result-codec", "text"}};
+      {"--result-codec", "text"}, {"--idempotent-submit"}};
   for (const auto& flag : flags) {
     std::vector<std::string> args = base;
     args.insert(args.end(), flag.begin(), flag.end());
@@ -451,6 +451,31 @@ TEST(Cli, DescribeRefusesTheFlagsThatDescribeTheJobAndBadFiles) {
   EXPECT_EQ(unfilled.exit_code, 64) << unfilled.err;
   EXPECT_THAT(unfilled.err, HasSubstr(file.string() + ": /submit/body: body template"));
   EXPECT_THAT(unfilled.err, HasSubstr("uses {steps}, which has no value"));
+}
+
+// {job_key}: made once by the submit that uses it, printed, sent on every
+// request; --idempotent-submit needs it, and only a submit makes one.
+TEST(Cli, AKeyedSubmitPrintsItsJobKeyAndIdempotentSubmitNeedsOne) {
+  loopback_server server;
+  const json body = {{"tool", "blast"}, {"steps", 1}};
+  const cli_run run =
+      run_cli(with(job_api_args(server, body), {"-H", "Idempotency-Key: {job_key}", "--idempotent-submit"}));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  std::smatch key;
+  ASSERT_TRUE(std::regex_search(run.err, key, std::regex("\njob key: ([0-9a-f]{32})\n"))) << run.err;
+  const json log = server.log();
+  ASSERT_FALSE(log.empty());
+  for (const auto& entry : log) EXPECT_EQ(entry.at("headers").value("Idempotency-Key", ""), key[1].str()) << entry.dump();
+
+  const std::vector<std::string> base = {"--submit",       "http://127.0.0.1:9/v1/jobs", "--handle-pointer", "/id",
+                                         "--status-pointer", "/status", "--success", "done"};
+  const cli_run unkeyed = run_cli(with(base, {"--poll", "/v1/jobs/{handle}", "--idempotent-submit"}));
+  EXPECT_EQ(unkeyed.exit_code, 64) << unkeyed.err;
+  EXPECT_THAT(unkeyed.err, HasSubstr("jobpoll: --idempotent-submit: the submit request does not use {job_key}"));
+  const cli_run poll_only = run_cli(with(base, {"--poll", "/v1/jobs/{handle}?ref={job_key}"}));
+  EXPECT_EQ(poll_only.exit_code, 64) << poll_only.err;
+  EXPECT_THAT(poll_only.err, HasSubstr("jobpoll: {job_key} in the request GET /v1/jobs/{handle}?ref={job_key}: only "
+                                       "a submit that uses {job_key} makes one; give --param job_key=KEY\n"));
 }
 
 TEST(Cli, HelpDocumentsEveryFlagTheExitCodesAndExamples) {
@@ -516,7 +541,8 @@ TEST(Cli, HelpDocumentsEveryFlagTheExitCodesAndExamples) {
                                        "--submit-codec",
                                        "--poll-codec",
                                        "--result-codec",
-                                       "--describe"};
+                                       "--describe",
+                                       "--idempotent-submit"};
   EXPECT_EQ(documented, flags);
 
   for (const char* with_default :
