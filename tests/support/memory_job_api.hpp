@@ -26,6 +26,11 @@
 //       -> 409 {"error":"job j1 already completed"} (or failed, cancelled):
 //          the job was cancelled, or a GET has already answered its outcome
 //       -> 404 {"error":"unknown job <id>"}
+//   A POST /jobs with a header "Idempotency-Key: K" whose K created a job
+//   already answers 202 with that job's id and creates nothing; a header
+//   "Client-Ref: R" is kept with the job (not deduplicated) for the lookup:
+//   GET /lookup/{R}
+//       -> 200 {"jobs":[{"id":"j1"}, ...]}: the jobs submitted with Client-Ref R
 //   anything else
 //       -> 404 {"error":"no route for <METHOD> <path>"}
 //
@@ -38,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -335,6 +341,9 @@ class basic_memory_job_api {
   /// The largest `in_flight()` so far.
   std::size_t max_in_flight() const noexcept { return max_in_flight_; }
 
+  /// POSTs to /jobs the API answered itself (not `fail_next`), replays included.
+  std::size_t posts() const noexcept { return posts_; }
+
   /// Every request received, whatever it was answered.
   std::size_t requests() const noexcept { return requests_; }
 
@@ -398,7 +407,9 @@ class basic_memory_job_api {
     const std::string_view path = detail::url_path(request.url);
     if (auto fault = take_fault(method, path)) return std::move(*fault);
     if (path == "/jobs") {
-      if (method == "POST") return submit(request.body);
+      if (method == "POST") return submit(request);
+    } else if (path.starts_with("/lookup/") && method == "GET") {
+      return lookup(path.substr(8));
     } else if (path.starts_with("/jobs/")) {
       const std::string_view id = path.substr(6);
       if (!id.empty() && id.find('/') == std::string_view::npos) {
@@ -422,7 +433,42 @@ class basic_memory_job_api {
     return response;
   }
 
-  jobpoll::http_response submit(std::string_view body) {
+  jobpoll::http_response submit(const jobpoll::http_request& http) {
+    const std::optional<std::string_view> key = http.headers.find("Idempotency-Key");
+    ++posts_;
+    if (key) {
+      if (const auto done = keyed_.find(*key); done != keyed_.end()) return created(done->second);
+    }
+    jobpoll::http_response response = create(http.body);
+    if (response.status == 202) {
+      if (key) keyed_.emplace(std::string(*key), jobs_.size());
+      if (auto ref = http.headers.find("Client-Ref")) referenced_[std::string(*ref)].push_back(jobs_.size());
+    }
+    return response;
+  }
+
+  jobpoll::http_response lookup(std::string_view ref) {
+    jobpoll::http_response response{200, {}, R"({"jobs":[)"};
+    if (const auto found = referenced_.find(ref); found != referenced_.end()) {
+      for (std::size_t i = 0; i < found->second.size(); ++i) {
+        response.body += i == 0 ? R"({"id":"j)" : R"(,{"id":"j)";
+        detail::append_number(response.body, found->second[i]);
+        response.body += R"("})";
+      }
+    }
+    response.body += "]}";
+    return response;
+  }
+
+  static jobpoll::http_response created(std::size_t n) {
+    jobpoll::http_response response{202, {}, {}};
+    response.body += R"({"id":"j)";
+    detail::append_number(response.body, n);
+    response.body += R"("})";
+    return response;
+  }
+
+  jobpoll::http_response create(std::string_view body) {
     if (body.empty()) return bad_request("body must be a JSON object", "an empty body");
     nlohmann::json request;
     try {
@@ -466,11 +512,7 @@ class basic_memory_job_api {
 
     jobs_.push_back({std::move(name->get_ref<std::string&>()), polls, fails});
     ++named_[jobs_.back().name];  // a view of the job's own name: a deque never moves its elements
-    jobpoll::http_response response{202, {}, {}};
-    response.body += R"({"id":"j)";
-    detail::append_number(response.body, jobs_.size());
-    response.body += R"("})";
-    return response;
+    return created(jobs_.size());
   }
 
   jobpoll::http_response poll(std::string_view id) {
@@ -559,6 +601,9 @@ class basic_memory_job_api {
   duration latency_ = duration::zero();
   std::deque<job> jobs_;                                   // job j<n> at n - 1
   std::unordered_map<std::string_view, std::size_t> named_;  // views of the jobs' names
+  std::size_t posts_ = 0;
+  std::map<std::string, std::size_t, std::less<>> keyed_;  // Idempotency-Key -> job number
+  std::map<std::string, std::vector<std::size_t>, std::less<>> referenced_;  // Client-Ref -> job numbers
   std::vector<fault_route> faults_;                        // in the order of their first fail_next
   std::uint64_t faults_queued_ = 0;
 };

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <optional>
 #include <set>
+#include <sstream>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,7 @@
 #include <jobpoll/testing/manual_clock.hpp>
 
 #include "memory_job_api.hpp"
+#include "sqlite_fault_vfs.hpp"
 #include "temp_dir.hpp"
 
 namespace {
@@ -124,6 +127,26 @@ class BatchRunnerTest : public ::testing::Test {
   template <class OnResult = runner_type::result_handler>
   runner_type make(std::vector<jobpoll::batch_entry> es, options_type o, OnResult on_result = {}) {
     return runner_type(ctx.get_executor(), client, store(es), std::move(o), std::move(on_result));
+  }
+  runner_type make_with(client_type& c, std::vector<jobpoll::batch_entry> es, options_type o) {
+    return runner_type(ctx.get_executor(), c, store(es), std::move(o));
+  }
+
+  // A client whose submits carry their key as `header`; `idempotent`: the
+  // API deduplicates them (Idempotency-Key); `lookup`: it can find them (Client-Ref).
+  client_type keyed_client(bool idempotent, bool lookup) {
+    jobpoll::job_description d = jobpoll_test::memory_job_description();
+    d.submit.headers.add(idempotent ? "Idempotency-Key" : "Client-Ref", "{job_key}");
+    d.idempotent_submit = idempotent;
+    if (lookup) d.lookup = jobpoll::job_lookup{{"GET", "http://jobs.test/lookup/{job_key}"}, "/jobs/0/id"};
+    return client_type(api, std::move(d), jobpoll_test::memory_job_status());
+  }
+
+  // Leaves record `id` as a crash during its submit would: `submitting`, no handle.
+  void crash_during_submit(std::size_t id) {
+    batch_job job = *store_->job(id);
+    job.state = batch_job_state::submitting;
+    store_->update(job, batch_job_state::pending, "");
   }
 
   // Every record of the batch, in id order, as the store has it.
@@ -486,6 +509,162 @@ TEST_F(BatchRunnerTest, CancellingTheRunKeepsJobsForAResume) {
   EXPECT_EQ(report.reason, "cancelled; 3 jobs left for a resume (2 running, 1 pending)");
   EXPECT_EQ(jobs()[1].handle->id, "j2");
   EXPECT_FALSE(api.cancelled("j1"));
+}
+
+TEST_F(BatchRunnerTest, AnAnswerLostAtAStopIsResentWithItsKeyAndTheServerKeepsOneJob) {
+  // The job is created at once; its answer takes 5 s and the stop comes at 1 s.
+  client_type keyed = keyed_client(true, false);
+  api.set_latency(5s);
+  {
+    auto runner = make_with(keyed, entries(1, 0), options());
+    after(1s, [&] { runner.stop_now(); });
+    const auto report = run(runner);
+    EXPECT_EQ(jobs()[0].state, batch_job_state::submitting);
+    EXPECT_EQ(report.reason, "stopped at once; 1 job left for a resume (0 running, 1 with a submit to settle, 0 pending)");
+  }
+  api.set_latency(0s);
+  auto runner = make_with(keyed, entries(1, 0), options());
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  EXPECT_EQ(api.submits(), 1u);  // one job at the server
+  EXPECT_EQ(api.posts(), 2u);    // the second POST carried the same key
+  EXPECT_EQ(jobs()[0].handle->id, "j1");
+}
+
+TEST_F(BatchRunnerTest, AnUnfinishedSubmitIsFoundByItsKeyWhenTheApiHasALookup) {
+  client_type finding = keyed_client(false, true);
+  api.set_latency(5s);
+  {
+    auto runner = make_with(finding, entries(2, 0), options());
+    after(1s, [&] { runner.stop_now(); });
+    run(runner);
+  }
+  api.set_latency(0s);
+  auto runner = make_with(finding, entries(2, 0), options());
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  EXPECT_EQ(api.posts(), 2u);  // one per entry: both found, none sent again
+  EXPECT_EQ(api.submits_named("e0"), 1u);
+  EXPECT_EQ(api.submits_named("e1"), 1u);
+}
+
+TEST_F(BatchRunnerTest, AnUnfinishedSubmitTheLookupDoesNotFindIsSentOnce) {
+  client_type finding = keyed_client(false, true);
+  store(entries(2, 0));
+  crash_during_submit(1);  // the crash came before the request left
+  auto runner = make_with(finding, entries(2, 0), options());
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  EXPECT_EQ(api.posts(), 2u);
+  EXPECT_EQ(api.submits_named("e0"), 1u);
+}
+
+TEST_F(BatchRunnerTest, WithoutKeyOrLookupAnUnfinishedSubmitIsUnknownUntilTheUserDecides) {
+  auto o = options();
+  o.max_resubmits = 3;  // not used for it: an unknown job is not failed
+  store(entries(3, 0));
+  crash_during_submit(1);
+  crash_during_submit(2);
+  {
+    auto runner = make(entries(3, 0), o);
+    const auto report = run(runner);
+    EXPECT_EQ(report.summary.status, batch_status::active);
+    EXPECT_EQ(report.summary.counts[batch_job_state::unknown], 2u);
+    EXPECT_THAT(report.reason, HasSubstr("2 jobs unknown"));
+    EXPECT_EQ(api.posts(), 1u);  // only entry 2
+    EXPECT_THAT(jobs()[0].error, HasSubstr("resubmit it, skip it, or adopt it by its handle"));
+    // The user knows job 1's handle (it did reach the server) and resubmits job 2.
+    runner.adopt(1, "j1");
+    EXPECT_EQ(runner.resubmit(2, {jobs()[1].params, "not on the server"}), 4u);
+    EXPECT_THROW(runner.adopt(3, "j9"), std::invalid_argument);  // completed
+  }
+  auto runner = make(entries(3, 0), o);
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  EXPECT_EQ(jobs()[0].state, batch_job_state::completed);
+  EXPECT_EQ(jobs()[0].handle->id, "j1");
+  EXPECT_TRUE(jobs()[1].skipped);
+  EXPECT_EQ(jobs()[3].parent, 2u);
+  EXPECT_NE(jobs()[3].key, jobs()[1].key);  // a new job to the server
+  EXPECT_EQ(api.submits_named("e1"), 1u);
+}
+
+TEST_F(BatchRunnerTest, EveryJobHasItsOwnKeySentAsJobKey) {
+  client_type keyed = keyed_client(true, false);
+  auto runner = make_with(keyed, entries(3, 0), options());
+  run(runner);
+  std::set<std::string> keys;
+  for (const batch_job& j : jobs()) {
+    EXPECT_EQ(j.key, store_->info().uid + "-" + std::to_string(j.id));
+    EXPECT_EQ(j.handle->params.at("job_key"), j.key);
+    keys.insert(j.key);
+  }
+  EXPECT_EQ(keys.size(), 3u);
+  EXPECT_EQ(api.submits(), 3u);
+}
+
+TEST_F(BatchRunnerTest, TheHistoryExportReplaysToTheStoredRecords) {
+  auto o = options();
+  o.max_resubmits = 1;
+  std::size_t changes = 0;
+  o.on_progress = [&](const jobpoll::batch_counts&, const batch_job&) { ++changes; };
+  auto es = entries(3);
+  es.push_back(entry("bad", 0, "failed"));
+  auto runner = make(es, o);
+  run(runner);
+  std::ostringstream history;
+  store_->export_history(history);
+  const std::string text = history.str();
+  // created 4 (with the batch), then per job submitting/running/ended (5 jobs), the parent skipped, the child created.
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 4 + 5 * 3 + 2);
+  EXPECT_EQ(changes, 5u * 3u + 2u);
+  const auto replayed = jobpoll::detail::replay_audit_text(text, "history");
+  const auto stored = jobs();
+  ASSERT_EQ(replayed.size(), stored.size());
+  for (std::size_t i = 0; i < replayed.size(); ++i) {
+    EXPECT_EQ(replayed[i].state, stored[i].state) << i;
+    EXPECT_EQ(replayed[i].skipped, stored[i].skipped) << i;
+    EXPECT_EQ(replayed[i].parent, stored[i].parent) << i;
+    EXPECT_EQ(replayed[i].handle->id, stored[i].handle->id) << i;
+    EXPECT_EQ(replayed[i].error, stored[i].error) << i;
+  }
+}
+
+TEST_F(BatchRunnerTest, ADiskFullStopsTheBatchWithTheStoresErrorAndAResumeSubmitsEachJobOnce) {
+  auto& vfs = jobpoll_test::sqlite_fault_vfs::get();
+  vfs.fail_writes(false);
+  client_type keyed = keyed_client(true, false);
+  const auto es = entries(6, 2);
+  {
+    store_.emplace(dir / "batch.db", "batch", jobpoll::sqlite_store_options{.vfs = vfs.name()});
+    auto o = options();
+    o.grace_period = 60s;
+    std::size_t changes = 0;
+    o.on_progress = [&](const jobpoll::batch_counts&, const batch_job&) {
+      if (++changes == 5) vfs.fail_writes(true);  // mid-batch: submits and polls under way
+    };
+    auto runner = make_with(keyed, es, o);
+    try {
+      run(runner);
+      FAIL() << "no exception";
+    } catch (const std::system_error& e) {
+      EXPECT_EQ(e.code(), jobpoll::errc::store_error);
+      EXPECT_THAT(e.what(), HasSubstr("database or disk is full"));
+      EXPECT_THAT(e.what(), HasSubstr((dir / "batch.db").string()));
+    }
+    EXPECT_GT(vfs.refused(), 0u);
+  }
+  store_.reset();
+  vfs.fail_writes(false);
+  // The store is whole and resumes: every job exactly once at the server.
+  {
+    jobpoll::sqlite_store check(dir / "batch.db", "batch");
+    EXPECT_EQ(check.counts().total(), 6u);
+  }
+  auto runner = make_with(keyed, es, options());
+  const auto report = run(runner);
+  EXPECT_EQ(report.summary.status, batch_status::completed);
+  for (int k = 0; k < 6; ++k) EXPECT_EQ(api.submits_named("e" + std::to_string(k)), 1u) << k;
 }
 
 TEST_F(BatchRunnerTest, ManualResubmissionWithOverrideBetweenRuns) {
