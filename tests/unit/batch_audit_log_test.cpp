@@ -34,7 +34,7 @@ using jobpoll_test::read_bytes;
 using jobpoll_test::write_bytes;
 using namespace std::chrono_literals;
 
-constexpr std::string_view category_suffix = ": invalid batch checkpoint";
+constexpr std::string_view category_suffix = ": invalid batch record";
 
 class AuditLogTest : public ::testing::Test {
  protected:

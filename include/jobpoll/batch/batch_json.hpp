@@ -11,7 +11,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -367,8 +366,8 @@ inline void append_json(std::string& out, const job_handle& handle) {
   out += '}';
 }
 
-/// Appends `to_json(job)`'s text (compact, members in declaration order):
-/// what checkpoints hold, written without building a JSON tree.
+/// Appends `to_json(job)`'s text (compact, members in declaration order),
+/// written without building a JSON tree.
 inline void append_json(std::string& out, const batch_job& job) {
   out += "{\"id\":";
   append_json_number(out, job.id);
@@ -382,6 +381,8 @@ inline void append_json(std::string& out, const batch_job& job) {
   append_json_params(out, job.params);
   out += ",\"override_reason\":";
   append_json_string(out, job.override_reason);
+  out += ",\"key\":";
+  append_json_string(out, job.key);
   out += ",\"state\":\"";
   out += to_string(job.state);
   out += "\",\"skipped\":";
@@ -394,6 +395,8 @@ inline void append_json(std::string& out, const batch_job& job) {
   append_json_string(out, job.error);
   out += ",\"error_code\":";
   append_json_string(out, job.error_code);
+  out += ",\"result\":";
+  append_json_string(out, job.result);
   out += ",\"created\":";
   append_json_time(out, job.created);
   out += ",\"submitted\":";
@@ -441,33 +444,6 @@ inline std::optional<record_problem> job_problem(const batch_job& job) {
   return std::nullopt;
 }
 
-/// The first record of `jobs` (each without a `job_problem`) that breaks the
-/// rules of a batch as a whole, with its index: ids 1, 2, ... in order,
-/// `entry < entries`, a parent of the same entry whose attempt is one less.
-inline std::optional<std::pair<std::size_t, record_problem>> lineage_problem(std::span<const batch_job> jobs,
-                                                                              std::size_t entries) {
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    const batch_job& job = jobs[i];
-    if (job.id != i + 1)
-      return std::pair{i, record_problem{"id", std::to_string(i + 1) + " (ids are 1, 2, ... in order)",
-                                         std::to_string(job.id)}};
-    if (job.entry >= entries)
-      return std::pair{i, record_problem{"entry",
-                                         "an entry index below " + std::to_string(entries) + " (the batch's entries)",
-                                         std::to_string(job.entry)}};
-    if (!job.parent) continue;
-    const batch_job& parent = jobs[*job.parent - 1];
-    if (parent.entry != job.entry)
-      return std::pair{i, record_problem{"parent", "a job of entry " + std::to_string(job.entry) + " (its own entry)",
-                                         std::to_string(parent.id) + " (a job of entry " +
-                                             std::to_string(parent.entry) + ")"}};
-    if (job.attempt != parent.attempt + 1)
-      return std::pair{i, record_problem{"attempt", std::to_string(parent.attempt + 1) + " (its parent's attempt + 1)",
-                                         std::to_string(job.attempt)}};
-  }
-  return std::nullopt;
-}
-
 /// `job_handle_from_json` with `prefix` before every message.
 inline job_handle read_job_handle(const nlohmann::json& value, std::string_view prefix, std::string_view where) {
   const json_fields fields(value, prefix, where, "a job handle (a JSON object)");
@@ -494,6 +470,7 @@ inline batch_job read_batch_job(const nlohmann::json& value, std::string_view pr
   job.attempt = fields.count("attempt", 1);
   job.params = fields.params("params");
   job.override_reason = fields.string("override_reason");
+  job.key = fields.string("key");
   job.state = fields.state("state");
   job.skipped = fields.boolean("skipped");
   job.skip_reason = fields.string("skip_reason");
@@ -501,6 +478,7 @@ inline batch_job read_batch_job(const nlohmann::json& value, std::string_view pr
     job.handle = read_job_handle(handle, prefix, std::string(where) + "/handle");
   job.error = fields.string("error");
   job.error_code = fields.string("error_code");
+  job.result = fields.string("result");
   job.created = fields.time("created");
   job.submitted = fields.optional_time("submitted");
   job.ended = fields.optional_time("ended");
