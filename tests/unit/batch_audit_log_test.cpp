@@ -423,7 +423,7 @@ TEST_F(AuditLogTest, NestingDeeperThan512LevelsIsRefusedBeforeParsing) {
 }
 
 TEST_F(AuditLogTest, ABadLineBeforeTheLastIsRefusedWithItsNumber) {
-  const std::string state_names = "a job state (pending, submitting, running, completed, failed or cancelled)";
+  const std::string state_names = "a job state (pending, submitting, running, completed, failed, cancelled or unknown)";
   struct refusal {
     std::string second_line;
     std::string message;
