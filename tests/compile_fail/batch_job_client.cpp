@@ -2,6 +2,7 @@
 // A batch runs jobs through a client that can submit, and wait with a choice
 // of what a cancellation does to the remote job (as job_client does).
 #include <jobpoll/batch/batch_runner.hpp>
+#include <jobpoll/store/sqlite.hpp>
 
 #include <chrono>
 
@@ -12,4 +13,4 @@ struct submit_only_client {
   asio::awaitable<jobpoll::job_handle> submit(jobpoll::job_params, jobpoll::poll_options);
 };
 
-jobpoll::batch_runner<submit_only_client, std::chrono::steady_clock>* runner;
+jobpoll::batch_runner<submit_only_client, jobpoll::sqlite_store, std::chrono::steady_clock>* runner;
