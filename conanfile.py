@@ -4,8 +4,9 @@
 
 Consumers: `requires = "jobpoll/0.1.0"`, then with CMakeDeps
 `find_package(jobpoll CONFIG REQUIRED)` and `jobpoll::jobpoll`. The options
-with_json and with_curl add the leaf targets jobpoll::json (nlohmann_json)
-and jobpoll::curl (libcurl).
+with_json, with_curl and with_sqlite add the leaf targets jobpoll::json
+(nlohmann_json), jobpoll::curl (libcurl) and jobpoll::sqlite (the embedded
+batch store, on SQLite 3 and nlohmann_json).
 """
 import os
 import re
@@ -26,8 +27,8 @@ class JobpollConan(ConanFile):
     topics = ("asio", "coroutines", "polling", "rate-limiting", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
-    options = {"with_json": [True, False], "with_curl": [True, False]}
-    default_options = {"with_json": True, "with_curl": True}
+    options = {"with_json": [True, False], "with_curl": [True, False], "with_sqlite": [True, False]}
+    default_options = {"with_json": True, "with_curl": True, "with_sqlite": True}
     exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "LICENSE"
     no_copy_source = True
 
@@ -44,10 +45,14 @@ class JobpollConan(ConanFile):
     def requirements(self):
         # Public headers include Asio's: consumers get its headers and defines.
         self.requires("asio/1.22.1", transitive_headers=True)
-        if self.options.with_json:
+        if self.options.with_json or self.options.with_sqlite:
+            # The store's records are JSON: jobpoll::sqlite needs nlohmann_json too.
             self.requires("nlohmann_json/3.11.2", transitive_headers=True)
         if self.options.with_curl:
             self.requires("libcurl/[>=7.80 <9]", transitive_headers=True)
+        if self.options.with_sqlite:
+            # 3.24: UPSERT and SQLITE_PREPARE_PERSISTENT (as CMakeLists.txt asks).
+            self.requires("sqlite3/[>=3.24 <4]", transitive_headers=True)
 
     def package_id(self):
         self.info.clear()
@@ -103,3 +108,10 @@ class JobpollConan(ConanFile):
             curl.bindirs = []
             curl.libdirs = []
             curl.requires = ["core", "libcurl::libcurl"]
+        if self.options.with_sqlite:
+            sqlite = self.cpp_info.components["sqlite"]
+            sqlite.set_property("cmake_target_name", "jobpoll::sqlite")
+            sqlite.bindirs = []
+            sqlite.libdirs = []
+            # sqlite3's CMake target is SQLite::SQLite3 (find_package(SQLite3)).
+            sqlite.requires = ["core", "nlohmann_json::nlohmann_json", "sqlite3::sqlite3"]

@@ -16,6 +16,7 @@ JOBPOLL_APT_PACKAGES=(
   libbenchmark-dev
   libcurl4-openssl-dev  # jobpoll::curl, the HTTP transport (libcurl 7.88, OpenSSL 3, HTTP/2)
   nlohmann-json3-dev    # jobpoll::json, the JSON codec
+  libsqlite3-dev        # jobpoll::sqlite, the embedded batch store (SQLite 3.40)
   libcli11-dev          # the jobpoll command-line tool's flag parser
   python3               # the loopback job server of the integration tests and the demo
   openssl               # certificates for the TLS integration tests

@@ -11,8 +11,9 @@ get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 # Header-only: one (release) configuration is enough.
 set(VCPKG_BUILD_TYPE release)
 
-# The features json and curl bring nlohmann-json and curl; jobpoll's CMake
-# then finds them and installs the components jobpoll::json and jobpoll::curl.
+# The features json, curl and sqlite bring nlohmann-json, curl and sqlite3
+# (with nlohmann-json); jobpoll's CMake then finds them and installs the
+# components jobpoll::json, jobpoll::curl and jobpoll::sqlite.
 vcpkg_cmake_configure(
   SOURCE_PATH "${SOURCE_PATH}"
   OPTIONS
