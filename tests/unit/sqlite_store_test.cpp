@@ -299,8 +299,9 @@ TEST_F(SqliteStoreTest, TheSummaryIsWhatReconcileSaysOfTheSameRecords) {
 }
 
 TEST_F(SqliteStoreTest, ACorruptRowIsAClearErrorNamingTheJob) {
-  sqlite_store(path, "b").create(entries(2));
+  sqlite_store(path, "b").create(entries(3));
   sql(path, "UPDATE jobs SET params = '[1, 2' WHERE id = 2");
+  sql(path, "UPDATE jobs SET params = '[1, 2]' WHERE id = 3");
   sql(path, "UPDATE jobs SET handle = '{\"id\": 7}', state = 'running' WHERE id = 1");
   sqlite_store store(path, "b");
   try {
@@ -308,7 +309,7 @@ TEST_F(SqliteStoreTest, ACorruptRowIsAClearErrorNamingTheJob) {
     FAIL() << "no exception";
   } catch (const std::system_error& e) {
     EXPECT_EQ(e.code(), jobpoll::errc::store_error);
-    EXPECT_THAT(e.what(), HasSubstr("batch \"b\" job 2: params: expected a JSON object of strings, got [1, 2"));
+    EXPECT_THAT(e.what(), HasSubstr("batch \"b\" job 2: params: not a JSON document: parse error"));
   }
   try {
     store.jobs_in(batch_job_state::running, 0, 10);
@@ -317,7 +318,13 @@ TEST_F(SqliteStoreTest, ACorruptRowIsAClearErrorNamingTheJob) {
     EXPECT_EQ(e.code(), jobpoll::errc::store_error);
     EXPECT_THAT(e.what(), HasSubstr("job 1: handle/id: expected"));
   }
-  EXPECT_EQ(store.counts().total(), 2u);  // what does not need the bad rows still works
+  try {
+    store.job(3);
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("batch \"b\" job 3: params: expected a JSON object of strings, got [1,2]"));
+  }
+  EXPECT_EQ(store.counts().total(), 3u);  // what does not need the bad rows still works
 }
 
 TEST_F(SqliteStoreTest, ADiskFullLeavesTheRecordAsItWasAndTheFileWhole) {

@@ -33,6 +33,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "jobpoll/batch/batch_job.hpp"
+#include "jobpoll/batch/batch_json.hpp"
 #include "jobpoll/batch/batch_store.hpp"
 #include "jobpoll/batch/circuit_breaker.hpp"
 #include "jobpoll/batch/reconcile.hpp"

@@ -130,6 +130,48 @@ inline std::string random_hex16() {
   return out;
 }
 
+/// Reads a stored JSON column of job `job` named `column` with the record
+/// parser's limits (depth, numbers); `what` names the store and batch.
+/// Throws `errc::store_error` "<what> job <id>: <column>: <why>".
+inline nlohmann::json read_stored_json(std::string_view text, const std::string& what, std::size_t job,
+                                       std::string_view column) {
+  const std::string where = what + " job " + std::to_string(job);
+  try {
+    return parse_json_record(text, where, std::nullopt, [](std::string_view t) { return nlohmann::json::parse(t); });
+  } catch (const std::system_error& e) {
+    std::string message = e.what();
+    // parse_json_record says "<where>: ...: invalid batch record"; the column goes after the job.
+    if (message.starts_with(where + ": ")) message.insert(where.size() + 2, std::string(column) + ": ");
+    throw std::system_error(errc::store_error, message.substr(0, message.rfind(": invalid batch record")));
+  }
+}
+
+/// The params column of job `job`: a JSON object of strings.
+inline job_params read_stored_params(std::string_view text, const std::string& what, std::size_t job) {
+  const nlohmann::json value = read_stored_json(text, what, job, "params");
+  const auto bad = [&](const std::string& why) {
+    throw std::system_error(errc::store_error, what + " job " + std::to_string(job) + ": " + why);
+  };
+  if (!value.is_object()) bad("params: expected a JSON object of strings, got " + record_preview(value));
+  job_params params;
+  for (const auto& [name, v] : value.items()) {
+    if (!v.is_string()) bad("params/" + name + ": expected a string, got " + record_preview(v));
+    params.emplace(name, v.get<std::string>());
+  }
+  return params;
+}
+
+/// The handle column of job `job`, as `to_json(job_handle)` wrote it.
+inline job_handle read_stored_handle(std::string_view text, const std::string& what, std::size_t job) {
+  const nlohmann::json value = read_stored_json(text, what, job, "handle");
+  try {
+    return read_job_handle(value, what + " job " + std::to_string(job) + ": ", "handle");
+  } catch (const std::system_error& e) {
+    const std::string message = e.what();
+    throw std::system_error(errc::store_error, message.substr(0, message.rfind(": invalid batch record")));
+  }
+}
+
 // Version N+1 of the schema is migrations[N] applied to version N.
 inline constexpr std::array<std::string_view, 1> sqlite_migrations = {
     R"sql(
@@ -291,10 +333,10 @@ class sqlite_store {
   /// The batch's owner, if any.
   std::optional<batch_owner> owner() const {
     auto& s = owner_stmt_;
+    const auto scope = s.scope();
     s.bind(1, id());
     std::optional<batch_owner> out;
     if (s.step() && !s.is_null(0)) out = batch_owner{s.integer(0), s.text(1), detail::from_ms(s.integer(2))};
-    s.reset();
     return out;
   }
 
@@ -305,13 +347,19 @@ class sqlite_store {
   /// host cannot be checked and is refused: `release_owner` clears it.
   void claim() {
     detail::sqlite_transaction tx(db_, true);  // two claims at once are serialised here
-    auto& s = owner_stmt_;
-    s.bind(1, id());
-    const bool has_owner = s.step() && !s.is_null(0);
-    const batch_owner current = has_owner ? batch_owner{s.integer(0), s.text(1), detail::from_ms(s.integer(2))}
-                                          : batch_owner{};
-    const std::int64_t start = has_owner ? s.integer(3) : 0;
-    s.reset();
+    batch_owner current;
+    std::int64_t start = 0;
+    bool has_owner = false;
+    {
+      auto& s = owner_stmt_;
+      const auto scope = s.scope();
+      s.bind(1, id());
+      has_owner = s.step() && !s.is_null(0);
+      if (has_owner) {
+        current = batch_owner{s.integer(0), s.text(1), detail::from_ms(s.integer(2))};
+        start = s.integer(3);
+      }
+    }
     const std::int64_t self = ::getpid();
     const std::string host = detail::host_name();
     const std::int64_t self_start = detail::process_start(self);
@@ -399,6 +447,7 @@ class sqlite_store {
     if (job.handle) handle = handle_json(*job.handle, job.id);
     detail::sqlite_transaction tx(db_);
     auto& u = update_stmt_;
+    const auto scope = u.scope();
     u.bind(1, to_string(job.state))
         .bind(2, std::int64_t{job.skipped})
         .bind(3, job.skip_reason)
@@ -421,25 +470,20 @@ class sqlite_store {
   /// See `batch_store`.
   std::optional<batch_job> job(std::size_t id_) const {
     auto& s = job_stmt_;
+    const auto scope = s.scope();
     s.bind(1, id()).bind(2, static_cast<std::int64_t>(id_));
     std::optional<batch_job> out;
     if (s.step()) out = read_row(s);
-    s.reset();
     return out;
   }
 
   /// See `batch_store`.
   std::vector<batch_job> jobs_in(batch_job_state state, std::size_t after, std::size_t limit) const {
     auto& s = state_stmt_;
+    const auto scope = s.scope();
     s.bind(1, id()).bind(2, to_string(state)).bind(3, static_cast<std::int64_t>(after)).bind(4, static_cast<std::int64_t>(limit));
     std::vector<batch_job> out;
-    try {
-      while (s.step()) out.push_back(read_row(s));
-    } catch (...) {
-      s.reset();
-      throw;
-    }
-    s.reset();
+    while (s.step()) out.push_back(read_row(s));
     return out;
   }
 
@@ -498,7 +542,7 @@ class sqlite_store {
       job.entry = static_cast<std::size_t>(s.integer(8));
       if (!s.is_null(9)) job.parent = static_cast<std::size_t>(s.integer(9));
       job.attempt = static_cast<std::size_t>(s.integer(10));
-      if (!previous) job.params = parse_params(s.text(11), job.id);
+      if (!previous) job.params = detail::read_stored_params(s.text(11), record_origin(), job.id);
       job.override_reason = s.text(12);
       job.skip_reason = s.text(13);
       out << detail::audit_line(batch_name_, job,
@@ -594,6 +638,7 @@ class sqlite_store {
                                                           "): a parameter is not UTF-8: " + e.what());
     }
     auto& s = insert_stmt_;
+    const auto scope = s.scope();
     s.bind(1, batch_id_)
         .bind(2, static_cast<std::int64_t>(job.id))
         .bind(3, static_cast<std::int64_t>(job.entry))
@@ -613,6 +658,7 @@ class sqlite_store {
 
   void add_history(const batch_job& job, std::optional<batch_job_state> previous, std::string_view note) {
     auto& h = history_stmt_;
+    const auto scope = h.scope();
     h.bind(1, batch_id_)
         .bind(2, static_cast<std::int64_t>(job.id))
         .bind(3, detail::to_ms(std::chrono::system_clock::now()))
@@ -636,11 +682,6 @@ class sqlite_store {
     return text;
   }
 
-  [[noreturn]] void corrupt(std::size_t job, std::string_view what) const {
-    throw std::system_error(errc::store_error, db_.origin() + ": batch \"" + batch_name_ + "\" job " +
-                                                   std::to_string(job) + ": " + std::string(what));
-  }
-
   batch_job_state parse_state(const std::string& text, std::string_view what) const {
     if (auto s = parse_batch_job_state(text)) return *s;
     throw std::system_error(errc::store_error, db_.origin() + ": " + std::string(what) + ": expected " +
@@ -648,16 +689,7 @@ class sqlite_store {
                                                    text.substr(0, 40) + "\"");
   }
 
-  job_params parse_params(const std::string& text, std::size_t job) const {
-    job_params params;
-    nlohmann::json value = nlohmann::json::parse(text, nullptr, false);
-    if (!value.is_object()) corrupt(job, "params: expected a JSON object of strings, got " + text.substr(0, 60));
-    for (auto& [name, v] : value.items()) {
-      if (!v.is_string()) corrupt(job, "params/" + name + ": expected a string, got " + v.dump().substr(0, 60));
-      params.emplace(name, v.get<std::string>());
-    }
-    return params;
-  }
+  std::string record_origin() const { return db_.origin() + ": batch \"" + batch_name_ + "\""; }
 
   batch_job read_row(const detail::sqlite_statement& s) const {
     batch_job job;
@@ -665,21 +697,13 @@ class sqlite_store {
     job.entry = static_cast<std::size_t>(s.integer(1));
     if (!s.is_null(2)) job.parent = static_cast<std::size_t>(s.integer(2));
     job.attempt = static_cast<std::size_t>(s.integer(3));
-    job.params = parse_params(s.text(4), job.id);
+    job.params = detail::read_stored_params(s.text(4), record_origin(), job.id);
     job.override_reason = s.text(5);
     job.key = s.text(6);
     job.state = parse_state(s.text(7), "job " + std::to_string(job.id) + " state");
     job.skipped = s.integer(8) != 0;
     job.skip_reason = s.text(9);
-    if (auto handle = s.optional_text(10)) {
-      const std::string prefix = db_.origin() + ": batch \"" + batch_name_ + "\" job " + std::to_string(job.id) + ": ";
-      nlohmann::json value = nlohmann::json::parse(*handle, nullptr, false);
-      try {
-        job.handle = detail::read_job_handle(value, prefix, "handle");
-      } catch (const std::system_error& e) {
-        throw std::system_error(errc::store_error, e.what());
-      }
-    }
+    if (auto handle = s.optional_text(10)) job.handle = detail::read_stored_handle(*handle, record_origin(), job.id);
     job.error = s.text(11);
     job.error_code = s.text(12);
     job.result = s.text(13);

@@ -76,6 +76,19 @@ class sqlite_statement {
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
   }
+  /// Resets the statement when the scope ends, however it ends: a kept
+  /// statement left mid-step by an exception could not be bound again.
+  class reset_guard {
+   public:
+    explicit reset_guard(sqlite_statement& s) noexcept : s_(&s) {}
+    reset_guard(const reset_guard&) = delete;
+    reset_guard& operator=(const reset_guard&) = delete;
+    ~reset_guard() { s_->reset(); }
+
+   private:
+    sqlite_statement* s_;
+  };
+  [[nodiscard]] reset_guard scope() noexcept { return reset_guard(*this); }
 
   bool is_null(int col) const noexcept { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::int64_t integer(int col) const noexcept { return sqlite3_column_int64(stmt_, col); }
