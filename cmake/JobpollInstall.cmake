@@ -7,7 +7,7 @@
 #   <prefix>/share/cmake/jobpoll/jobpollTargets.cmake   jobpoll::jobpoll
 #   <prefix>/share/cmake/jobpoll/JobpollAsio.cmake      re-creates jobpoll::asio
 #   <prefix>/share/doc/jobpoll/LICENSE
-# tests/packaging/check_install_layout.cmake checks exactly this list, and the
+# tests/packaging/install_and_check.cmake checks exactly this list, and the
 # vcpkg port (ports/jobpoll) and conanfile.py rely on it.
 #
 # Components, each a leaf target with its own third-party dependency, add

@@ -679,9 +679,10 @@ class batch_runner {
       r.reason = stop_reason_;
     } else {
       r.end = batch_end::finished;
-      r.reason = "no job left to run";
+      // A submit that may have reached the server is left for the next run to settle.
+      r.reason = left == 0 ? "no job left to run" : "every job this run could run has ended";
     }
-    if (left > 0 && r.end != batch_end::finished)
+    if (left > 0)
       r.reason += "; " + std::to_string(left) + (left == 1 ? " job" : " jobs") + " left for a resume (" +
                   std::to_string(c[batch_job_state::running]) + " running, " +
                   (c[batch_job_state::submitting] > 0
