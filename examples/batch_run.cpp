@@ -7,39 +7,54 @@
 //   GET    /v1/jobs/{job_id} -> pending | running | completed (with result) | failed
 //   DELETE /v1/jobs/{job_id} -> cancels it (with --cancel-on-stop)
 //
-// Everything the batch knows lives in --state-dir:
-//   checkpoint.json  every job's state and handle; a run that finds it resumes
-//                    from it: completed jobs are kept, jobs that were running
-//                    are polled again by their handle (never submitted twice),
-//                    pending ones are submitted, and jobs cancelled by a stop
-//                    are submitted again (new jobs naming them as parent)
-//   audit.ndjson     one line per state change of any job
-//   results.ndjson   one line per completed job:
-//                    {"entry": k, "job": 7, "handle": "job-7", "result": {...}}
+// The batch lives in a SQLite store (--store, default ./batch.db) under its
+// --name: a row per job record (its state, handle, key and kept result) and
+// a history row per change, each change one transaction committed as it
+// happens. A run that finds its batch there resumes it: completed jobs are
+// kept, jobs that were running are polled again by their handle, pending
+// ones are submitted, and jobs cancelled by a stop are submitted again (new
+// jobs naming them as parent). A job's intent is committed before its
+// submit leaves, so even a crash (SIGKILL, power cut) during a submit is
+// settled by the next run as --submit-key says: sent again with its key
+// (key), looked up by its key (lookup), or marked unknown (none).
 //
 // A failed job is submitted again (--resubmits times) as a new job naming its
 // parent; --fail-every K makes every K-th entry fail on the server, to show it.
 //
 // Ctrl-C (or SIGTERM) stops submitting; jobs in flight get --grace to finish,
-// then are left running on the server (or cancelled, with --cancel-on-stop)
-// and the checkpoint is written. A second signal stops at once. Run the same
-// command again to resume.
+// then are left running on the server (or cancelled, with --cancel-on-stop).
+// A second signal stops at once. Run the same command again to resume.
+//
+// Subcommands read or settle the batch in the store, without the server:
+//   status            the reconciliation, counts, owner, failed and unknown jobs (one JSON object)
+//   results           one NDJSON line per completed job: {"entry", "job", "handle", "result"}
+//   history           every change, as NDJSON audit lines
+//   resubmit ID...    failed, cancelled or unknown jobs again, as new jobs
+//   skip ID...        jobs never to run (--reason TEXT)
+//   adopt ID HANDLE   an unknown job is the server's job HANDLE: the next run polls it
+//   release           clears the owner of a runner that died on another host
 //
 // The options are CLI11's, their values read with the jobpoll tool's grammar
 // (tools/cli_values.hpp): counts, and durations ("500ms", "1.5s", "2m", or 0).
 //
 // Usage: batch_run --server http://127.0.0.1:PORT [--jobs 100] [--rate 20 --rate-window 15s] ...
-//        batch_run --help lists every option and the exit codes.
+//        batch_run [--store FILE] [--name NAME] status|results|history|resubmit|skip|adopt|release ...
+//        batch_run --help lists every option, subcommand and exit code.
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -49,6 +64,7 @@
 #include <vector>
 
 #include <sys/ioctl.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <asio/any_io_executor.hpp>
@@ -60,6 +76,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <jobpoll/batch/batch_json.hpp>
 #include <jobpoll/batch/batch_runner.hpp>
 #include <jobpoll/codec/json.hpp>
 #include <jobpoll/field_status.hpp>
@@ -67,6 +84,7 @@
 #include <jobpoll/job_client.hpp>
 #include <jobpoll/job_description.hpp>
 #include <jobpoll/sliding_window_limiter.hpp>
+#include <jobpoll/store/sqlite.hpp>
 #include <jobpoll/transport/curl.hpp>
 
 #include "cli_values.hpp"
@@ -76,7 +94,8 @@ namespace {
 using namespace std::chrono_literals;
 using json_status = jobpoll::field_status<jobpoll::json_codec>;
 using demo_client = jobpoll::job_client<jobpoll::curl_transport, jobpoll::json_codec, json_status>;
-using demo_batch = jobpoll::batch_runner<demo_client>;
+using demo_batch = jobpoll::batch_runner<demo_client, jobpoll::sqlite_store>;
+using jobpoll::batch_job_state;
 
 // The exit codes, as --help lists them.
 constexpr int exit_completed = 0;
@@ -87,20 +106,45 @@ constexpr int exit_usage = 64;
 
 constexpr std::string_view footer_text = R"(Durations: a number and a unit (500ms, 2s, 1.5s, 2m, 1h), or 0; at most 1000h.
 
-Exit codes:
+The batch lives in --store (SQLite) under --name: every job, its handle, its
+result and a history of every change, each committed as it happens. The same
+command again resumes it; a store holding --name with other entries (--jobs,
+--fail-every) is refused and left untouched. One runner owns a batch at a time.
+
+After a crash (kill -9, power cut) during a submit, the next run settles the
+jobs whose submit was under way as --submit-key says:
+  key     (default) every submit carries the header Idempotency-Key: <job key>;
+          the job is sent again with the same key and the server answers with
+          the job it already has: every entry runs exactly once.
+  lookup  every submit carries "client_ref": "<job key>" in its body; the job
+          is looked up (GET /v1/jobs?client_ref=<job key>) and polled if found,
+          submitted again if not: once, unless the lost submit reaches the
+          server only after the lookup.
+  none    neither: the job becomes UNKNOWN (the server may or may not have
+          it), never failed and never sent again by itself. The run exits 2,
+          `batch_run status` lists it; settle it with `batch_run resubmit ID`
+          (a new job: it may run twice), `skip ID` or `adopt ID HANDLE`.
+
+Exit codes (of a run, and of `status` for the batch as stored):
   0   the batch is COMPLETED: every entry has a completed job
   1   the batch is FAILED: a job failed (after its resubmissions)
-  2   the batch is not finished: it was stopped with jobs left to run, or
-      cancelled (--cancel-on-stop); the same command again resumes it
-  3   error: a corrupt checkpoint or one of another batch (left untouched),
-      a state file that cannot be written
+  2   the batch is not finished: jobs are left to run (a stop; the same
+      command again resumes it), cancelled (--cancel-on-stop), or unknown
+      (resubmit, skip or adopt each)
+  3   error: the store holds --name with other entries, another runner owns
+      the batch, the store cannot be read or written, no such store, batch
+      or job, an action refused (e.g. resubmitting a completed job)
   64  usage error: an unknown option or a bad value
+Other subcommands exit 0 once done.
 
 Example (the demo job server: python3 tests/server/job_server.py --port 8080):
   batch_run --server http://127.0.0.1:8080 --jobs 100 --fail-every 10 --rate 20 --rate-window 15s
-  # Ctrl-C, then the same command again: it resumes from ./batch-state)";
+  # Ctrl-C, then the same command again: it resumes from ./batch.db
+  batch_run status; batch_run results > results.ndjson)";
 
 // --- the command line ------------------------------------------------------------
+
+enum class submit_key { key, lookup, none };
 
 // What the command line says: each option writes straight into its member;
 // the defaults are the options' (see define_options).
@@ -117,8 +161,20 @@ struct settings {
   std::size_t fail_every = 0;
   std::chrono::nanoseconds grace{};
   bool cancel_on_stop = false;
-  std::filesystem::path state_dir = "./batch-state";
+  std::string submit_key_name = "key";
+  std::filesystem::path store = "./batch.db";
   std::string name = "batch_run";
+
+  // The subcommands' arguments.
+  std::vector<std::size_t> ids;  // resubmit, skip
+  std::size_t adopt_id = 0;
+  std::string reason;
+  std::string handle;
+
+  submit_key key_mode() const {
+    return submit_key_name == "lookup" ? submit_key::lookup : submit_key_name == "none" ? submit_key::none
+                                                                                         : submit_key::key;
+  }
 };
 
 // A count above this is a typo here.
@@ -137,7 +193,7 @@ CLI::Validator base_url() {
       "");
 }
 
-// --state-dir, --name: CLI11 takes '' as a value.
+// --store, --name, HANDLE: CLI11 takes '' as a value.
 CLI::Validator non_empty() {
   return CLI::Validator(
       [](std::string& text) {
@@ -146,15 +202,29 @@ CLI::Validator non_empty() {
       "");
 }
 
+// Job ids, as positionals: whole numbers from 1.
+CLI::Option* add_ids(CLI::App& app, std::vector<std::size_t>& ids, const std::string& help) {
+  return cli_values::add_read_list(
+             app, "ID", help, [](std::string_view text) { return cli_values::read_count(text, 1); },
+             [&ids](std::size_t id) { ids.push_back(id); })
+      ->type_name("ID")
+      ->required();
+}
+
+// The options of a run on the main command; --store and --name there too,
+// and the subcommands, which take those two (and ignore the run's options:
+// `batch_run <the run's command line> status` works).
 void define_options(CLI::App& app, settings& s) {
   using cli_values::add_count;
   using cli_values::add_duration;
   app.footer(std::string(footer_text));
   app.get_formatter()->column_width(36);
-  app.add_option("--server", s.server, "base URL of the job server, e.g. http://127.0.0.1:8080")
+  // Options of this command given after a subcommand's name are this command's.
+  app.fallthrough();
+  app.require_subcommand(0, 1);
+  app.add_option("--server", s.server, "base URL of the job server, e.g. http://127.0.0.1:8080 (needed by a run only)")
       ->type_name("URL")
-      ->transform(base_url())
-      ->required();
+      ->transform(base_url());
   add_count(app, "--jobs", s.jobs, "entries of the batch: entry k submits params {\"n\": k}", 1, most)
       ->default_val("100");
   add_count(app, "--steps", s.steps, "polls each demo job answers pending/running before it ends", 0, most)
@@ -184,25 +254,65 @@ void define_options(CLI::App& app, settings& s) {
   app.add_flag("--cancel-on-stop", s.cancel_on_stop,
                "cancel the jobs still in flight on the server when stopping, and submit them again on resume "
                "(default: leave them running and poll them again on resume)");
-  app.add_option("--state-dir", s.state_dir, "where checkpoint.json, audit.ndjson and results.ndjson are kept")
-      ->type_name("DIR")
+  app.add_option("--submit-key", s.submit_key_name,
+                 "how a submit cut short by a crash is settled: key (Idempotency-Key header), lookup (client_ref, "
+                 "looked up), none (the job becomes unknown); see below")
+      ->type_name("key|lookup|none")
+      ->check(cli_values::one_of({"key", "lookup", "none"}))
+      ->capture_default_str();
+  app.add_option("--store", s.store, "the SQLite file the batch lives in (created by the first run)")
+      ->type_name("FILE")
       ->check(non_empty())
       ->capture_default_str();
-  app.add_option("--name", s.name, "the batch's name: a checkpoint of another name is refused")
+  app.add_option("--name", s.name, "the batch's name in the store")
       ->type_name("NAME")
       ->check(non_empty())
       ->capture_default_str();
+
+  const auto subcommand = [&app](const std::string& name, const std::string& help) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    sub->footer("--store FILE and --name NAME (before or after the subcommand) name the batch; no server is needed.");
+    return sub;
+  };
+  subcommand("status",
+             "print the batch's reconciliation, counts per state, owner, failed and unknown jobs as one JSON object "
+             "(reads without owning; exits as the batch: 0, 1 or 2)");
+  subcommand("results",
+             "print one NDJSON line per completed job, in entry order: {\"entry\", \"job\", \"handle\", \"result\"}");
+  subcommand("history", "print every change of every job, oldest first, as NDJSON audit lines");
+  CLI::App* resubmit = subcommand(
+      "resubmit", "submit failed, cancelled or unknown jobs again, each as a new job naming it (the next run runs it)");
+  add_ids(*resubmit, s.ids, "the jobs (ids as `status` lists them)");
+  CLI::App* skip = subcommand("skip", "skip jobs: never submitted, left out of the reconciliation, kept in the record");
+  add_ids(*skip, s.ids, "the jobs");
+  skip->add_option("--reason", s.reason, "why, kept with each job")->type_name("TEXT");
+  CLI::App* adopt = subcommand(
+      "adopt", "take the server's job HANDLE as unknown job ID's (found on the server by hand): the next run polls it");
+  cli_values::add_count(*adopt, "ID", s.adopt_id, "the unknown job", 1)->type_name("ID")->required();
+  adopt->add_option("HANDLE", s.handle, "the server's id of the job, e.g. job-17")->check(non_empty())->required();
+  subcommand("release",
+             "clear the batch's owner: for a runner that died on another host (one on this host is taken over "
+             "by the next run)");
 }
 
 // --- the job API and the batch ---------------------------------------------------
 
 // The demo server's job API as data. The body's {n} and {outcome} come from
-// each entry's parameters (inserted as is: the body is not a URL).
-jobpoll::job_description demo_job_api(const std::string& server, std::size_t steps) {
+// each entry's parameters (inserted as is: the body is not a URL); the
+// runner gives every submit its record's key as {job_key}.
+jobpoll::job_description demo_job_api(const std::string& server, std::size_t steps, submit_key key) {
   jobpoll::job_description d;
-  d.submit = {"POST", server + "/v1/jobs",
-              R"({"tool": "batch", "params": {"n": {n}}, "steps": )" + std::to_string(steps) +
-                  R"(, "outcome": "{outcome}"})"};
+  std::string body = R"({"tool": "batch", "params": {"n": {n}}, "steps": )" + std::to_string(steps) +
+                     R"(, "outcome": "{outcome}")";
+  if (key == submit_key::lookup) body += R"(, "client_ref": "{job_key}")";
+  body += "}";
+  d.submit = {"POST", server + "/v1/jobs", std::move(body)};
+  if (key == submit_key::key) {
+    d.submit.headers.add("Idempotency-Key", "{job_key}");
+    d.idempotent_submit = true;
+  }
+  if (key == submit_key::lookup)
+    d.lookup = jobpoll::job_lookup{{"GET", server + "/v1/jobs?client_ref={job_key}"}, "/jobs/0/job_id"};
   d.handle = jobpoll::handle_source::body("/job_id");
   d.poll = {"GET", server + "/v1/jobs/{handle}"};
   d.result = jobpoll::result_source::in_poll_answer("/result");
@@ -220,15 +330,25 @@ json_status demo_status() {
 }
 
 // Entry k is job {"n": k}; with --fail-every K, every K-th entry fails on the
-// server, and so does its resubmission (same parameters, same outcome).
-std::vector<jobpoll::batch_entry> make_entries(const settings& s) {
-  std::vector<jobpoll::batch_entry> entries;
-  entries.reserve(s.jobs);
-  for (std::size_t k = 0; k < s.jobs; ++k) {
-    const bool fails = s.fail_every > 0 && (k + 1) % s.fail_every == 0;
-    entries.emplace_back(jobpoll::job_params{{"n", std::to_string(k)}, {"outcome", fails ? "failed" : "completed"}});
+// server, and so does its resubmission (same parameters, same outcome). Made
+// one at a time, as the store asks for them.
+jobpoll::batch_entry_source entry_source(const settings& s) {
+  return [fail_every = s.fail_every](std::size_t k) {
+    const bool fails = fail_every > 0 && (k + 1) % fail_every == 0;
+    return jobpoll::batch_entry(
+        jobpoll::job_params{{"n", std::to_string(k)}, {"outcome", fails ? "failed" : "completed"}});
+  };
+}
+
+// Every record of the batch in `state` (not skipped), a page at a time.
+template <class F>
+void for_each_in(const jobpoll::sqlite_store& store, batch_job_state state, F f) {
+  for (std::size_t after = 0;;) {
+    const std::vector<jobpoll::batch_job> page = store.jobs_in(state, after, 256);
+    if (page.empty()) return;
+    after = page.back().id;
+    for (const jobpoll::batch_job& job : page) f(job);
   }
-  return entries;
 }
 
 // --- what the user sees ----------------------------------------------------------
@@ -272,21 +392,23 @@ class progress_display {
   }
 
   void draw() {
-    using jobpoll::batch_job_state;
     changed_ = false;
     const auto& c = counts_;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     char line[256];
-    std::snprintf(line, sizeof line, "[%6.1fs] %zu completed, %zu failed, %zu running, %zu pending, %zu skipped, %zu cancelled",
+    std::snprintf(line, sizeof line,
+                  "[%6.1fs] %zu completed, %zu failed, %zu running, %zu pending, %zu skipped, %zu cancelled, "
+                  "%zu unknown",
                   elapsed, c[batch_job_state::completed], c[batch_job_state::failed], c.in_flight(),
-                  c[batch_job_state::pending], c.skipped, c[batch_job_state::cancelled]);
+                  c[batch_job_state::pending], c.skipped, c[batch_job_state::cancelled], c[batch_job_state::unknown]);
     if (!terminal_) {
       std::fprintf(stderr, "%s\n", line);
       return;
     }
     // Skipped records (resubmitted parents) are neither work left nor done.
     const std::size_t total = c.total() - c.skipped;
-    const std::size_t ended = c[batch_job_state::completed] + c[batch_job_state::failed] + c[batch_job_state::cancelled];
+    const std::size_t ended = c[batch_job_state::completed] + c[batch_job_state::failed] +
+                              c[batch_job_state::cancelled] + c[batch_job_state::unknown];
     constexpr std::size_t bar_width = 24;
     const std::size_t filled = total == 0 ? bar_width : ended * bar_width / total;
     std::string text = "[" + std::string(filled, '#') + std::string(bar_width - filled, '-') + "] " + line;
@@ -305,11 +427,15 @@ class progress_display {
   bool changed_ = false;
 };
 
-int exit_code_of(const jobpoll::batch_report& report) {
-  const auto& c = report.summary.counts;
-  // Jobs left for a resume come first: the batch is not over, whatever failed so far.
-  if (c[jobpoll::batch_job_state::pending] + c[jobpoll::batch_job_state::running] > 0) return exit_unfinished;
-  switch (report.summary.status) {
+// The exit code of a batch as its records stand.
+int exit_code_of(const jobpoll::batch_summary& summary) {
+  const auto& c = summary.counts;
+  // Jobs left for a resume or a decision come first: the batch is not over, whatever failed so far.
+  if (c[batch_job_state::pending] + c[batch_job_state::submitting] + c[batch_job_state::running] +
+          c[batch_job_state::unknown] >
+      0)
+    return exit_unfinished;
+  switch (summary.status) {
     case jobpoll::batch_status::completed: return exit_completed;
     case jobpoll::batch_status::failed: return exit_failed;
     default: return exit_unfinished;
@@ -342,79 +468,88 @@ struct on_signal {
   }
 };
 
-// Appends one completed job's result to results.ndjson, flushed at once: a
-// crash loses no line the checkpoint calls completed (it may repeat a line
-// whose job the checkpoint had not recorded yet; a stop never does).
-void append_result(std::ofstream& out, const std::filesystem::path& path, const jobpoll::batch_job& job,
-                   const nlohmann::json& result) {
-  const nlohmann::ordered_json line = {
-      {"entry", job.entry}, {"job", job.id}, {"handle", job.handle->id}, {"result", nlohmann::ordered_json(result)}};
-  out << line.dump() << '\n';
-  out.flush();
-  if (!out) throw std::runtime_error("cannot append to " + path.string());
+std::string quoted(const std::string& text) { return nlohmann::json(text).dump(); }
+
+// "batch "NAME" in STORE".
+std::string batch_named(const settings& s) { return "batch " + quoted(s.name) + " in " + s.store.string(); }
+
+// What to do about unknown jobs, on stderr after a run or an action.
+void settle_unknown_hint(const jobpoll::sqlite_store& store, const settings& s, std::size_t unknown) {
+  if (unknown == 0) return;
+  std::string ids;
+  std::size_t listed = 0;
+  for (const jobpoll::batch_job& job : store.jobs_in(batch_job_state::unknown, 0, 10)) {
+    ids += (listed++ == 0 ? "" : ", ") + std::to_string(job.id);
+  }
+  if (unknown > listed) ids += ", ...";
+  std::cerr << "batch_run: " << unknown << (unknown == 1 ? " job is" : " jobs are") << " unknown (job "
+            << ids << "): the run ended during "
+            << (unknown == 1 ? "its submit" : "their submits")
+            << " and, without --submit-key key or lookup, the server may or may not have "
+            << (unknown == 1 ? "it" : "them") << ". Settle each with `batch_run resubmit ID` (a new job), "
+            << "`batch_run skip ID` or `batch_run adopt ID HANDLE` (the server's job), then run again; "
+            << "`batch_run --store " << s.store.string() << " --name " << s.name << " status` lists them."
+            << std::endl;
 }
 
 // Runs the batch to its end; returns the exit code. Throws for the errors of exit code 3.
 int run_batch(const settings& s) {
-  namespace fs = std::filesystem;
-  fs::create_directories(s.state_dir);
-  const fs::path checkpoint = s.state_dir / "checkpoint.json";
-  const fs::path results_path = s.state_dir / "results.ndjson";
-  const bool resuming = fs::exists(checkpoint);
-
   asio::io_context ctx;  // one thread runs the whole batch
   jobpoll::curl_transport transport(ctx.get_executor());
-  demo_client client(transport, demo_job_api(s.server, s.steps), demo_status());
+  demo_client client(transport, demo_job_api(s.server, s.steps, s.key_mode()), demo_status());
   std::optional<jobpoll::sliding_window_limiter> limiter;
   progress_display progress(ctx.get_executor(), ::isatty(STDERR_FILENO) == 1);
 
+  // Creates the batch, or checks that the store holds these entries under
+  // this name (refused, and left untouched, otherwise) before anything is sent.
+  jobpoll::sqlite_store store(s.store, s.name);
+  const bool resuming = store.exists();
+  store.create(s.jobs, entry_source(s));
+
   jobpoll::batch_options options;
-  options.name = s.name;
   options.max_in_flight = s.concurrency;
   options.job.interval = jobpoll::fixed_interval{s.interval};
   options.job.deadline = s.job_timeout;
   if (s.rate) {
-    // One limiter for every request of the batch: submits, polls and cancels.
+    // One limiter for every request of the batch: submits, lookups, polls and cancels.
     limiter.emplace(ctx.get_executor(), *s.rate, s.rate_window);
     options.job.limiter = *limiter;
   }
   options.max_resubmits = s.resubmits;
   options.grace_period = s.grace;
   options.when_stopped = s.cancel_on_stop ? jobpoll::on_cancel::cancel_job : jobpoll::on_cancel::keep_job;
-  options.checkpoint = checkpoint;
-  options.audit_log = s.state_dir / "audit.ndjson";
   options.on_progress = [&progress](const jobpoll::batch_counts& counts, const jobpoll::batch_job&) {
     progress.update(counts);
   };
 
-  std::ofstream results;
-  // Resumes from the checkpoint when there is one; refuses (throws) a corrupt
-  // one or one of another batch, before anything is sent or written.
-  demo_batch batch(ctx.get_executor(), client, make_entries(s), std::move(options),
-                   [&](const jobpoll::batch_job& job, jobpoll::job_result<nlohmann::json>& r) {
-                     append_result(results, results_path, job, r.value);
-                   });
+  // Owns the batch until it is destroyed: refused (throws) while another
+  // runner does. The store keeps each completed job's result as JSON text.
+  demo_batch batch(ctx.get_executor(), client, store, std::move(options),
+                   [](const jobpoll::batch_job&, jobpoll::job_result<nlohmann::json>& r) { return r.value.dump(); });
+  if (const auto& dead = store.taken_over())
+    std::cerr << "batch_run: took the batch over from pid " << dead->pid << " on host " << dead->host
+              << ", which is gone" << std::endl;
   // From here on a signal stops the batch through the runner (before `run`,
-  // `run` then returns at once), so that the checkpoint is always written.
+  // `run` then returns at once).
   asio::signal_set signals(ctx, SIGINT, SIGTERM);
   signals.async_wait(on_signal{&signals, &batch, &progress,
                                s.cancel_on_stop ? "cancelled on the server" : "left running for a resume"});
-  results.open(results_path, std::ios::app);
-  if (!results) throw std::runtime_error("cannot open " + results_path.string() + " for appending");
   if (resuming) {
     const jobpoll::batch_counts c = batch.counts();
-    std::cerr << "resuming: " << c[jobpoll::batch_job_state::completed] << " completed, "
-              << c[jobpoll::batch_job_state::running] << " running, " << c[jobpoll::batch_job_state::pending]
-              << " pending";
+    std::cerr << "resuming: " << c[batch_job_state::completed] << " completed, " << c[batch_job_state::running]
+              << " running, " << c[batch_job_state::pending] << " pending";
+    if (const std::size_t doubtful = c[batch_job_state::submitting]; doubtful > 0)
+      std::cerr << ", " << doubtful << " with a submit to settle (--submit-key " << s.submit_key_name << ")";
+    if (const std::size_t unknown = c[batch_job_state::unknown]; unknown > 0) std::cerr << ", " << unknown << " unknown";
     // Jobs cancelled by a stop (--cancel-on-stop) run again, each as a new job
     // naming the cancelled one as its parent: otherwise the batch could never complete.
     std::vector<std::size_t> cancelled;
-    for (const jobpoll::batch_job& job : batch.jobs())
-      if (!job.skipped && job.state == jobpoll::batch_job_state::cancelled) cancelled.push_back(job.id);
-    for (const std::size_t id : cancelled) batch.resubmit(id, {batch.jobs()[id - 1].params, {}});
+    for_each_in(store, batch_job_state::cancelled, [&](const jobpoll::batch_job& job) { cancelled.push_back(job.id); });
+    for (const std::size_t id : cancelled) batch.resubmit(id, {store.job(id)->params, {}});
     if (!cancelled.empty()) std::cerr << ", " << cancelled.size() << " cancelled at the stop (submitted again)";
     std::cerr << std::endl;
   }
+  progress.update(batch.counts());
 
   std::optional<jobpoll::batch_report> report;
   std::exception_ptr failure;
@@ -431,13 +566,197 @@ int run_batch(const settings& s) {
   ctx.run();
   if (failure) std::rethrow_exception(failure);
   std::cout << jobpoll::to_json(*report).dump() << std::endl;
-  return exit_code_of(*report);
+  settle_unknown_hint(store, s, report->summary.counts[batch_job_state::unknown]);
+  return exit_code_of(report->summary);
+}
+
+// --- the subcommands -------------------------------------------------------------
+
+// The store at --store, which must exist and hold --name (it is never created here).
+std::unique_ptr<jobpoll::sqlite_store> open_existing(const settings& s) {
+  std::error_code ec;
+  if (!std::filesystem::exists(s.store, ec))
+    throw std::runtime_error("no batch store at " + s.store.string() + " (--store): a run creates it");
+  auto store = std::make_unique<jobpoll::sqlite_store>(s.store, s.name);
+  if (!store->exists())
+    throw std::runtime_error(s.store.string() + " holds no batch " + quoted(s.name) + " (--name)");
+  return store;
+}
+
+std::string utc(std::chrono::system_clock::time_point t) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
+  std::tm parts{};
+  ::gmtime_r(&seconds, &parts);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return text;
+}
+
+std::string this_host() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return {};
+  return name;
+}
+
+// `status`: one JSON object; exits as the batch.
+int show_status(const settings& s) {
+  const auto store = open_existing(s);
+  const jobpoll::batch_summary summary = store->summary();
+  nlohmann::ordered_json out = {{"batch", s.name}, {"store", s.store.string()}};
+  const nlohmann::ordered_json reconciled = jobpoll::to_json(summary);  // held: items() would dangle on a temporary
+  for (const auto& [name, value] : reconciled.items()) out[name] = value;
+  nlohmann::ordered_json counts = nlohmann::ordered_json::object();
+  for (std::size_t i = 0; i < jobpoll::batch_job_state_count; ++i) {
+    const auto state = static_cast<batch_job_state>(i);
+    counts[std::string(jobpoll::to_string(state))] = summary.counts[state];
+  }
+  counts["skipped"] = summary.counts.skipped;
+  out["counts"] = std::move(counts);
+  out["owner"] = nullptr;
+  if (const auto owner = store->owner())
+    out["owner"] = {{"pid", owner->pid}, {"host", owner->host}, {"since", utc(owner->since)}};
+  const auto listed = [&](batch_job_state state) {
+    nlohmann::ordered_json jobs = nlohmann::ordered_json::array();
+    for_each_in(*store, state, [&](const jobpoll::batch_job& job) {
+      jobs.push_back({{"id", job.id}, {"entry", job.entry}, {"attempt", job.attempt}, {"key", job.key},
+                      {"error", job.error}});
+    });
+    return jobs;
+  };
+  out["failed"] = listed(batch_job_state::failed);
+  out["unknown"] = listed(batch_job_state::unknown);
+  std::cout << out.dump() << std::endl;
+  return exit_code_of(summary);
+}
+
+// `results`: one line per completed record that is not skipped, in entry
+// order. The entries' own records come in entry order (ids 1..N); the few
+// resubmissions that completed are held and merged in.
+int show_results(const settings& s) {
+  const auto store = open_existing(s);
+  const auto line = [](const jobpoll::batch_job& job) {
+    nlohmann::ordered_json result = nlohmann::ordered_json::parse(job.result, nullptr, false);
+    if (result.is_discarded()) result = job.result;  // not JSON: as text
+    return nlohmann::ordered_json{{"entry", job.entry},
+                                  {"job", job.id},
+                                  {"handle", job.handle ? nlohmann::ordered_json(job.handle->id) : nullptr},
+                                  {"result", std::move(result)}}
+        .dump();
+  };
+  const auto done = [](const jobpoll::batch_job& job) {
+    return job.state == batch_job_state::completed && !job.skipped;
+  };
+  std::multimap<std::size_t, std::string> resubmissions;  // by entry
+  store->for_each_job([&](const jobpoll::batch_job& job) {
+    if (job.parent && done(job)) resubmissions.emplace(job.entry, line(job));
+  });
+  const auto flush_before = [&](std::size_t entry) {
+    for (auto it = resubmissions.begin(); it != resubmissions.end() && it->first < entry;) {
+      std::cout << it->second << '\n';
+      it = resubmissions.erase(it);
+    }
+  };
+  store->for_each_job([&](const jobpoll::batch_job& job) {
+    if (job.parent || !done(job)) return;
+    flush_before(job.entry);
+    std::cout << line(job) << '\n';
+  });
+  flush_before(static_cast<std::size_t>(-1));
+  std::cout << std::flush;
+  return std::cout ? exit_completed : exit_error;
+}
+
+// `history`: the store's history as audit lines.
+int show_history(const settings& s) {
+  const auto store = open_existing(s);
+  store->export_history(std::cout);
+  std::cout << std::flush;
+  return std::cout ? exit_completed : exit_error;
+}
+
+// `release`: clears an owner that is not a live process on this host.
+int release_owner(const settings& s) {
+  auto store = open_existing(s);
+  const auto owner = store->owner();
+  if (!owner) {
+    std::cout << batch_named(s) << " has no owner" << std::endl;
+    return exit_completed;
+  }
+  const bool alive = owner->pid > 0 && (::kill(static_cast<pid_t>(owner->pid), 0) == 0 || errno == EPERM);
+  if (owner->host == this_host() && alive)
+    throw std::runtime_error(batch_named(s) + " is owned by pid " + std::to_string(owner->pid) +
+                             " on this host, which is running: stop it first (release is for a runner that died on "
+                             "another host)");
+  store->release_owner();
+  std::cout << "released " << batch_named(s) << " from pid " << owner->pid << " on host " << owner->host
+            << " (owner since " << utc(owner->since) << ")" << std::endl;
+  return exit_completed;
+}
+
+// The ids once each, in the order given.
+std::vector<std::size_t> unique_ids(const std::vector<std::size_t>& ids) {
+  std::vector<std::size_t> out;
+  std::set<std::size_t> seen;
+  for (const std::size_t id : ids)
+    if (seen.insert(id).second) out.push_back(id);
+  return out;
+}
+
+// `resubmit`, `skip`, `adopt`: a runner owns the batch for the change (refused
+// while another does, before anything is read). Every job is checked before
+// any is changed.
+int act(const std::string& action, const settings& s) {
+  auto store = open_existing(s);
+  // The runner needs a client, which sends nothing here.
+  asio::io_context ctx;
+  jobpoll::curl_transport transport(ctx.get_executor());
+  demo_client client(transport, demo_job_api(s.server, s.steps, s.key_mode()), demo_status());
+  demo_batch batch(ctx.get_executor(), client, *store, jobpoll::batch_options{});
+
+  const std::vector<std::size_t> ids = action == "adopt" ? std::vector<std::size_t>{s.adopt_id} : unique_ids(s.ids);
+  std::vector<jobpoll::batch_job> jobs;
+  for (const std::size_t id : ids) {
+    std::optional<jobpoll::batch_job> job = store->job(id);
+    if (!job) throw std::runtime_error(batch_named(s) + " has no job " + std::to_string(id));
+    const std::string what = "job " + std::to_string(id) + " (entry " + std::to_string(job->entry) + ") is " +
+                             std::string(jobpoll::to_string(job->state));
+    if (action != "skip" && job->skipped)
+      throw std::runtime_error(what + " and skipped (" + job->skip_reason + "): it cannot be " +
+                               (action == "resubmit" ? "resubmitted" : "adopted"));
+    if (action == "resubmit" && job->state != batch_job_state::failed && job->state != batch_job_state::cancelled &&
+        job->state != batch_job_state::unknown)
+      throw std::runtime_error(what + ": only a failed, cancelled or unknown job can be resubmitted");
+    if (action == "adopt" && job->state != batch_job_state::unknown && job->state != batch_job_state::submitting)
+      throw std::runtime_error(what + ": only an unknown job (or one left submitting) can be adopted");
+    jobs.push_back(std::move(*job));
+  }
+
+  for (const jobpoll::batch_job& job : jobs) {
+    const std::string named = "job " + std::to_string(job.id) + " (entry " + std::to_string(job.entry) + ")";
+    if (action == "resubmit") {
+      const std::size_t child = batch.resubmit(job.id, {job.params, {}});
+      std::cout << "resubmitted " << named << " as job " << child << std::endl;
+    } else if (action == "skip") {
+      if (job.skipped) {
+        std::cout << named << " was skipped already (" << job.skip_reason << ")" << std::endl;
+        continue;
+      }
+      batch.skip(job.id, s.reason.empty() ? "skipped with batch_run skip" : s.reason);
+      std::cout << "skipped " << named << std::endl;
+    } else {
+      batch.adopt(job.id, s.handle);
+      std::cout << "adopted " << quoted(s.handle) << " as " << named << ": the next run polls it" << std::endl;
+    }
+  }
+  return exit_completed;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Runs N jobs on the demo job server as one batch: resumable, reconciled, audited.", "batch_run"};
+  CLI::App app{"Runs N jobs on the demo job server as one batch kept in a SQLite store: resumable after a stop or "
+               "a crash, each job submitted once, reconciled, audited.",
+               "batch_run"};
   settings s;
   define_options(app, s);
   try {
@@ -448,8 +767,19 @@ int main(int argc, char** argv) {
     std::cerr << "batch_run: " << e.what() << "\nRun with --help for more information." << std::endl;
     return exit_usage;
   }
+  const std::vector<CLI::App*> chosen = app.get_subcommands();
+  const std::string command = chosen.empty() ? std::string() : chosen.front()->get_name();
+  if (command.empty() && s.server.empty()) {
+    std::cerr << "batch_run: --server is required\nRun with --help for more information." << std::endl;
+    return exit_usage;
+  }
   try {
-    return run_batch(s);
+    if (command.empty()) return run_batch(s);
+    if (command == "status") return show_status(s);
+    if (command == "results") return show_results(s);
+    if (command == "history") return show_history(s);
+    if (command == "release") return release_owner(s);
+    return act(command, s);
   } catch (const std::exception& e) {
     std::cerr << "batch_run: " << e.what() << std::endl;
     return exit_error;

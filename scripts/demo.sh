@@ -8,8 +8,9 @@
 #   2. a job of the seed-004 job API (POST /v1/jobs, Location handle,
 #      progress and an ETA hint), with a 503 burst the poll rides out;
 #   3. a batch of 40 jobs (examples/batch_run), interrupted by SIGINT after
-#      3 s and run again: it resumes from its checkpoint, polling the jobs
-#      that were running by their handles instead of submitting them again.
+#      3 s and run again: it resumes from its SQLite store, polling the jobs
+#      that were running by their handles instead of submitting them again;
+#      `batch_run status` then reads the batch from the store.
 # Progress goes to stderr, each result to stdout as JSON. The server is
 # stopped on exit. Installs missing build dependencies with apt-get first.
 set -euo pipefail
@@ -100,8 +101,8 @@ echo "== 3. a batch of 40 jobs, 6 at a time: SIGINT after 3 s, then the same com
 control config '{"quota": null}'
 state=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$port_file" "$state"' EXIT
-batch=("$batch_run" --server "$base" --jobs 40 --steps 8 --interval 250ms --concurrency 6 --grace 0
-  --state-dir "$state")
+store=("--store" "$state/batch.db")
+batch=("$batch_run" --server "$base" --jobs 40 --steps 8 --interval 250ms --concurrency 6 --grace 0 "${store[@]}")
 "${batch[@]}" &
 batch_pid=$!
 sleep 3
@@ -111,4 +112,8 @@ wait "$batch_pid" || status=$?
 echo "(stopped with exit code $status: jobs left for a resume)"
 echo "-- run again --"
 "${batch[@]}"
-echo "($(wc -l <"$state/results.ndjson") results collected, $(wc -l <"$state/audit.ndjson") audit lines)"
+echo "-- the batch as its store holds it (batch_run status) --"
+"$batch_run" "${store[@]}" status
+results=$("$batch_run" "${store[@]}" results | wc -l)
+changes=$("$batch_run" "${store[@]}" history | wc -l)
+echo "($results results kept in the store, $changes changes in its history)"
