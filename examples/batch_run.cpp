@@ -540,7 +540,8 @@ int run_batch(const settings& s) {
               << " running, " << c[batch_job_state::pending] << " pending";
     if (const std::size_t doubtful = c[batch_job_state::submitting]; doubtful > 0)
       std::cerr << ", " << doubtful << " with a submit to settle (--submit-key " << s.submit_key_name << ")";
-    if (const std::size_t unknown = c[batch_job_state::unknown]; unknown > 0) std::cerr << ", " << unknown << " unknown";
+    if (const std::size_t unknown = c[batch_job_state::unknown]; unknown > 0)
+      std::cerr << ", " << unknown << " unknown";
     // Jobs cancelled by a stop (--cancel-on-stop) run again, each as a new job
     // naming the cancelled one as its parent: otherwise the batch could never complete.
     std::vector<std::size_t> cancelled;

@@ -504,7 +504,8 @@ TEST(BatchExample, ProgressIsPlainLinesWhenNotATerminal) {
   EXPECT_EQ(run.err.back(), '\n');
 
   const std::regex counts_line(
-      R"(\[ *([0-9]+\.[0-9])s\] [0-9]+ completed, [0-9]+ failed, [0-9]+ running, [0-9]+ pending, [0-9]+ skipped, [0-9]+ cancelled, [0-9]+ unknown)");
+      R"(\[ *([0-9]+\.[0-9])s\] [0-9]+ completed, [0-9]+ failed, [0-9]+ running, [0-9]+ pending, )"
+      R"([0-9]+ skipped, [0-9]+ cancelled, [0-9]+ unknown)");
   const std::vector<std::string> lines = lines_of(run.err);
   std::vector<double> times;
   for (const auto& line : lines) {
@@ -581,7 +582,8 @@ TEST(BatchExample, StatusPrintsTheBatchAndExitsAsIt) {
 
   const run_result run = run_batch(batch_args(
       server, dir,
-      {"--jobs", "10", "--steps", "0", "--interval", "0", "--concurrency", "2", "--fail-every", "5", "--resubmits", "0"}));
+      {"--jobs", "10", "--steps", "0", "--interval", "0", "--concurrency", "2", "--fail-every", "5", "--resubmits",
+       "0"}));
   ASSERT_EQ(run.exit_code, 1) << run.err;
 
   const run_result status = run_sub(dir, {"status"});
@@ -627,7 +629,8 @@ TEST(BatchExample, HistoryIsTheAuditOfEveryChange) {
   temp_dir dir;
   const run_result run = run_batch(batch_args(
       server, dir,
-      {"--jobs", "6", "--steps", "1", "--interval", "0", "--concurrency", "2", "--fail-every", "3", "--resubmits", "1"}));
+      {"--jobs", "6", "--steps", "1", "--interval", "0", "--concurrency", "2", "--fail-every", "3", "--resubmits",
+       "1"}));
   ASSERT_EQ(run.exit_code, 1) << run.err;
 
   const run_result history = run_sub(dir, {"history"});
@@ -658,7 +661,8 @@ TEST(BatchExample, ResubmitAndSkipSettleFailedJobs) {
   temp_dir dir;
   const auto args = batch_args(
       server, dir,
-      {"--jobs", "10", "--steps", "0", "--interval", "0", "--concurrency", "2", "--fail-every", "5", "--resubmits", "0"});
+      {"--jobs", "10", "--steps", "0", "--interval", "0", "--concurrency", "2", "--fail-every", "5", "--resubmits",
+       "0"});
   ASSERT_EQ(run_batch(args).exit_code, 1);
 
   // Refusals, before anything changes: a completed job, an id out of range.
@@ -773,8 +777,8 @@ TEST(BatchExample, ActionsAreRefusedWhileARunnerOwnsTheBatch) {
   EXPECT_EQ(status.exit_code, 2) << status.err;
   EXPECT_EQ(json::parse(status.out).at("owner").at("pid"), owner_pid);
   // Changing does not.
-  const std::string owned = "batch_run: batch store " + store_of(dir).string() + ": batch \"batch_run\" is owned by pid " +
-                            std::to_string(owner_pid) + " on host ";
+  const std::string owned = "batch_run: batch store " + store_of(dir).string() +
+                            ": batch \"batch_run\" is owned by pid " + std::to_string(owner_pid) + " on host ";
   for (const auto& action : {std::vector<std::string>{"skip", "3"}, {"resubmit", "1"}, {"adopt", "1", "job-1"}}) {
     std::vector<std::string> args{"--store", store_of(dir).string()};
     args.insert(args.end(), action.begin(), action.end());
@@ -786,7 +790,8 @@ TEST(BatchExample, ActionsAreRefusedWhileARunnerOwnsTheBatch) {
   // Nor does releasing a live owner on this host.
   const run_result release = run_sub(dir, {"release"});
   EXPECT_EQ(release.exit_code, 3);
-  EXPECT_THAT(release.err, HasSubstr("is owned by pid " + std::to_string(owner_pid) + " on this host, which is running"));
+  EXPECT_THAT(release.err,
+              HasSubstr("is owned by pid " + std::to_string(owner_pid) + " on this host, which is running"));
   EXPECT_EQ(records_of(dir)[2].skipped, false);
 
   runner.send(SIGTERM);
