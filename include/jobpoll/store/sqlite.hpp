@@ -278,12 +278,18 @@ class sqlite_store {
   /// entries, `errc::invalid_argument` for a parameter that is not UTF-8.
   const batch_info& create(std::size_t entries, const batch_entry_source& source) {
     batch_fingerprinter fingerprint(entries);
-    if (info_) {
+    const auto same = [&]() -> const batch_info& {
       for (std::size_t e = 0; e < entries; ++e) fingerprint.add(source(e));
       check_same(entries, fingerprint.value());
       return *info_;
-    }
+    };
+    if (info_) return same();
     detail::sqlite_transaction tx(db_, true);
+    load_info();  // another process may have created it since this store was opened
+    if (info_) {
+      tx.commit();
+      return same();
+    }
     batch_info info;
     info.name = batch_name_;
     info.uid = detail::random_hex16();
