@@ -679,6 +679,13 @@ TEST_F(BatchRunnerTest, ManualResubmissionWithOverrideBetweenRuns) {
   corrected["outcome"] = "completed";
   EXPECT_EQ(runner.resubmit(2, {corrected, "threshold was too high"}), 3u);
   EXPECT_EQ(runner.summary().status, batch_status::active);
+  try {
+    runner.resubmit(2, {corrected, "again"});  // a second child could run entry b twice
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "jobpoll::batch_runner: resubmit needs a job that is not skipped, got job 2 skipped "
+                           "(resubmitted as job 3)");
+  }
   const auto report = run(runner);
   EXPECT_EQ(report.summary.status, batch_status::completed);
   EXPECT_EQ(jobs()[2].override_reason, "threshold was too high");

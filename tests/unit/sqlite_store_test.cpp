@@ -352,6 +352,17 @@ TEST_F(SqliteStoreTest, ADiskFullLeavesTheRecordAsItWasAndTheFileWhole) {
   EXPECT_EQ(sql(path, "SELECT COUNT(*) FROM history WHERE job = 1"), "2");
 }
 
+TEST_F(SqliteStoreTest, WithoutCreateIfMissingAMissingFileIsAnErrorAndStaysMissing) {
+  try {
+    sqlite_store store(path, "b", {.create_if_missing = false});
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), jobpoll::errc::store_error);
+    EXPECT_THAT(e.what(), HasSubstr("batch store " + path.string() + ": cannot open: unable to open database file"));
+  }
+  EXPECT_FALSE(fs::exists(path));
+}
+
 TEST_F(SqliteStoreTest, ABatchThatWasNeverCreatedIsAClearError) {
   sqlite_store store(path, "missing");
   try {

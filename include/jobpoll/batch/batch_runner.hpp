@@ -304,11 +304,15 @@ class batch_runner {
   /// job (with a key of its own) naming it as parent, and skips it, outside
   /// the automatic `max_resubmits` budget: the seed's manual resubmission
   /// with an override. Returns the new job's id. Throws
-  /// `std::invalid_argument` for an unknown id, a job in another state, or
-  /// a call during `run`.
+  /// `std::invalid_argument` for an unknown id, a skipped job (one already
+  /// resubmitted included), a job in another state, or a call during `run`.
   std::size_t resubmit(std::size_t id, resubmission how) {
     batch_job job = load(id, "resubmit");
     if (running_) detail::throw_invalid("batch_runner", "resubmit needs a batch that is not running", "a running batch");
+    // A skipped job is settled (or was resubmitted already): a second child could run its entry twice.
+    if (job.skipped)
+      detail::throw_invalid("batch_runner", "resubmit needs a job that is not skipped",
+                            "job " + std::to_string(id) + " skipped (" + job.skip_reason + ")");
     if (job.state != batch_job_state::failed && job.state != batch_job_state::cancelled &&
         job.state != batch_job_state::unknown)
       detail::throw_invalid("batch_runner", "resubmit needs a failed, cancelled or unknown job",
@@ -318,11 +322,14 @@ class batch_runner {
 
   /// Adopts the job the server knows as `handle` for the unknown (or
   /// doubtful `submitting`) job `id`: it becomes running and the next run
-  /// polls it. Throws `std::invalid_argument` for an unknown id, a job in
-  /// another state, an empty handle, or a call during `run`.
+  /// polls it. Throws `std::invalid_argument` for an unknown id, a skipped
+  /// job, a job in another state, an empty handle, or a call during `run`.
   void adopt(std::size_t id, std::string handle) {
     batch_job job = load(id, "adopt");
     if (running_) detail::throw_invalid("batch_runner", "adopt needs a batch that is not running", "a running batch");
+    if (job.skipped)
+      detail::throw_invalid("batch_runner", "adopt needs a job that is not skipped",
+                            "job " + std::to_string(id) + " skipped (" + job.skip_reason + ")");
     if (job.state != batch_job_state::unknown && job.state != batch_job_state::submitting)
       detail::throw_invalid("batch_runner", "adopt needs an unknown job (or one left submitting)",
                             "job " + std::to_string(id) + " " + std::string(to_string(job.state)));

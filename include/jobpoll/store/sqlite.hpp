@@ -72,7 +72,10 @@ struct sqlite_store_options {
   std::chrono::milliseconds busy_timeout{5000};
   /// The SQLite VFS to open the file through ("" for the default): tests
   /// inject I/O errors with one.
-  std::string vfs;
+  std::string vfs{};
+  /// Whether a missing file is created; false: a missing file is an error
+  /// (a reader such as `batch_run status` must not leave an empty store behind).
+  bool create_if_missing = true;
 };
 
 namespace detail {
@@ -253,7 +256,7 @@ class sqlite_store {
   sqlite_store(std::filesystem::path path, std::string batch, sqlite_store_options options = {})
       : path_(std::move(path)),
         batch_name_(std::move(batch)),
-        db_(path_.string(), options.vfs, "batch store " + path_.string()) {
+        db_(path_.string(), options.vfs, options.create_if_missing, "batch store " + path_.string()) {
     const bool memory = path_ == ":memory:" || path_.empty();
     db_.exec("PRAGMA busy_timeout = " + std::to_string(options.busy_timeout.count()), "setting the busy timeout");
     migrate();

@@ -115,10 +115,12 @@ class sqlite_statement {
 /// An open SQLite database.
 class sqlite_connection {
  public:
-  /// Opens (creating) `path` ("" or ":memory:" for a private in-memory
-  /// database) through the VFS `vfs` ("" for the default).
-  sqlite_connection(const std::string& path, const std::string& vfs, std::string origin) : origin_(std::move(origin)) {
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+  /// Opens `path` ("" or ":memory:" for a private in-memory database),
+  /// creating it if `create`, through the VFS `vfs` ("" for the default).
+  sqlite_connection(const std::string& path, const std::string& vfs, bool create, std::string origin)
+      : origin_(std::move(origin)) {
+    const int flags =
+        SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
     const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, vfs.empty() ? nullptr : vfs.c_str());
     if (rc != SQLITE_OK) {
       const std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
