@@ -578,7 +578,8 @@ std::unique_ptr<jobpoll::sqlite_store> open_existing(const settings& s) {
   std::error_code ec;
   if (!std::filesystem::exists(s.store, ec))
     throw std::runtime_error("no batch store at " + s.store.string() + " (--store): a run creates it");
-  auto store = std::make_unique<jobpoll::sqlite_store>(s.store, s.name);
+  auto store = std::make_unique<jobpoll::sqlite_store>(s.store, s.name,
+                                                       jobpoll::sqlite_store_options{.create_if_missing = false});
   if (!store->exists())
     throw std::runtime_error(s.store.string() + " holds no batch " + quoted(s.name) + " (--name)");
   return store;
