@@ -166,7 +166,8 @@ inline nlohmann::ordered_json to_json(const batch_report& report) {
 /// Use it from one thread: `run`, `request_stop`, `stop_now`, `skip`,
 /// `resubmit` and `adopt` must be called on the executor given to the
 /// constructor (a strand, or an io_context run by one thread). The client,
-/// the store and the runner must outlive the run.
+/// the store and the runner must outlive the run, and the store the runner
+/// (its destructor releases the batch).
 template <class Client, batch_store Store, clock Clock = std::chrono::steady_clock>
   requires batch_job_client<Client, Clock>
 class batch_runner {
