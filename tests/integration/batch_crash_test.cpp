@@ -28,6 +28,7 @@
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -238,103 +239,108 @@ std::map<batch_job_state, std::vector<jobpoll::batch_job>> live_records(const te
   return by_state;
 }
 
+// A crash case up to its own assertions: the server offers what `mode`
+// (--submit-key) relies on and nothing more; batch_run is killed while the
+// server holds its first submit, then at every delay of a new kill plan, then
+// run to its end, which must exit `expected_exit`.
+struct crash_run {
+  kill_plan plan;
+  // Names the plan in every failure while the crash_run is in scope.
+  std::optional<testing::ScopedTrace> trace;
+  std::vector<std::string> args;
+  int held = -1;    // the params.n of the held submit
+  int landed = 0;   // the kills that ended a run
+  run_result last;  // the run to the end
+  json submissions;
+  std::map<int, std::vector<std::string>> created;  // by entry (no entry twice)
+};
+
+void crash_and_resume(loopback_server& server, const temp_dir& dir, const std::string& mode, int expected_exit,
+                      crash_run& run) {
+  if (mode == "lookup") server.configure({{"idempotency", false}});
+  if (mode == "none") server.configure({{"idempotency", false}, {"lookup", false}});
+  run.plan = make_plan(random_kills);
+  run.trace.emplace(__FILE__, __LINE__, run.plan.describe());
+  run.args = crash_args(server, dir, mode);
+
+  run.held = kill_during_held_submit(server, run.args);
+  run.landed = kill_repeatedly(run.args, run.plan);
+  EXPECT_GE(run.landed, random_kills) << "kills that landed while batch_run ran";
+  run.last = run_batch(run.args);
+  ASSERT_TRUE(run.last.exited) << "signal " << run.last.signal;
+  ASSERT_EQ(run.last.exit_code, expected_exit) << run.last.out << run.last.err;
+
+  run.submissions = submissions_of(server);
+  run.created = created_by_entry(run.submissions);
+  EXPECT_EQ(created_twice(run.created), "");
+}
+
+// The end of a finished batch: one result per entry, `status` exits 0 with no unknown job. Returns the status.
+json expect_finished(const temp_dir& dir, const std::map<int, std::vector<std::string>>& created) {
+  expect_one_result_per_entry(dir, created);
+  json status = status_of(dir, 0);
+  EXPECT_EQ(status.at("counts").at("unknown"), 0);
+  return status;
+}
+
 TEST(BatchCrash, IdempotencyKeyCreatesEveryEntryOnceAcrossKills) {
   loopback_server server;
   temp_dir dir;
-  const kill_plan plan = make_plan(random_kills);
-  SCOPED_TRACE(plan.describe());
-  const auto args = crash_args(server, dir, "key");
-
-  const int held = kill_during_held_submit(server, args);
-  const int landed = kill_repeatedly(args, plan);
-  EXPECT_GE(landed, random_kills) << "kills that landed while batch_run ran";
-  const run_result last = run_batch(args);
-  ASSERT_TRUE(last.exited) << "signal " << last.signal;
-  ASSERT_EQ(last.exit_code, 0) << last.out << last.err;
-
-  const json submissions = submissions_of(server);
-  const auto created = created_by_entry(submissions);
+  crash_run run;
+  ASSERT_NO_FATAL_FAILURE(crash_and_resume(server, dir, "key", 0, run));
+  const auto& created = run.created;
   EXPECT_EQ(created.size(), static_cast<std::size_t>(entries));
-  EXPECT_EQ(created_twice(created), "");
   // The held submit was sent again with its key after the kill and answered with the job it had created.
   std::size_t replayed_held = 0, replayed = 0;
-  for (const auto& s : submissions) {
+  for (const auto& s : run.submissions) {
     if (!s.at("replayed").get<bool>()) continue;
     ++replayed;
     EXPECT_EQ(s.at("job_id"), created.at(s.at("params").at("n").get<int>()).at(0)) << s.dump();
-    if (s.at("params").at("n") == held) ++replayed_held;
+    if (s.at("params").at("n") == run.held) ++replayed_held;
   }
   EXPECT_EQ(replayed_held, 1u);
-  std::cout << "[          ] " << landed << " kills landed; " << submissions.size() << " submits, " << replayed
+  std::cout << "[          ] " << run.landed << " kills landed; " << run.submissions.size() << " submits, " << replayed
             << " of them replayed by their key" << std::endl;
 
-  expect_one_result_per_entry(dir, created);
-  const json status = status_of(dir, 0);
+  const json status = expect_finished(dir, created);
   EXPECT_EQ(status.at("status"), "COMPLETED");
   EXPECT_EQ(status.at("counts").at("completed"), entries);
   EXPECT_EQ(status.at("counts").at("failed"), 0);
-  EXPECT_EQ(status.at("counts").at("unknown"), 0);
   EXPECT_EQ(status.at("failed"), json::array());
   EXPECT_EQ(status.at("unknown"), json::array());
 }
 
 TEST(BatchCrash, LookupFindsEveryCutSubmitAcrossKills) {
   loopback_server server;
-  server.configure({{"idempotency", false}});
   temp_dir dir;
-  const kill_plan plan = make_plan(random_kills);
-  SCOPED_TRACE(plan.describe());
-  const auto args = crash_args(server, dir, "lookup");
-
-  const int held = kill_during_held_submit(server, args);
-  const int landed = kill_repeatedly(args, plan);
-  EXPECT_GE(landed, random_kills);
-  const run_result last = run_batch(args);
-  ASSERT_TRUE(last.exited) << "signal " << last.signal;
-  ASSERT_EQ(last.exit_code, 0) << last.out << last.err;
-
-  const json submissions = submissions_of(server);
-  const auto created = created_by_entry(submissions);
-  EXPECT_EQ(created.size(), static_cast<std::size_t>(entries));
-  EXPECT_EQ(created_twice(created), "");
-  for (const auto& s : submissions) EXPECT_EQ(s.at("replayed"), false) << "the server's idempotency is off";
+  crash_run run;
+  ASSERT_NO_FATAL_FAILURE(crash_and_resume(server, dir, "lookup", 0, run));
+  EXPECT_EQ(run.created.size(), static_cast<std::size_t>(entries));
+  for (const auto& s : run.submissions) EXPECT_EQ(s.at("replayed"), false) << "the server's idempotency is off";
   // The held submit's job was found by its client_ref, not submitted again.
   const json log = server.log();
   std::size_t lookups = 0;
   for (const auto& request : log)
     if (request.at("method") == "GET" && request.at("path") == "/v1/jobs") ++lookups;
   EXPECT_GE(lookups, 1u);
-  EXPECT_EQ(created.at(held).size(), 1u);
-  std::cout << "[          ] " << landed << " kills landed; " << submissions.size() << " submits, " << lookups
+  EXPECT_EQ(run.created.at(run.held).size(), 1u);
+  std::cout << "[          ] " << run.landed << " kills landed; " << run.submissions.size() << " submits, " << lookups
             << " lookups" << std::endl;
 
-  expect_one_result_per_entry(dir, created);
-  const json status = status_of(dir, 0);
+  const json status = expect_finished(dir, run.created);
   EXPECT_EQ(status.at("counts").at("failed"), 0);
-  EXPECT_EQ(status.at("counts").at("unknown"), 0);
 }
 
 TEST(BatchCrash, WithoutKeyOrLookupCutSubmitsAreUnknownUntilResubmitted) {
   loopback_server server;
-  server.configure({{"idempotency", false}, {"lookup", false}});
   temp_dir dir;
-  const kill_plan plan = make_plan(random_kills);
-  SCOPED_TRACE(plan.describe());
-  const auto args = crash_args(server, dir, "none");
-
-  const int held = kill_during_held_submit(server, args);
-  const int landed = kill_repeatedly(args, plan);
-  EXPECT_GE(landed, random_kills);
-  const run_result last = run_batch(args);
-  ASSERT_TRUE(last.exited) << "signal " << last.signal;
+  crash_run run;
   // Unknown jobs (the held one at least) leave the batch unfinished.
-  ASSERT_EQ(last.exit_code, 2) << last.out << last.err;
-  EXPECT_THAT(last.err, HasSubstr("unknown"));
-  EXPECT_THAT(last.err, HasSubstr("`batch_run resubmit ID` (a new job), `batch_run skip ID` or `batch_run adopt ID "
-                                  "HANDLE` (the server's job)"));
-
-  const auto created = created_by_entry(submissions_of(server));
-  EXPECT_EQ(created_twice(created), "");
+  ASSERT_NO_FATAL_FAILURE(crash_and_resume(server, dir, "none", 2, run));
+  EXPECT_THAT(run.last.err, HasSubstr("unknown"));
+  EXPECT_THAT(run.last.err, HasSubstr("`batch_run resubmit ID` (a new job), `batch_run skip ID` or `batch_run adopt ID "
+                                      "HANDLE` (the server's job)"));
+  const auto& created = run.created;
 
   // Every entry is completed or unknown; `status` lists exactly the unknown ones.
   auto records = live_records(dir);
@@ -349,7 +355,7 @@ TEST(BatchCrash, WithoutKeyOrLookupCutSubmitsAreUnknownUntilResubmitted) {
     unknown_ids.insert(job.id);
     unknown_entries.insert(job.entry);
   }
-  EXPECT_TRUE(unknown_entries.contains(static_cast<std::size_t>(held)));
+  EXPECT_TRUE(unknown_entries.contains(static_cast<std::size_t>(run.held)));
   const json status = status_of(dir, 2);
   EXPECT_EQ(status.at("counts").at("unknown"), unknown.size());
   std::set<std::size_t> listed;
@@ -359,7 +365,7 @@ TEST(BatchCrash, WithoutKeyOrLookupCutSubmitsAreUnknownUntilResubmitted) {
   std::size_t with_job = 0;
   for (const std::size_t e : unknown_entries) with_job += created.contains(static_cast<int>(e)) ? 1 : 0;
   EXPECT_GE(with_job, 1u) << "the held submit created its job";
-  std::cout << "[          ] " << landed << " kills landed; " << unknown.size() << " unknown jobs, " << with_job
+  std::cout << "[          ] " << run.landed << " kills landed; " << unknown.size() << " unknown jobs, " << with_job
             << " of them with a job at the server" << std::endl;
 
   // Settled by resubmission: each a new job of its own; then the batch completes.
@@ -368,7 +374,7 @@ TEST(BatchCrash, WithoutKeyOrLookupCutSubmitsAreUnknownUntilResubmitted) {
   const run_result resubmitted = run_sub(dir, resubmit);
   ASSERT_EQ(resubmitted.exit_code, 0) << resubmitted.err;
   EXPECT_EQ(lines_of(resubmitted.out).size(), unknown_ids.size());
-  const run_result finished = run_batch(args);
+  const run_result finished = run_batch(run.args);
   ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
 
   const auto after = created_by_entry(submissions_of(server));
@@ -378,9 +384,7 @@ TEST(BatchCrash, WithoutKeyOrLookupCutSubmitsAreUnknownUntilResubmitted) {
     const std::size_t expected = unknown_entries.contains(static_cast<std::size_t>(n)) ? before + 1 : before;
     EXPECT_EQ(after.contains(n) ? after.at(n).size() : 0, expected) << "entry " << n;
   }
-  expect_one_result_per_entry(dir, after);
-  const json done = status_of(dir, 0);
-  EXPECT_EQ(done.at("counts").at("unknown"), 0);
+  const json done = expect_finished(dir, after);
   EXPECT_EQ(done.at("counts").at("skipped"), unknown.size());
 }
 

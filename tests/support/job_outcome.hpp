@@ -4,6 +4,7 @@
 
 #include <exception>
 #include <optional>
+#include <utility>
 #include <variant>
 
 #include <asio/bind_cancellation_slot.hpp>
@@ -18,12 +19,14 @@ namespace jobpoll_test {
 using job_result = jobpoll::job_result<nlohmann::json>;
 using job_outcome = std::variant<job_result, jobpoll::job_error>;
 
-/// A co_spawn completion handler (bound to `slot`) that stores the
-/// operation's result or job_error in `out`; any other exception propagates.
-inline auto store_outcome(std::optional<job_outcome>& out, asio::cancellation_slot slot = {}) {
-  return asio::bind_cancellation_slot(slot, [&out](std::exception_ptr e, job_result r) {
+/// A co_spawn completion handler (bound to `slot`) of an operation that
+/// yields a T: stores its value or its job_error in `out` (an Outcome is made
+/// from either); any other exception propagates.
+template <class T, class Outcome>
+auto store_end(std::optional<Outcome>& out, asio::cancellation_slot slot = {}) {
+  return asio::bind_cancellation_slot(slot, [&out](std::exception_ptr e, T value) {
     if (!e) {
-      out.emplace(std::move(r));
+      out.emplace(std::move(value));
       return;
     }
     try {
@@ -32,6 +35,12 @@ inline auto store_outcome(std::optional<job_outcome>& out, asio::cancellation_sl
       out.emplace(error);
     }
   });
+}
+
+/// A co_spawn completion handler (bound to `slot`) that stores the
+/// operation's result or job_error in `out`; any other exception propagates.
+inline auto store_outcome(std::optional<job_outcome>& out, asio::cancellation_slot slot = {}) {
+  return store_end<job_result>(out, slot);
 }
 
 /// The result; a test failure (with the error's message) if the job failed.

@@ -9,6 +9,7 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <asio/co_spawn.hpp>
@@ -23,6 +24,7 @@
 #include <jobpoll/testing/manual_clock.hpp>
 #include <jobpoll/transport/scripted.hpp>
 
+#include "job_client_fixture.hpp"
 #include "job_outcome.hpp"
 
 namespace {
@@ -56,52 +58,19 @@ status_type job_status() {
   return status_type("/status", {.succeeded = {"completed"}, .failed = {"failed"}, .pending = {"pending", "running"}});
 }
 
-// How an operation ended: its value or its job_error.
+// How an operation ended: its value or its job_error (neither: it did not end).
 template <class T>
 struct ending {
+  ending() = default;
+  ending(T v) : value(std::move(v)) {}
+  ending(jobpoll::job_error e) : error(std::move(e)) {}
+
   std::optional<T> value;
   std::optional<jobpoll::job_error> error;
 };
 
-class JobKeyTest : public ::testing::Test {
+class JobKeyTest : public job_client_fixture<ending> {
  protected:
-  void SetUp() override { manual_clock::reset(); }
-  void TearDown() override {
-    EXPECT_EQ(manual_clock::pending_waits(), 0u);
-    EXPECT_EQ(transport.pending(), 0u);
-    EXPECT_THAT(transport.unmatched(), testing::IsEmpty());
-  }
-
-  // 1 s backoff, 2 s interval, no jitter.
-  static options exact() {
-    options o;
-    o.interval = jobpoll::fixed_interval{2s};
-    o.backoff = jobpoll::fixed_interval{1s};
-    return o;
-  }
-
-  // Runs `op` to its end on the manual clock.
-  template <class T>
-  ending<T> finish(asio::awaitable<T> op) {
-    ending<T> out;
-    bool done = false;
-    asio::co_spawn(ctx, std::move(op), [&](std::exception_ptr e, T value) {
-      done = true;
-      if (!e) {
-        out.value.emplace(std::move(value));
-        return;
-      }
-      try {
-        std::rethrow_exception(e);
-      } catch (const jobpoll::job_error& error) {
-        out.error.emplace(error);
-      }
-    });
-    manual_clock::run(ctx);
-    EXPECT_TRUE(done) << "the operation did not finish";
-    return out;
-  }
-
   // The Idempotency-Key of every submit the server received, in order.
   std::vector<std::string> keys_sent() const {
     std::vector<std::string> keys;
@@ -109,9 +78,6 @@ class JobKeyTest : public ::testing::Test {
       if (r.method == "POST") keys.emplace_back(r.headers.find("Idempotency-Key").value_or("(none)"));
     return keys;
   }
-
-  asio::io_context ctx;
-  transport_type transport{ctx.get_executor()};
 };
 
 bool is_key(const std::string& key) { return std::regex_match(key, std::regex("[0-9a-f]{32}")); }

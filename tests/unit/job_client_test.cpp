@@ -21,6 +21,7 @@
 #include <jobpoll/testing/manual_clock.hpp>
 #include <jobpoll/transport/scripted.hpp>
 
+#include "job_client_fixture.hpp"
 #include "job_outcome.hpp"
 
 namespace {
@@ -82,33 +83,12 @@ std::string page_body(const std::string& status, int offset, int count, int tota
 
 std::string working() { return page_body("working", 0, 0, 0); }
 
-class JobClientTest : public ::testing::Test {
+// Every operation finish() runs here yields a job_result: it ends as a job_outcome.
+template <class>
+using outcome_of = job_outcome;
+
+class JobClientTest : public job_client_fixture<outcome_of> {
  protected:
-  void SetUp() override { manual_clock::reset(); }
-  void TearDown() override {
-    EXPECT_EQ(manual_clock::pending_waits(), 0u);
-    EXPECT_EQ(transport.pending(), 0u);
-    EXPECT_THAT(transport.unmatched(), testing::IsEmpty());
-  }
-
-  // Options with exact waits: 2 s interval, 1 s backoff, no jitter.
-  static options exact() {
-    options o;
-    o.interval = jobpoll::fixed_interval{2s};
-    o.backoff = jobpoll::fixed_interval{1s};
-    return o;
-  }
-
-  // Runs `op` to its end on the manual clock; the job's result or its error.
-  template <class Op>
-  job_outcome finish(Op op, asio::cancellation_slot slot = {}) {
-    std::optional<job_outcome> out;
-    asio::co_spawn(ctx, std::move(op), store_outcome(out, slot));
-    manual_clock::run(ctx);
-    EXPECT_TRUE(out.has_value()) << "the job did not finish";
-    return out ? std::move(*out) : job_outcome{};
-  }
-
   jobpoll::job_handle finish_handle(asio::awaitable<jobpoll::job_handle> op) {
     std::optional<jobpoll::job_handle> out;
     asio::co_spawn(ctx, std::move(op), [&](std::exception_ptr e, jobpoll::job_handle h) {
@@ -128,9 +108,6 @@ class JobClientTest : public ::testing::Test {
     for (const auto& r : transport.requests()) lines.push_back(r.method + " " + r.url);
     return lines;
   }
-
-  asio::io_context ctx;
-  transport_type transport{ctx.get_executor()};
 };
 
 TEST_F(JobClientTest, LoadJobContractPollsThenCollectsEveryPage) {
