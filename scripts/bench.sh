@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds jobpoll's benchmarks (Release, -O2, -Werror; the default compiler, g++) in build-bench/ and
 # runs them, each against its hand-written Asio baseline in the same process,
-# then prints every ratio once more at the end. About 5-6 minutes on 2 cores
-# (batch_bench about 70 s of it), plus job_load (about 2 minutes).
+# then prints every ratio once more at the end. About 20-25 minutes on 2 cores
+# (batch_bench about 17 minutes of it: 1,000,000 jobs, and an fsync per
+# change at 100,000), plus job_load (about 2 minutes).
 #
 #   scripts/bench.sh                      all seven
 #   scripts/bench.sh poll_overhead ...    a subset: poll_overhead, many_pollers, limiter_throughput,
 #                                         curl_transport (against the loopback job server),
-#                                         batch_bench (the batch runner against job_client alone),
+#                                         batch_bench (the batch runner on its SQLite store, in memory,
+#                                         in a file, fsynced, against job_client alone; 100,000 and
+#                                         1,000,000 jobs),
 #                                         job_load (1,000 and 10,000 jobs: jobpoll vs plain libcurl
 #                                         multi vs Python aiohttp+tenacity, each its own process;
 #                                         and jobpoll over HTTP/2 vs HTTP/1.1 against a hypercorn server),
@@ -16,8 +19,8 @@
 #
 # REPS=<n> sets the Google Benchmark repetitions (default 5; medians are
 # compared); MANY_REPS=<n> the fresh-process runs per many_pollers
-# configuration (default 3); BATCH_REPS=<n> those per batch_bench way and
-# size (default 5); LOAD_REPS=<n> the runs per job_load client and size
+# configuration (default 3); BATCH_REPS=<n> those per batch_bench way at
+# 100,000 jobs (default 3; 1,000,000 jobs run once); LOAD_REPS=<n> the runs per job_load client and size
 # (default 3; medians are compared), LOAD_JOBS=<list> its sizes (default 1000,10000). Full outputs:
 # build-bench/<name>.txt.
 set -euo pipefail
@@ -28,7 +31,7 @@ source scripts/deps.sh
 
 reps=${REPS:-5}
 many_reps=${MANY_REPS:-3}
-batch_reps=${BATCH_REPS:-5}
+batch_reps=${BATCH_REPS:-3}
 load_reps=${LOAD_REPS:-3}
 load_jobs=${LOAD_JOBS:-1000,10000}
 dir=build-bench
