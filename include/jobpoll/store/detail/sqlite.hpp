@@ -5,6 +5,7 @@
 // file, the step and SQLite's own message and code.
 
 #include <cstdint>
+#include <list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -131,7 +132,10 @@ class sqlite_connection {
   }
   sqlite_connection(const sqlite_connection&) = delete;
   sqlite_connection& operator=(const sqlite_connection&) = delete;
-  ~sqlite_connection() { sqlite3_close_v2(db_); }
+  ~sqlite_connection() {
+    transactions_.clear();  // finalized before the close
+    sqlite3_close_v2(db_);
+  }
 
   sqlite3* get() const noexcept { return db_; }
   const std::string& origin() const noexcept { return origin_; }
@@ -149,6 +153,12 @@ class sqlite_connection {
     }
   }
   sqlite_statement prepare(std::string_view sql) { return sqlite_statement(db_, sql, &origin_); }
+  /// One of "BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", prepared on first use.
+  sqlite_statement& transaction_statement(std::string_view sql) {
+    for (auto& [text, statement] : transactions_)
+      if (text == sql) return statement;
+    return transactions_.emplace_back(std::string(sql), prepare(sql)).second;
+  }
   /// The one integer `sql` answers (a PRAGMA, a COUNT).
   std::int64_t integer(std::string_view sql) {
     sqlite_statement s = prepare(sql);
@@ -159,23 +169,32 @@ class sqlite_connection {
  private:
   std::string origin_;
   sqlite3* db_ = nullptr;
+  std::list<std::pair<std::string, sqlite_statement>> transactions_;  // a list: references stay valid
 };
 
 /// A transaction: committed by `commit`, rolled back if destroyed before.
-/// `immediate` takes the write lock at once (no upgrade deadlock between two writers).
+/// `immediate` takes the write lock at once (no upgrade deadlock between two
+/// writers). Its statements are prepared once per connection: a change is
+/// a transaction, and parsing "BEGIN"/"COMMIT" each time showed in profiles.
 class sqlite_transaction {
  public:
   explicit sqlite_transaction(sqlite_connection& db, bool immediate = false) : db_(&db) {
-    db.exec(immediate ? "BEGIN IMMEDIATE" : "BEGIN", "beginning a transaction");
+    db.transaction_statement(immediate ? "BEGIN IMMEDIATE" : "BEGIN").run();
   }
   sqlite_transaction(const sqlite_transaction&) = delete;
   sqlite_transaction& operator=(const sqlite_transaction&) = delete;
   ~sqlite_transaction() {
     // After a failed COMMIT (disk full) SQLite may have rolled back already.
-    if (db_ != nullptr && sqlite3_get_autocommit(db_->get()) == 0) sqlite3_exec(db_->get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    if (db_ != nullptr && sqlite3_get_autocommit(db_->get()) == 0) {
+      try {
+        db_->transaction_statement("ROLLBACK").run();
+      } catch (const std::exception&) {
+        // Nothing more to do: the connection's next transaction reports the problem.
+      }
+    }
   }
   void commit() {
-    db_->exec("COMMIT", "committing");
+    db_->transaction_statement("COMMIT").run();
     db_ = nullptr;
   }
 
