@@ -41,6 +41,20 @@ struct batch_summary {
   std::vector<std::size_t> failed_job_ids;  ///< ids of the failed records that are not skipped, ascending
 };
 
+namespace detail {
+
+/// The rules of `reconcile`, first match wins, from `live` records that are
+/// not skipped (`live_cancelled` of them cancelled) and a summary whose
+/// failed ids, fulfilled and total entries are known.
+inline batch_status batch_status_of(std::size_t live, std::size_t live_cancelled, const batch_summary& s) noexcept {
+  if (live > 0 && live_cancelled == live) return batch_status::cancelled;
+  if (!s.failed_job_ids.empty()) return batch_status::failed;
+  if (s.fulfilled_entries == s.total_entries) return batch_status::completed;
+  return batch_status::active;
+}
+
+}  // namespace detail
+
 /// Reconciles a batch of `entries` entries from its job records (any order).
 ///
 /// The rules, first match wins:
@@ -75,14 +89,7 @@ inline batch_summary reconcile(std::span<const batch_job> jobs, std::size_t entr
   for (std::size_t e = 0; e < entries; ++e)
     if (completed[e] || (any[e] && !unskipped[e])) ++s.fulfilled_entries;
 
-  if (live > 0 && live_cancelled == live)
-    s.status = batch_status::cancelled;
-  else if (!s.failed_job_ids.empty())
-    s.status = batch_status::failed;
-  else if (s.fulfilled_entries == entries)
-    s.status = batch_status::completed;
-  else
-    s.status = batch_status::active;
+  s.status = detail::batch_status_of(live, live_cancelled, s);
   return s;
 }
 

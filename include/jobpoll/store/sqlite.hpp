@@ -32,7 +32,6 @@
 #include <functional>
 #include <optional>
 #include <ostream>
-#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -52,6 +51,7 @@
 #include "jobpoll/batch/batch_store.hpp"
 #include "jobpoll/batch/reconcile.hpp"
 #include "jobpoll/error.hpp"
+#include "jobpoll/job_description.hpp"
 #include "jobpoll/store/detail/sqlite.hpp"
 
 namespace jobpoll {
@@ -124,16 +124,6 @@ inline bool process_alive(std::int64_t pid, std::int64_t start) {
   if (pid <= 0) return false;
   if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
   return start == 0 || process_start(pid) == 0 || process_start(pid) == start;
-}
-
-inline std::string random_hex16() {
-  std::random_device device;
-  std::mt19937_64 engine((std::uint64_t{device()} << 32) ^ device());
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out(16, '0');
-  std::uint64_t v = engine();
-  for (std::size_t i = 16; i-- > 0; v >>= 4) out[i] = hex[v & 0xf];
-  return out;
 }
 
 /// Reads a stored JSON column of job `job` named `column` with the record
@@ -298,7 +288,7 @@ class sqlite_store {
     }
     batch_info info;
     info.name = batch_name_;
-    info.uid = detail::random_hex16();
+    info.uid = new_job_key().substr(0, 16);  // the key maker's random source, 64 bits
     info.entries = entries;
     info.created = std::chrono::system_clock::now();
     db_.prepare("INSERT INTO batches(name, uid, fingerprint, entries, created) VALUES (?, ?, '', ?, ?)")
@@ -522,17 +512,9 @@ class sqlite_store {
         "WHERE batch_id = ? AND entry < ? GROUP BY entry) WHERE done = 1 OR live = 0");
     fulfilled.bind(1, id()).bind(2, static_cast<std::int64_t>(s.total_entries));
     if (fulfilled.step()) s.fulfilled_entries = static_cast<std::size_t>(fulfilled.integer(0));
-    std::size_t live = 0;
+    std::size_t live = 0;  // records that are not skipped
     for (std::size_t i = 0; i < batch_job_state_count; ++i) live += s.counts.by_state[i];
-    const std::size_t live_cancelled = s.counts[batch_job_state::cancelled];
-    if (live > 0 && live_cancelled == live)
-      s.status = batch_status::cancelled;
-    else if (!s.failed_job_ids.empty())
-      s.status = batch_status::failed;
-    else if (s.fulfilled_entries == s.total_entries)
-      s.status = batch_status::completed;
-    else
-      s.status = batch_status::active;
+    s.status = detail::batch_status_of(live, s.counts[batch_job_state::cancelled], s);
     return s;
   }
 
