@@ -324,6 +324,14 @@ TEST_F(SqliteStoreTest, ACorruptRowIsAClearErrorNamingTheJob) {
   } catch (const std::system_error& e) {
     EXPECT_THAT(e.what(), HasSubstr("batch \"b\" job 3: params: expected a JSON object of strings, got [1,2]"));
   }
+  // A number out of range: the column is named, not a line of it.
+  sql(path, "UPDATE jobs SET params = '[1e999]' WHERE id = 3");
+  try {
+    store.job(3);
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("batch \"b\" job 3: params: number overflow parsing '1e999' at byte 1"));
+  }
   EXPECT_EQ(store.counts().total(), 3u);  // what does not need the bad rows still works
 }
 

@@ -22,6 +22,7 @@
 // `to_string` names. A newer schema is refused; an older one is migrated in
 // place, one version per transaction, when the store is opened.
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -135,10 +136,13 @@ inline nlohmann::json read_stored_json(std::string_view text, const std::string&
   try {
     return parse_json_record(text, where, std::nullopt, [](std::string_view t) { return nlohmann::json::parse(t); });
   } catch (const std::system_error& e) {
-    std::string message = e.what();
-    // parse_json_record says "<where>: ...: invalid batch record"; the column goes after the job.
-    if (message.starts_with(where + ": ")) message.insert(where.size() + 2, std::string(column) + ": ");
-    throw std::system_error(errc::store_error, message.substr(0, message.rfind(": invalid batch record")));
+    // parse_json_record says "<where>: <why>" or "<where>:<line>: <why>", then
+    // ": invalid batch record": a column has no lines, and it is named instead.
+    std::string_view why = e.what();
+    why.remove_prefix(std::min(why.size(), where.size()));
+    why.remove_prefix(std::min(why.size(), why.find(": ") + 2));
+    why = why.substr(0, why.rfind(": invalid batch record"));
+    throw std::system_error(errc::store_error, where + ": " + std::string(column) + ": " + std::string(why));
   }
 }
 
