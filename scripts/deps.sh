@@ -17,6 +17,11 @@ JOBPOLL_APT_PACKAGES=(
   libcurl4-openssl-dev  # jobpoll::curl, the HTTP transport (libcurl 7.88, OpenSSL 3, HTTP/2)
   nlohmann-json3-dev    # jobpoll::json, the JSON codec
   libsqlite3-dev        # jobpoll::sqlite, the embedded batch store (SQLite 3.40)
+  pkg-config            # finds hiredis (its Debian CMake package file is broken)
+  libhiredis-dev        # jobpoll::redis, the limiter shared through Redis (hiredis 0.14)
+  redis-server          # the Redis 7.0 each Redis test starts and stops itself
+  libpq-dev             # jobpoll::postgres, the batch store shared by several runners (libpq 15)
+  postgresql-15         # the PostgreSQL each PostgreSQL test initdb's, starts and stops itself
   libcli11-dev          # the jobpoll command-line tool's flag parser
   python3               # the loopback job server of the integration tests and the demo
   openssl               # certificates for the TLS integration tests
