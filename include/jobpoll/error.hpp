@@ -29,6 +29,7 @@ enum class errc {
   store_error,        ///< a batch store failed: it cannot be opened or written (disk full, I/O error, corrupt, another program's file)
   batch_owned,        ///< the batch is owned by another runner (its pid, host and since are in the message)
   batch_mismatch,     ///< the store holds a batch of that name with other entries
+  lease_lost,         ///< a shared batch store gave this runner's records to others: its lease ran out (it was taken for dead)
 };
 
 namespace detail {
@@ -57,6 +58,7 @@ class error_category_impl final : public std::error_category {
       case errc::store_error: return "batch store failed";
       case errc::batch_owned: return "batch owned by another runner";
       case errc::batch_mismatch: return "the store holds another batch of that name";
+      case errc::lease_lost: return "this runner's lease on the batch ran out: other runners took its jobs";
     }
     return "unknown jobpoll error " + std::to_string(value);
   }

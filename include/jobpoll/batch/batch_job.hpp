@@ -130,7 +130,11 @@ struct batch_counts {
   }
 
   void add(const batch_job& job) noexcept { ++slot(job); }
-  void remove(const batch_job& job) noexcept { --slot(job); }
+  /// Never below 0: a runner on a shared store counts from a snapshot that
+  /// other runners' changes make stale.
+  void remove(const batch_job& job) noexcept {
+    if (std::size_t& n = slot(job); n > 0) --n;
+  }
 
   friend bool operator==(const batch_counts&, const batch_counts&) = default;
 

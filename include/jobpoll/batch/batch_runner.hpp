@@ -12,6 +12,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -27,10 +28,12 @@
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/error.hpp>
+#include <asio/io_context.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
 
 #include "jobpoll/batch/batch_job.hpp"
 #include "jobpoll/batch/batch_json.hpp"
@@ -161,7 +164,16 @@ inline nlohmann::ordered_json to_json(const batch_report& report) {
 ///
 /// The runner owns the batch from construction to destruction
 /// (`Store::claim`): a second runner on the same batch is refused with
-/// `errc::batch_owned`.
+/// `errc::batch_owned`. On a `shared_batch_store` several runners, in
+/// several processes on several machines, run one batch: each takes the
+/// records it runs from the store under a lease it renews every third of
+/// it, and takes over (by handle: polled, never submitted again) the
+/// records of a runner whose lease ran out; it ends when nothing is left to
+/// take and no other live runner holds a runnable record. On a
+/// `remote_batch_store` every store call of a run is made on the store's
+/// worker and awaited, so the event loop never waits on the network; the
+/// constructor, the destructor and `skip`/`resubmit`/`adopt` call the store
+/// on the calling thread.
 ///
 /// Use it from one thread: `run`, `request_stop`, `stop_now`, `skip`,
 /// `resubmit` and `adopt` must be called on the executor given to the
@@ -195,6 +207,7 @@ class batch_runner {
         on_result_(wrap_handler(std::move(on_result))),
         breaker_(options_.breaker),
         grace_timer_(executor_),
+        heartbeat_timer_(executor_),
         all_done_(executor_) {
     if (options_.max_in_flight == 0) detail::throw_invalid("batch_runner", "max_in_flight must be at least 1", "0");
     if (options_.grace_period < std::chrono::nanoseconds::zero())
@@ -216,14 +229,15 @@ class batch_runner {
   /// `when_stopped` says) and returns `batch_end::cancelled`. Throws what
   /// the store, a progress callback or the result path threw (the batch
   /// stops first, as `request_stop` does, and every job in flight ends),
-  /// and `std::logic_error` on a second call.
+  /// `errc::lease_lost` when a shared store's lease ran out, and
+  /// `std::logic_error` on a second call.
   asio::awaitable<batch_report> run() {
     if (started_) throw std::logic_error("jobpoll::batch_runner::run may be called once");
     started_ = true;
     running_ = true;
     std::exception_ptr failure;
     try {
-      settle_doubtful_submits();
+      if constexpr (!shared) co_await settle_doubtful_submits();
     } catch (...) {
       failure = std::current_exception();
     }
@@ -231,7 +245,7 @@ class batch_runner {
         counts_[batch_job_state::pending] + counts_[batch_job_state::submitting] + counts_[batch_job_state::running];
     if (!stop_requested_ && !failure) {
       const std::size_t workers = std::min(options_.max_in_flight, runnable);
-      for (std::size_t w = 0; w < workers; ++w) workers_.push_back(std::make_unique<worker>());
+      for (std::size_t w = 0; w < workers; ++w) workers_.push_back(std::make_unique<worker>(executor_));
       workers_left_ = workers;
       for (std::size_t w = 0; w < workers; ++w) {
         asio::co_spawn(executor_, work(w),
@@ -239,7 +253,18 @@ class batch_runner {
                          worker_ended(w, e);
                        }));
       }
-      while (workers_left_ > 0) {
+      if constexpr (shared) {
+        if (workers > 0) {
+          heartbeat_running_ = true;
+          asio::co_spawn(executor_, heartbeat(), [this](std::exception_ptr e) {
+            heartbeat_running_ = false;
+            if (e) stop_after(e);
+            all_done_.cancel();
+          });
+        }
+      }
+      while (workers_left_ > 0 || heartbeat_running_) {
+        if (workers_left_ == 0) heartbeat_timer_.cancel();
         all_done_.expires_at(asio::steady_timer::time_point::max());
         std::error_code ec;
         co_await all_done_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -256,7 +281,8 @@ class batch_runner {
     grace_timer_.cancel();
     if (failure) std::rethrow_exception(failure);
     if (worker_failure_) std::rethrow_exception(worker_failure_);
-    co_return report();
+    batch_summary summary = co_await on_store([this] { return store_->summary(); });
+    co_return report(std::move(summary));
   }
 
   /// Stops submitting; jobs in flight may finish within `grace_period`,
@@ -269,6 +295,7 @@ class batch_runner {
     stop_requested_ = true;
     stop_reason_ = std::move(reason);
     if (!running_) return;
+    for (const auto& w : workers_) w->idle.cancel();  // a runner waiting for other runners' jobs ends now
     if (options_.grace_period == std::chrono::nanoseconds::zero()) {
       abandon_in_flight();
       return;
@@ -287,19 +314,9 @@ class batch_runner {
 
   /// Skips job `id` (excluded from reconciliation, never submitted, kept in
   /// the record with `reason`). Throws `std::invalid_argument` for an unknown
-  /// id or a job in flight in this run.
-  void skip(std::size_t id, std::string reason) {
-    batch_job job = load(id, "skip");
-    if (in_flight_here(id))
-      detail::throw_invalid("batch_runner", "skip needs a job that is not in flight", "job " + std::to_string(id));
-    if (job.skipped) return;
-    std::erase_if(next_, [id](const batch_job& j) { return j.id == id; });
-    counts_.remove(job);
-    job.skipped = true;
-    job.skip_reason = std::move(reason);
-    counts_.add(job);
-    save(job, job.state, "skipped");
-  }
+  /// id or a job in flight in this run. Waits for the store on the calling
+  /// thread (these settling calls are for a batch at rest, or a rare manual step).
+  void skip(std::size_t id, std::string reason) { run_here(skip_job(id, std::move(reason))); }
 
   /// Resubmits the failed, cancelled or unknown job `id` as a new pending
   /// job (with a key of its own) naming it as parent, and skips it, outside
@@ -307,54 +324,33 @@ class batch_runner {
   /// with an override. Returns the new job's id. Throws
   /// `std::invalid_argument` for an unknown id, a skipped job (one already
   /// resubmitted included), a job in another state, or a call during `run`.
-  std::size_t resubmit(std::size_t id, resubmission how) {
-    batch_job job = load(id, "resubmit");
-    if (running_) detail::throw_invalid("batch_runner", "resubmit needs a batch that is not running", "a running batch");
-    // A skipped job is settled (or was resubmitted already): a second child could run its entry twice.
-    if (job.skipped)
-      detail::throw_invalid("batch_runner", "resubmit needs a job that is not skipped",
-                            "job " + std::to_string(id) + " skipped (" + job.skip_reason + ")");
-    if (job.state != batch_job_state::failed && job.state != batch_job_state::cancelled &&
-        job.state != batch_job_state::unknown)
-      detail::throw_invalid("batch_runner", "resubmit needs a failed, cancelled or unknown job",
-                            "job " + std::to_string(id) + " " + std::string(to_string(job.state)));
-    return create_child(job, std::move(how));
-  }
+  std::size_t resubmit(std::size_t id, resubmission how) { return run_here(resubmit_job(id, std::move(how))); }
 
   /// Adopts the job the server knows as `handle` for the unknown (or
   /// doubtful `submitting`) job `id`: it becomes running and the next run
   /// polls it. Throws `std::invalid_argument` for an unknown id, a skipped
   /// job, a job in another state, an empty handle, or a call during `run`.
-  void adopt(std::size_t id, std::string handle) {
-    batch_job job = load(id, "adopt");
-    if (running_) detail::throw_invalid("batch_runner", "adopt needs a batch that is not running", "a running batch");
-    if (job.skipped)
-      detail::throw_invalid("batch_runner", "adopt needs a job that is not skipped",
-                            "job " + std::to_string(id) + " skipped (" + job.skip_reason + ")");
-    if (job.state != batch_job_state::unknown && job.state != batch_job_state::submitting)
-      detail::throw_invalid("batch_runner", "adopt needs an unknown job (or one left submitting)",
-                            "job " + std::to_string(id) + " " + std::string(to_string(job.state)));
-    if (handle.empty()) detail::throw_invalid("batch_runner", "adopt needs a job handle", "\"\"");
-    job.handle = job_handle(std::move(handle), with_key(job));
-    job.submitted = std::chrono::system_clock::now();
-    job.error.clear();
-    job.error_code.clear();
-    set_state(job, batch_job_state::running, "adopted by its handle");
-  }
+  void adopt(std::size_t id, std::string handle) { run_here(adopt_job(id, std::move(handle))); }
 
   /// The store the batch lives in.
   Store& store() const noexcept { return *store_; }
+  /// Records per state as this runner sees them: the store's counts when it
+  /// started (and, on a shared store, at every lease renewal) plus its own changes.
   const batch_counts& counts() const noexcept { return counts_; }
   /// Jobs this run is submitting or polling now (never more than `max_in_flight`).
   std::size_t in_flight() const noexcept { return busy_; }
-  /// The reconciliation of the records as they are now.
+  /// The reconciliation of the records as they are now (read on the calling thread).
   batch_summary summary() const { return store_->summary(); }
 
  private:
+  static constexpr bool shared = shared_batch_store<Store>;
+
   struct worker {
+    explicit worker(const asio::any_io_executor& ex) : idle(ex) {}
     asio::cancellation_signal cancel;
     std::optional<std::size_t> job;  // the id of the record it works on
     bool done = false;
+    timer_for<Clock> idle;  // on a shared store: waits while other runners hold every runnable record
   };
 
   // How many records one read of the store brings in.
@@ -396,6 +392,31 @@ class batch_runner {
 
   bool stopping() const noexcept { return stop_requested_ || cancelled_ || breaker_.open(); }
 
+  // Calls `f` (which uses the store) where the store wants its calls: on its
+  // worker for a remote store, whose calls wait on the network, and resumes
+  // on the runner's executor; right here for a local one.
+  template <class F>
+  asio::awaitable<std::invoke_result_t<F&>> on_store(F f) {
+    using result = std::invoke_result_t<F&>;
+    if constexpr (remote_batch_store<Store>) {
+      co_return co_await asio::co_spawn(
+          store_->worker_executor(), [&f]() -> asio::awaitable<result> { co_return f(); }, asio::use_awaitable);
+    } else {
+      co_return f();
+    }
+  }
+
+  // Runs one of the settling operations to its end on the calling thread,
+  // on an io_context of its own: they are called outside `run`, or for a
+  // single record during it.
+  template <class T>
+  T run_here(asio::awaitable<T> op) {
+    asio::io_context here;
+    std::future<T> done = asio::co_spawn(here, std::move(op), asio::use_future);
+    here.run();
+    return done.get();
+  }
+
   // The job's parameters with its key as `{job_key}`.
   static job_params with_key(const batch_job& job) {
     job_params params = job.params;
@@ -403,49 +424,98 @@ class batch_runner {
     return params;
   }
 
+  static constexpr std::string_view unsettled_message =
+      "its submit was under way when an earlier run ended, so the server may have created the job; "
+      "the job API has neither an idempotent submit nor a lookup: resubmit it, skip it, or adopt it by its handle";
+
   // Jobs an earlier run left `submitting` that neither a resend nor a lookup
-  // can settle become unknown before anything is sent.
-  void settle_doubtful_submits() {
-    if (idempotent() || can_find()) return;
+  // can settle become unknown before anything is sent. (On a shared store
+  // the records another runner is submitting look the same: there each
+  // taken record is settled as it comes, in `run_job`.)
+  asio::awaitable<void> settle_doubtful_submits() {
+    if (idempotent() || can_find()) co_return;
     for (std::size_t after = 0;;) {
-      std::vector<batch_job> page = store_->jobs_in(batch_job_state::submitting, after, page_size);
-      if (page.empty()) return;
+      std::vector<batch_job> page =
+          co_await on_store([&] { return store_->jobs_in(batch_job_state::submitting, after, page_size); });
+      if (page.empty()) co_return;
       after = page.back().id;
-      for (batch_job& job : page) {
-        job.error = "its submit was under way when an earlier run ended, so the server may have created the job; "
-                    "the job API has neither an idempotent submit nor a lookup: resubmit it, skip it, or adopt it "
-                    "by its handle";
-        job.error_code.clear();
-        set_state(job, batch_job_state::unknown, "submit unfinished in an earlier run");
-      }
+      for (batch_job& job : page) co_await settle_as_unknown(job);
     }
   }
 
-  // The next record to run: running ones (an earlier run left them), then
-  // doubtful submits, then pending ones; a page at a time from the store.
-  std::optional<batch_job> next_job() {
-    static constexpr std::array<batch_job_state, 3> order = {batch_job_state::running, batch_job_state::submitting,
-                                                             batch_job_state::pending};
-    while (next_.empty()) {
-      std::vector<batch_job> page = store_->jobs_in(order[phase_], after_[phase_], page_size);
-      if (page.empty()) {
-        // Pending is the last phase and stays open: resubmissions made later come after the cursor.
-        if (phase_ + 1 == order.size()) return std::nullopt;
-        ++phase_;
-        continue;
+  asio::awaitable<void> settle_as_unknown(batch_job& job) {
+    job.error = std::string(unsettled_message);
+    job.error_code.clear();
+    co_await set_state(job, batch_job_state::unknown, "submit unfinished in an earlier run");
+  }
+
+  // The next record for worker `w`: running ones (an earlier run left them),
+  // then doubtful submits, then pending ones; a page at a time from the
+  // store. On a shared store, records this runner takes over (see `take`);
+  // while other live runners hold every runnable record, it waits and asks
+  // again, as one of them may die and leave its records to take over.
+  asio::awaitable<std::optional<batch_job>> next_job(std::size_t w) {
+    if constexpr (shared) {
+      while (next_.empty()) {
+        if (stopping()) co_return std::nullopt;
+        // Take about what the idle workers need, so that records stay free for the other runners.
+        const std::size_t idle = options_.max_in_flight - std::min(options_.max_in_flight, busy_);
+        const std::size_t want = std::clamp<std::size_t>(idle > taking_ ? idle - taking_ : 1, 1, page_size);
+        taking_ += want;
+        std::vector<batch_job> page;
+        try {
+          page = co_await on_store([&] { return store_->take(want); });
+        } catch (...) {
+          taking_ -= want;
+          throw;
+        }
+        taking_ -= want;
+        if (!page.empty()) {
+          for (batch_job& job : page) next_.push_back(std::move(job));
+          break;
+        }
+        if (!next_.empty()) break;
+        if (co_await on_store([this] { return store_->held_elsewhere(); }) == 0) co_return std::nullopt;
+        if (stopping()) co_return std::nullopt;
+        timer_for<Clock>& idle_timer = workers_[w]->idle;
+        idle_timer.expires_after(std::chrono::ceil<typename Clock::duration>(store_->lease() / 2));
+        std::error_code ec;
+        co_await idle_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
-      after_[phase_] = page.back().id;
-      for (batch_job& job : page) next_.push_back(std::move(job));
+    } else {
+      static constexpr std::array<batch_job_state, 3> order = {batch_job_state::running, batch_job_state::submitting,
+                                                               batch_job_state::pending};
+      while (next_.empty()) {
+        const std::size_t phase = phase_;
+        const std::size_t after = after_[phase];
+        std::vector<batch_job> page =
+            co_await on_store([&] { return store_->jobs_in(order[phase], after, page_size); });
+        // Another worker's read, answered first, moved the cursor: this page is stale.
+        if (phase_ != phase || after_[phase] != after) continue;
+        if (page.empty()) {
+          // Pending is the last phase and stays open: resubmissions made later come after the cursor.
+          if (phase + 1 == order.size()) co_return std::nullopt;
+          ++phase_;
+          continue;
+        }
+        after_[phase] = page.back().id;
+        for (batch_job& job : page) next_.push_back(std::move(job));
+      }
     }
     batch_job job = std::move(next_.front());
     next_.pop_front();
     if (job.state == batch_job_state::running) ++resumed_;
-    return job;
+    co_return job;
   }
 
   asio::awaitable<void> work(std::size_t w) {
+    // A stop cancels the job in flight, and its record must still be saved
+    // afterwards: Asio must not throw at the store's `co_await`s. The job
+    // client's operations check the cancellation themselves (and throw a
+    // job_error saying how far the job got).
+    co_await asio::this_coro::throw_if_cancelled(false);
     while (!stopping()) {
-      std::optional<batch_job> job = next_job();
+      std::optional<batch_job> job = co_await next_job(w);
       if (!job) break;
       workers_[w]->job = job->id;
       peak_in_flight_ = std::max(peak_in_flight_, ++busy_);
@@ -455,14 +525,32 @@ class batch_runner {
     }
   }
 
-  // An exception out of a worker (the store, a progress callback) stops the
-  // batch; `run` rethrows it once every job in flight ended.
+  // On a shared store: renews the lease every third of it, and refreshes
+  // the counts (other runners change them too), until the workers end.
+  asio::awaitable<void> heartbeat() {
+    if constexpr (shared) {
+      for (;;) {
+        heartbeat_timer_.expires_after(std::chrono::ceil<typename Clock::duration>(store_->lease() / 3));
+        std::error_code ec;
+        co_await heartbeat_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (workers_left_ == 0) co_return;
+        co_await on_store([this] { store_->renew(); });
+        counts_ = co_await on_store([this] { return store_->counts(); });
+      }
+    }
+  }
+
+  // An exception out of a worker (the store, a progress callback) or the
+  // heartbeat stops the batch; `run` rethrows it once every job in flight ended.
+  void stop_after(std::exception_ptr e) {
+    if (worker_failure_) return;
+    worker_failure_ = e;
+    request_stop("stopped after an error");
+  }
+
   void worker_ended(std::size_t w, std::exception_ptr e) {
     workers_[w]->done = true;
-    if (e && !worker_failure_) {
-      worker_failure_ = e;
-      request_stop("stopped after an error");
-    }
+    if (e) stop_after(e);
     if (--workers_left_ == 0) all_done_.cancel();
   }
 
@@ -470,19 +558,24 @@ class batch_runner {
   asio::awaitable<void> run_job(batch_job& job) {
     if (!job.handle) {
       std::string note;
+      if (job.state == batch_job_state::submitting && !idempotent() && !can_find()) {
+        // Taken from a shared store: left by a runner that died during its submit.
+        co_await settle_as_unknown(job);
+        co_return;
+      }
       if (job.state == batch_job_state::submitting && !idempotent()) {
         // An earlier run's submit may have created it: look for it by its key first.
         std::optional<job_error> failure;
         std::optional<std::optional<job_handle>> found = co_await step(job, find(job), &failure);
         if (failure) {
-          doubtful(job, *failure, "the lookup of its unfinished submit failed");
+          co_await doubtful(job, *failure, "the lookup of its unfinished submit failed");
           co_return;
         }
         if (!found) co_return;
         if (*found) {
           job.handle = std::move(**found);
           job.submitted = std::chrono::system_clock::now();
-          set_state(job, batch_job_state::running, "found by its job key after an unfinished submit");
+          co_await set_state(job, batch_job_state::running, "found by its job key after an unfinished submit");
         } else {
           note = "not found by its job key after an unfinished submit: submitted again";
         }
@@ -491,33 +584,37 @@ class batch_runner {
       }
       if (!job.handle) {
         // The intent is committed before the request leaves.
-        set_state(job, batch_job_state::submitting, note);
+        co_await set_state(job, batch_job_state::submitting, note);
         std::optional<job_error> failure;
         // The handle carries what the submit left of the job's deadline to the poll.
         std::optional<job_handle> handle = co_await step(job, client_->submit(with_key(job), options_.job), &failure);
-        if (failure) submit_failed(job, *failure);
+        if (failure) co_await submit_failed(job, *failure);
         if (!handle) co_return;
         job.handle = std::move(handle);
         job.submitted = std::chrono::system_clock::now();
-        set_state(job, batch_job_state::running);
+        co_await set_state(job, batch_job_state::running);
       }
     }
 
     std::optional<job_error> failure;
     std::optional<job_result<value_type>> result =
         co_await step(job, client_->wait(*job.handle, options_.job, options_.when_stopped), &failure);
-    if (failure) wait_failed(job, *failure);
+    if (failure) co_await wait_failed(job, *failure);
     if (!result) co_return;
     job.handle = result->handle;
     if (on_result_) {
+      std::optional<std::string> thrown;
       try {
         job.result = on_result_(job, *result);
       } catch (const std::exception& e) {
-        fail(job, errc::poll_exception, std::string("the result handler threw: ") + e.what());
+        thrown = std::string("the result handler threw: ") + e.what();
+      }
+      if (thrown) {
+        co_await fail(job, make_error_code(errc::poll_exception), std::move(*thrown));
         co_return;
       }
     }
-    set_state(job, batch_job_state::completed);
+    co_await set_state(job, batch_job_state::completed);
     breaker_.record(false);
   }
 
@@ -532,15 +629,17 @@ class batch_runner {
   // threw).
   template <class T>
   asio::awaitable<std::optional<T>> step(batch_job& job, asio::awaitable<T> op, std::optional<job_error>* failure) {
+    std::optional<std::pair<std::error_code, std::string>> thrown;
     try {
       co_return co_await std::move(op);
     } catch (const job_error& e) {
       failure->emplace(e);
     } catch (const std::system_error& e) {
-      fail(job, e.code(), e.what());
+      thrown.emplace(e.code(), e.what());
     } catch (const std::exception& e) {
-      fail(job, errc::poll_exception, e.what());
+      thrown.emplace(make_error_code(errc::poll_exception), e.what());
     }
+    if (thrown) co_await fail(job, thrown->first, std::move(thrown->second));
     co_return std::nullopt;
   }
 
@@ -553,66 +652,66 @@ class batch_runner {
     return idempotent() && (ec == errc::retries_exhausted || ec == errc::attempt_timeout);
   }
 
-  void submit_failed(batch_job& job, const job_error& e) {
+  asio::awaitable<void> submit_failed(batch_job& job, const job_error& e) {
     if (e.code() == asio::error::operation_aborted) {
       // Interrupted by a stop. Every attempt but one still under way failed
       // transiently, i.e. surely without creating the job (job_client retries
       // a non-idempotent submit only then); an attempt under way may have reached the server.
       const poll_stats& s = e.stats();
       if (s.attempts > s.transient_failures) {
-        doubtful(job, e, "stopped while its submit request was under way");
-        return;
+        co_await doubtful(job, e, "stopped while its submit request was under way");
+        co_return;
       }
-      set_state(job, batch_job_state::pending, "submit interrupted before any request reached the server");
-      return;
+      co_await set_state(job, batch_job_state::pending, "submit interrupted before any request reached the server");
+      co_return;
     }
-    if (may_have_reached(job_error(e))) {
-      doubtful(job, e, "its submit may have reached the server");
-      return;
+    if (may_have_reached(e)) {
+      co_await doubtful(job, e, "its submit may have reached the server");
+      co_return;
     }
-    fail(job, e.code(), e.what());
+    co_await fail(job, e.code(), e.what());
   }
 
   // A submit that may have created the job: left `submitting` for the next
   // run to resend with its key or look up, or unknown when neither can.
-  void doubtful(batch_job& job, const job_error& e, std::string_view why) {
+  asio::awaitable<void> doubtful(batch_job& job, const job_error& e, std::string_view why) {
     record_error(job, e.code(), e.what());
     if (idempotent() || can_find()) {
-      save(job, batch_job_state::submitting, std::string(why) + ": the next run settles it by its job key");
-      return;
+      co_await save(job, batch_job_state::submitting, std::string(why) + ": the next run settles it by its job key");
+      co_return;
     }
-    set_state(job, batch_job_state::unknown, std::string(why) + ": resubmit it, skip it, or adopt it by its handle");
+    co_await set_state(job, batch_job_state::unknown,
+                       std::string(why) + ": resubmit it, skip it, or adopt it by its handle");
   }
 
-  void wait_failed(batch_job& job, const job_error& e) {
+  asio::awaitable<void> wait_failed(batch_job& job, const job_error& e) {
     if (e.handle()) job.handle = *e.handle();
     if (e.code() != asio::error::operation_aborted) {
-      fail(job, e.code(), e.what());
-      return;
+      co_await fail(job, e.code(), e.what());
+      co_return;
     }
     if (e.cancel_state() == remote_cancel::sent) {
       record_error(job, e.code(), e.what());
-      set_state(job, batch_job_state::cancelled);
-      return;
+      co_await set_state(job, batch_job_state::cancelled);
+      co_return;
     }
     // Kept running (or the cancel request failed): a resume polls it again by its handle.
     const std::string note = e.cancel_state() == remote_cancel::not_applicable
                                  ? std::string("left running at stop; a resume polls it by its handle")
                                  : std::string(e.what()) + "; left running, a resume polls it by its handle";
-    save(job, batch_job_state::running, note);
+    co_await save(job, batch_job_state::running, note);
   }
 
   // A resubmission made during a stop stays pending: a resume submits it.
-  void fail(batch_job& job, std::error_code ec, std::string message) {
+  asio::awaitable<void> fail(batch_job& job, std::error_code ec, std::string message) {
     record_error(job, ec, std::move(message));
-    set_state(job, batch_job_state::failed);
+    co_await set_state(job, batch_job_state::failed);
     breaker_.record(true);
-    if (job.attempt > options_.max_resubmits) return;
+    if (job.attempt > options_.max_resubmits) co_return;
     std::optional<resubmission> how =
         options_.resubmit ? options_.resubmit(job) : std::optional<resubmission>(resubmission{job.params, {}});
-    if (how) create_child(job, std::move(*how));
+    if (how) co_await create_child(job, std::move(*how));
   }
-  void fail(batch_job& job, errc code, std::string message) { fail(job, make_error_code(code), std::move(message)); }
 
   static void record_error(batch_job& job, std::error_code ec, std::string message) {
     job.error = std::move(message);
@@ -620,7 +719,7 @@ class batch_runner {
   }
 
   // A new pending record resubmitting `parent`, which is skipped; returns its id.
-  std::size_t create_child(batch_job& parent, resubmission how) {
+  asio::awaitable<std::size_t> create_child(batch_job& parent, resubmission how) {
     batch_job child;
     child.entry = parent.entry;
     child.parent = parent.id;
@@ -628,50 +727,99 @@ class batch_runner {
     child.override_reason = how.params != parent.params || !how.reason.empty() ? std::move(how.reason) : std::string();
     child.params = std::move(how.params);
     child.created = std::chrono::system_clock::now();
-    store_->insert(child);
+    co_await on_store([&] { store_->insert(child); });
     counts_.add(child);
     if (options_.on_progress) options_.on_progress(counts_, child);
     counts_.remove(parent);
     parent.skipped = true;
     parent.skip_reason = "resubmitted as job " + std::to_string(child.id);
     counts_.add(parent);
-    save(parent, parent.state, "resubmitted");
-    return child.id;
+    co_await save(parent, parent.state, "resubmitted");
+    co_return child.id;
   }
 
-  void set_state(batch_job& job, batch_job_state state, std::string_view note = {}) {
+  asio::awaitable<void> set_state(batch_job& job, batch_job_state state, std::string_view note = {}) {
     const batch_job_state previous = job.state;
     counts_.remove(job);
     job.state = state;
     if (is_terminal(state)) job.ended = std::chrono::system_clock::now();
     counts_.add(job);
-    save(job, previous, note);
+    co_await save(job, previous, note);
   }
 
   // Saves the record (one transaction) and reports the change.
-  void save(const batch_job& job, batch_job_state previous, std::string_view note) {
-    store_->update(job, previous, note);
+  asio::awaitable<void> save(const batch_job& job, batch_job_state previous, std::string_view note) {
+    co_await on_store([&] { store_->update(job, previous, note); });
     if (options_.on_progress) options_.on_progress(counts_, job);
   }
 
-  batch_job load(std::size_t id, std::string_view what) const {
-    if (std::optional<batch_job> job = id == 0 ? std::nullopt : store_->job(id)) return std::move(*job);
-    detail::throw_invalid("batch_runner", std::string(what) + " needs the id of a job of the batch",
-                          std::to_string(id));
+  asio::awaitable<batch_job> load(std::size_t id, std::string_view what) {
+    std::optional<batch_job> job;
+    if (id != 0) job = co_await on_store([&] { return store_->job(id); });
+    if (!job)
+      detail::throw_invalid("batch_runner", std::string(what) + " needs the id of a job of the batch",
+                            std::to_string(id));
+    co_return std::move(*job);
+  }
+
+  asio::awaitable<void> skip_job(std::size_t id, std::string reason) {
+    batch_job job = co_await load(id, "skip");
+    if (in_flight_here(id))
+      detail::throw_invalid("batch_runner", "skip needs a job that is not in flight", "job " + std::to_string(id));
+    if (job.skipped) co_return;
+    std::erase_if(next_, [id](const batch_job& j) { return j.id == id; });
+    counts_.remove(job);
+    job.skipped = true;
+    job.skip_reason = std::move(reason);
+    counts_.add(job);
+    co_await save(job, job.state, "skipped");
+  }
+
+  asio::awaitable<std::size_t> resubmit_job(std::size_t id, resubmission how) {
+    batch_job job = co_await load(id, "resubmit");
+    if (running_) detail::throw_invalid("batch_runner", "resubmit needs a batch that is not running", "a running batch");
+    // A skipped job is settled (or was resubmitted already): a second child could run its entry twice.
+    if (job.skipped)
+      detail::throw_invalid("batch_runner", "resubmit needs a job that is not skipped",
+                            "job " + std::to_string(id) + " skipped (" + job.skip_reason + ")");
+    if (job.state != batch_job_state::failed && job.state != batch_job_state::cancelled &&
+        job.state != batch_job_state::unknown)
+      detail::throw_invalid("batch_runner", "resubmit needs a failed, cancelled or unknown job",
+                            "job " + std::to_string(id) + " " + std::string(to_string(job.state)));
+    co_return co_await create_child(job, std::move(how));
+  }
+
+  asio::awaitable<void> adopt_job(std::size_t id, std::string handle) {
+    batch_job job = co_await load(id, "adopt");
+    if (running_) detail::throw_invalid("batch_runner", "adopt needs a batch that is not running", "a running batch");
+    if (job.skipped)
+      detail::throw_invalid("batch_runner", "adopt needs a job that is not skipped",
+                            "job " + std::to_string(id) + " skipped (" + job.skip_reason + ")");
+    if (job.state != batch_job_state::unknown && job.state != batch_job_state::submitting)
+      detail::throw_invalid("batch_runner", "adopt needs an unknown job (or one left submitting)",
+                            "job " + std::to_string(id) + " " + std::string(to_string(job.state)));
+    if (handle.empty()) detail::throw_invalid("batch_runner", "adopt needs a job handle", "\"\"");
+    job.handle = job_handle(std::move(handle), with_key(job));
+    job.submitted = std::chrono::system_clock::now();
+    job.error.clear();
+    job.error_code.clear();
+    co_await set_state(job, batch_job_state::running, "adopted by its handle");
   }
 
   void abandon_in_flight() {
-    for (const auto& w : workers_)
+    for (const auto& w : workers_) {
+      w->idle.cancel();
       if (!w->done) w->cancel.emit(asio::cancellation_type::terminal);
+    }
   }
 
   bool in_flight_here(std::size_t id) const {
     return std::any_of(workers_.begin(), workers_.end(), [id](const auto& w) { return !w->done && w->job == id; });
   }
 
-  batch_report report() const {
+  batch_report report(batch_summary summary) const {
     batch_report r;
-    r.summary = summary();
+    r.summary = std::move(summary);
     r.peak_in_flight = peak_in_flight_;
     r.resumed = resumed_;
     const auto& c = r.summary.counts;
@@ -714,9 +862,11 @@ class batch_runner {
   std::deque<batch_job> next_;  // the next records to run, read a page at a time
   std::size_t phase_ = 0;       // which state next_job reads: running, submitting, pending
   std::array<std::size_t, 3> after_{};  // per phase, the last id read
+  std::size_t taking_ = 0;  // on a shared store: records asked for by `take` calls under way
   std::vector<std::unique_ptr<worker>> workers_;  // stable: each owns the signal its coroutine's slot is bound to
   std::size_t busy_ = 0;  // workers with a job
   std::size_t workers_left_ = 0;
+  bool heartbeat_running_ = false;
   std::exception_ptr worker_failure_;
   std::size_t peak_in_flight_ = 0;
   std::size_t resumed_ = 0;
@@ -728,7 +878,8 @@ class batch_runner {
   std::string stop_reason_;
 
   timer_for<Clock> grace_timer_;
-  asio::steady_timer all_done_;  // never expires: cancelled when the last worker ends
+  timer_for<Clock> heartbeat_timer_;
+  asio::steady_timer all_done_;  // never expires: cancelled when the last worker (or the heartbeat) ends
 };
 
 /// `batch_runner(executor, client, store, options[, on_result])`.

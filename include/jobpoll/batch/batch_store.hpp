@@ -1,7 +1,8 @@
 #pragma once
 // What a batch runner needs from the place a batch lives: its records, one
 // small transaction per change with a history line, its owner, its counts.
-// `sqlite_store` (jobpoll/store/sqlite.hpp) is the embedded default.
+// `sqlite_store` (jobpoll/store/sqlite.hpp) is the embedded default;
+// `postgres_store` (jobpoll/store/postgres.hpp) is shared by several runners.
 
 #include <chrono>
 #include <concepts>
@@ -12,6 +13,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <asio/any_io_executor.hpp>
 
 #include "jobpoll/batch/batch_job.hpp"
 #include "jobpoll/batch/reconcile.hpp"
@@ -73,6 +76,45 @@ concept batch_store = requires(S& s, const S& cs, std::size_t n, batch_entry_sou
   { cs.job(n) } -> std::same_as<std::optional<batch_job>>;
   { cs.jobs_in(state, n, n) } -> std::same_as<std::vector<batch_job>>;
   { cs.summary() } -> std::same_as<batch_summary>;
+};
+
+/// A store whose calls wait on a network round trip: it runs them on a
+/// bounded worker of its own (`worker_executor()`: one thread, one
+/// connection), where a batch runner sends each of its calls and awaits the
+/// answer, so that the runner's event loop never waits on the network. Its
+/// members stay callable from any thread (they serialise on its connection),
+/// for offline use such as `batch_run status`.
+template <class S>
+concept remote_batch_store = batch_store<S> && requires(S& s) {
+  { s.worker_executor() } -> std::convertible_to<asio::any_io_executor>;
+};
+
+/// A store on which several runners, in several processes on several
+/// machines, run one batch at once, each through its own store object.
+///
+/// - `claim()` registers this runner under a lease of `lease()`, counted on
+///   the store's server clock; it never refuses another runner.
+///   `release()` gives back the records it holds and its registration.
+/// - `renew()` extends the lease (a runner calls it every `lease() / 3`);
+///   it throws `errc::lease_lost` once the lease has run out, since other
+///   runners may then hold its records.
+/// - `take(limit)` makes this runner the holder of at most `limit` records
+///   that are runnable (running, submitting or pending, not skipped) and
+///   held by no live runner (never held, given back, or held by a runner
+///   whose lease ran out), running ones first, then submitting, then
+///   pending, each in id order, and returns them. Concurrent `take`s never
+///   return the same record.
+/// - `held_elsewhere()`: runnable records other live runners hold. A runner
+///   with nothing to take waits while this is not 0, as one of them may die.
+/// - `update(job, ...)` of a record another live runner holds throws
+///   `errc::lease_lost` and changes nothing (fencing: a runner taken for
+///   dead never overwrites the runner that took its records over).
+template <class S>
+concept shared_batch_store = batch_store<S> && requires(S& s, const S& cs, std::size_t n) {
+  { s.renew() } -> std::same_as<void>;
+  { s.take(n) } -> std::same_as<std::vector<batch_job>>;
+  { cs.held_elsewhere() } -> std::same_as<std::size_t>;
+  { cs.lease() } -> std::convertible_to<std::chrono::nanoseconds>;
 };
 
 }  // namespace jobpoll
