@@ -4,9 +4,12 @@
 
 Consumers: `requires = "jobpoll/0.1.0"`, then with CMakeDeps
 `find_package(jobpoll CONFIG REQUIRED)` and `jobpoll::jobpoll`. The options
-with_json, with_curl and with_sqlite add the leaf targets jobpoll::json
-(nlohmann_json), jobpoll::curl (libcurl) and jobpoll::sqlite (the embedded
-batch store, on SQLite 3 and nlohmann_json).
+with_json, with_curl and with_sqlite (on by default) add the leaf targets
+jobpoll::json (nlohmann_json), jobpoll::curl (libcurl) and jobpoll::sqlite
+(the embedded batch store, on SQLite 3 and nlohmann_json); with_redis and
+with_postgres (off by default) add jobpoll::redis (the rate limiter shared
+through Redis, on hiredis) and jobpoll::postgres (the batch store several
+runners share, on libpq and nlohmann_json).
 """
 import os
 import re
@@ -27,8 +30,11 @@ class JobpollConan(ConanFile):
     topics = ("asio", "coroutines", "polling", "rate-limiting", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
-    options = {"with_json": [True, False], "with_curl": [True, False], "with_sqlite": [True, False]}
-    default_options = {"with_json": True, "with_curl": True, "with_sqlite": True}
+    options = {"with_json": [True, False], "with_curl": [True, False], "with_sqlite": [True, False],
+               "with_redis": [True, False], "with_postgres": [True, False]}
+    # The shared pieces need servers a user runs: off unless asked for.
+    default_options = {"with_json": True, "with_curl": True, "with_sqlite": True,
+                       "with_redis": False, "with_postgres": False}
     exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "LICENSE"
     no_copy_source = True
 
@@ -45,14 +51,18 @@ class JobpollConan(ConanFile):
     def requirements(self):
         # Public headers include Asio's: consumers get its headers and defines.
         self.requires("asio/1.22.1", transitive_headers=True)
-        if self.options.with_json or self.options.with_sqlite:
-            # The store's records are JSON: jobpoll::sqlite needs nlohmann_json too.
+        if self.options.with_json or self.options.with_sqlite or self.options.with_postgres:
+            # The stores' records are JSON: jobpoll::sqlite and jobpoll::postgres need nlohmann_json too.
             self.requires("nlohmann_json/3.11.2", transitive_headers=True)
         if self.options.with_curl:
             self.requires("libcurl/[>=7.80 <9]", transitive_headers=True)
         if self.options.with_sqlite:
             # 3.24: UPSERT and SQLITE_PREPARE_PERSISTENT (as CMakeLists.txt asks).
             self.requires("sqlite3/[>=3.24 <4]", transitive_headers=True)
+        if self.options.with_redis:
+            self.requires("hiredis/[>=0.14 <2]", transitive_headers=True)
+        if self.options.with_postgres:
+            self.requires("libpq/[>=12 <18]", transitive_headers=True)
 
     def package_id(self):
         self.info.clear()
@@ -115,3 +125,15 @@ class JobpollConan(ConanFile):
             sqlite.libdirs = []
             # sqlite3's CMake target is SQLite::SQLite3 (find_package(SQLite3)).
             sqlite.requires = ["core", "nlohmann_json::nlohmann_json", "sqlite3::sqlite3"]
+        if self.options.with_redis:
+            redis = self.cpp_info.components["redis"]
+            redis.set_property("cmake_target_name", "jobpoll::redis")
+            redis.bindirs = []
+            redis.libdirs = []
+            redis.requires = ["core", "hiredis::hiredis"]
+        if self.options.with_postgres:
+            postgres = self.cpp_info.components["postgres"]
+            postgres.set_property("cmake_target_name", "jobpoll::postgres")
+            postgres.bindirs = []
+            postgres.libdirs = []
+            postgres.requires = ["core", "nlohmann_json::nlohmann_json", "libpq::libpq"]

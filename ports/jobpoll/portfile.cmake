@@ -11,9 +11,10 @@ get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 # Header-only: one (release) configuration is enough.
 set(VCPKG_BUILD_TYPE release)
 
-# The features json, curl and sqlite bring nlohmann-json, curl and sqlite3
-# (with nlohmann-json); jobpoll's CMake then finds them and installs the
-# components jobpoll::json, jobpoll::curl and jobpoll::sqlite.
+# The features json, curl, sqlite, redis and postgres bring nlohmann-json,
+# curl, sqlite3, hiredis and libpq (the stores with nlohmann-json); jobpoll's
+# CMake then finds them and installs the components jobpoll::json,
+# jobpoll::curl, jobpoll::sqlite, jobpoll::redis and jobpoll::postgres.
 vcpkg_cmake_configure(
   SOURCE_PATH "${SOURCE_PATH}"
   OPTIONS

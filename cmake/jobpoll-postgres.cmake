@@ -1,0 +1,10 @@
+# Component `postgres` of the installed jobpoll package: jobpoll::postgres, the
+# batch store several runners share (<jobpoll/store/postgres.hpp>), on libpq.
+# Included by jobpollConfig.cmake for find_package(jobpoll COMPONENTS postgres).
+# Its records are JSON: it links jobpoll::json's nlohmann_json too.
+_jobpoll_find_component_dependency(postgres PostgreSQL 12)
+_jobpoll_find_component_dependency(postgres nlohmann_json 3.10 CONFIG)
+if(PostgreSQL_FOUND AND nlohmann_json_FOUND)
+  include("${CMAKE_CURRENT_LIST_DIR}/jobpoll-postgres-targets.cmake")
+  set(jobpoll_postgres_FOUND TRUE)
+endif()
