@@ -477,8 +477,13 @@ class batch_runner {
         if (!next_.empty()) break;
         if (co_await on_store([this] { return store_->held_elsewhere(); }) == 0) co_return std::nullopt;
         if (stopping()) co_return std::nullopt;
+        // Records come free when a holder's lease runs out or it gives them
+        // back at its end; asking every second (at most) ends a batch soon
+        // after its last holder does.
         timer_for<Clock>& idle_timer = workers_[w]->idle;
-        idle_timer.expires_after(std::chrono::ceil<typename Clock::duration>(store_->lease() / 2));
+        const std::chrono::nanoseconds idle_wait =
+            std::min<std::chrono::nanoseconds>(store_->lease() / 2, std::chrono::seconds(1));
+        idle_timer.expires_after(std::chrono::ceil<typename Clock::duration>(idle_wait));
         std::error_code ec;
         co_await idle_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
