@@ -10,7 +10,11 @@
 // The batch lives in a SQLite store (--store, default ./batch.db) under its
 // --name: a row per job record (its state, handle, key and kept result) and
 // a history row per change, each change one transaction committed as it
-// happens. A run that finds its batch there resumes it: completed jobs are
+// happens. With --store postgres://... (or postgresql://...) it lives in a
+// PostgreSQL database instead, where several batch_run processes, on one
+// machine or several, run the same batch at once: each takes the jobs it
+// runs under a lease (--lease) it renews, and the jobs of one that dies are
+// taken over by the others, polled by their handle. A run that finds its batch there resumes it: completed jobs are
 // kept, jobs that were running are polled again by their handle, pending
 // ones are submitted, and jobs cancelled by a stop are submitted again (new
 // jobs naming them as parent). A job's intent is committed before its
@@ -33,12 +37,13 @@
 //   skip ID...        jobs never to run (--reason TEXT)
 //   adopt ID HANDLE   an unknown job is the server's job HANDLE: the next run polls it
 //   release           clears the owner of a runner that died on another host
+//                     (PostgreSQL: removes the runners whose lease ran out)
 //
 // The options are CLI11's, their values read with the jobpoll tool's grammar
 // (tools/cli_values.hpp): counts, and durations ("500ms", "1.5s", "2m", or 0).
 //
 // Usage: batch_run --server http://127.0.0.1:PORT [--jobs 100] [--rate 20 --rate-window 15s] ...
-//        batch_run [--store FILE] [--name NAME] status|results|history|resubmit|skip|adopt|release ...
+//        batch_run [--store FILE|URI] [--name NAME] status|results|history|resubmit|skip|adopt|release ...
 //        batch_run --help lists every option, subcommand and exit code.
 
 #include <cerrno>
@@ -59,6 +64,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -84,6 +90,7 @@
 #include <jobpoll/job_client.hpp>
 #include <jobpoll/job_description.hpp>
 #include <jobpoll/sliding_window_limiter.hpp>
+#include <jobpoll/store/postgres.hpp>
 #include <jobpoll/store/sqlite.hpp>
 #include <jobpoll/transport/curl.hpp>
 
@@ -94,7 +101,10 @@ namespace {
 using namespace std::chrono_literals;
 using json_status = jobpoll::field_status<jobpoll::json_codec>;
 using demo_client = jobpoll::job_client<jobpoll::curl_transport, jobpoll::json_codec, json_status>;
-using demo_batch = jobpoll::batch_runner<demo_client, jobpoll::sqlite_store>;
+template <class Store>
+using demo_batch = jobpoll::batch_runner<demo_client, Store>;
+template <class Store>
+constexpr bool is_postgres = std::is_same_v<Store, jobpoll::postgres_store>;
 using jobpoll::batch_job_state;
 
 // The exit codes, as --help lists them.
@@ -110,6 +120,16 @@ The batch lives in --store (SQLite) under --name: every job, its handle, its
 result and a history of every change, each committed as it happens. The same
 command again resumes it; a store holding --name with other entries (--jobs,
 --fail-every) is refused and left untouched. One runner owns a batch at a time.
+
+--store postgres://USER@HOST:PORT/DB (or postgresql://..., any URI libpq
+reads) keeps the batch in PostgreSQL (schema "jobpoll") instead, and several
+batch_run processes, here or on other machines, may run it at once with the
+same command: each takes jobs nobody holds, under a lease of --lease that it
+renews every third of it. A runner that dies (kill -9, a lost machine) holds
+its jobs until its lease runs out; then the others take them over, poll the
+running ones by their handle and settle cut submits by --submit-key. A runner
+whose lease ran out is refused any change (fenced) and stops (exit 3).
+`status` lists the registered runners; `release` removes those whose lease ran out.
 
 After a crash (kill -9, power cut) during a submit, the next run settles the
 jobs whose submit was under way as --submit-key says:
@@ -164,12 +184,29 @@ struct settings {
   std::string submit_key_name = "key";
   std::filesystem::path store = "./batch.db";
   std::string name = "batch_run";
+  std::chrono::nanoseconds lease{};
 
   // The subcommands' arguments.
   std::vector<std::size_t> ids;  // resubmit, skip
   std::size_t adopt_id = 0;
   std::string reason;
   std::string handle;
+
+  // --store names a PostgreSQL database (a URI), not a SQLite file.
+  bool on_postgres() const {
+    const std::string text = store.string();
+    return text.starts_with("postgres://") || text.starts_with("postgresql://");
+  }
+  // --store as messages show it: a URI without its password.
+  std::string store_shown() const {
+    std::string text = store.string();
+    if (!on_postgres()) return text;
+    const std::size_t authority = text.find("://") + 3;
+    const std::size_t at = text.find('@', authority);
+    const std::size_t colon = text.find(':', authority);
+    if (at != std::string::npos && colon < at && text.find('/', authority) > at) text.erase(colon, at - colon);
+    return text;
+  }
 
   submit_key key_mode() const {
     return submit_key_name == "lookup" ? submit_key::lookup : submit_key_name == "none" ? submit_key::none
@@ -260,14 +297,21 @@ void define_options(CLI::App& app, settings& s) {
       ->type_name("key|lookup|none")
       ->check(cli_values::one_of({"key", "lookup", "none"}))
       ->capture_default_str();
-  app.add_option("--store", s.store, "the SQLite file the batch lives in (created by the first run)")
-      ->type_name("FILE")
+  app.add_option("--store", s.store,
+                 "the SQLite file the batch lives in (created by the first run), or a postgres:// URI: the "
+                 "PostgreSQL database several runners share")
+      ->type_name("FILE|URI")
       ->check(non_empty())
       ->capture_default_str();
   app.add_option("--name", s.name, "the batch's name in the store")
       ->type_name("NAME")
       ->check(non_empty())
       ->capture_default_str();
+  add_duration(app, "--lease", s.lease,
+               "with a PostgreSQL store: how long this runner's jobs stay its own without a renewal (renewed "
+               "every third of it); a runner that dies hands them over this long after",
+               cli_values::zero_duration::refused)
+      ->default_val("30s");
 
   const auto subcommand = [&app](const std::string& name, const std::string& help) {
     CLI::App* sub = app.add_subcommand(name, help);
@@ -292,7 +336,7 @@ void define_options(CLI::App& app, settings& s) {
   adopt->add_option("HANDLE", s.handle, "the server's id of the job, e.g. job-17")->check(non_empty())->required();
   subcommand("release",
              "clear the batch's owner: for a runner that died on another host (one on this host is taken over "
-             "by the next run)");
+             "by the next run); with PostgreSQL, remove the runners whose lease ran out");
 }
 
 // --- the job API and the batch ---------------------------------------------------
@@ -341,8 +385,8 @@ jobpoll::batch_entry_source entry_source(const settings& s) {
 }
 
 // Every record of the batch in `state` (not skipped), a page at a time.
-template <class F>
-void for_each_in(const jobpoll::sqlite_store& store, batch_job_state state, F f) {
+template <class Store, class F>
+void for_each_in(const Store& store, batch_job_state state, F f) {
   for (std::size_t after = 0;;) {
     const std::vector<jobpoll::batch_job> page = store.jobs_in(state, after, 256);
     if (page.empty()) return;
@@ -445,9 +489,10 @@ int exit_code_of(const jobpoll::batch_summary& summary) {
 // The first signal stops submitting and lets jobs in flight finish within the
 // grace period; a second one abandons them at once. Re-arms itself until the
 // batch ends and cancels the set.
+template <class Batch>
 struct on_signal {
   asio::signal_set* signals;
-  demo_batch* batch;
+  Batch* batch;
   progress_display* progress;
   std::string after_grace;  // what happens to jobs still in flight then
   bool stopping = false;
@@ -471,10 +516,11 @@ struct on_signal {
 std::string quoted(const std::string& text) { return nlohmann::json(text).dump(); }
 
 // "batch "NAME" in STORE".
-std::string batch_named(const settings& s) { return "batch " + quoted(s.name) + " in " + s.store.string(); }
+std::string batch_named(const settings& s) { return "batch " + quoted(s.name) + " in " + s.store_shown(); }
 
 // What to do about unknown jobs, on stderr after a run or an action.
-void settle_unknown_hint(const jobpoll::sqlite_store& store, const settings& s, std::size_t unknown) {
+template <class Store>
+void settle_unknown_hint(const Store& store, const settings& s, std::size_t unknown) {
   if (unknown == 0) return;
   std::string ids;
   std::size_t listed = 0;
@@ -488,13 +534,24 @@ void settle_unknown_hint(const jobpoll::sqlite_store& store, const settings& s, 
             << " and, without --submit-key key or lookup, the server may or may not have "
             << (unknown == 1 ? "it" : "them") << ". Settle each with `batch_run resubmit ID` (a new job), "
             << "`batch_run skip ID` or `batch_run adopt ID HANDLE` (the server's job), then run again; "
-            << "`batch_run --store " << s.store.string() << " --name " << s.name << " status` lists them."
+            << "`batch_run --store " << s.store_shown() << " --name " << s.name << " status` lists them."
             << std::endl;
 }
 
+// The store a run uses (created if missing): --store's SQLite file or PostgreSQL database.
+std::unique_ptr<jobpoll::sqlite_store> open_for_run(const settings& s, std::type_identity<jobpoll::sqlite_store>) {
+  return std::make_unique<jobpoll::sqlite_store>(s.store, s.name);
+}
+std::unique_ptr<jobpoll::postgres_store> open_for_run(const settings& s, std::type_identity<jobpoll::postgres_store>) {
+  jobpoll::postgres_store_options options;
+  options.lease = std::chrono::ceil<std::chrono::milliseconds>(s.lease);
+  return std::make_unique<jobpoll::postgres_store>(s.store.string(), s.name, std::move(options));
+}
+
 // Runs the batch to its end; returns the exit code. Throws for the errors of exit code 3.
+template <class Store>
 int run_batch(const settings& s) {
-  asio::io_context ctx;  // one thread runs the whole batch
+  asio::io_context ctx;  // one thread runs the whole batch (a PostgreSQL store's calls run on its own worker)
   jobpoll::curl_transport transport(ctx.get_executor());
   demo_client client(transport, demo_job_api(s.server, s.steps, s.key_mode()), demo_status());
   std::optional<jobpoll::sliding_window_limiter> limiter;
@@ -502,7 +559,8 @@ int run_batch(const settings& s) {
 
   // Creates the batch, or checks that the store holds these entries under
   // this name (refused, and left untouched, otherwise) before anything is sent.
-  jobpoll::sqlite_store store(s.store, s.name);
+  const std::unique_ptr<Store> opened = open_for_run(s, std::type_identity<Store>{});
+  Store& store = *opened;
   const bool resuming = store.exists();
   store.create(s.jobs, entry_source(s));
 
@@ -523,29 +581,47 @@ int run_batch(const settings& s) {
   };
 
   // Owns the batch until it is destroyed: refused (throws) while another
-  // runner does. The store keeps each completed job's result as JSON text.
-  demo_batch batch(ctx.get_executor(), client, store, std::move(options),
-                   [](const jobpoll::batch_job&, jobpoll::job_result<nlohmann::json>& r) { return r.value.dump(); });
-  if (const auto& dead = store.taken_over())
+  // runner does (on PostgreSQL: registered beside the others). The store
+  // keeps each completed job's result as JSON text.
+  demo_batch<Store> batch(
+      ctx.get_executor(), client, store, std::move(options),
+      [](const jobpoll::batch_job&, jobpoll::job_result<nlohmann::json>& r) { return r.value.dump(); });
+  std::size_t other_runners = 0;  // live runners besides this one (PostgreSQL)
+  if constexpr (is_postgres<Store>) {
+    for (const auto& r : store.runners()) other_runners += r.live && r.id != store.runner_id() ? 1 : 0;
+    std::cerr << "batch_run: runner " << store.runner_id() << " on " << store.origin() << ", with " << other_runners
+              << " other live " << (other_runners == 1 ? "runner" : "runners") << std::endl;
+  } else if (const auto& dead = store.taken_over()) {
     std::cerr << "batch_run: took the batch over from pid " << dead->pid << " on host " << dead->host
               << ", which is gone" << std::endl;
+  }
   // From here on a signal stops the batch through the runner (before `run`,
   // `run` then returns at once).
   asio::signal_set signals(ctx, SIGINT, SIGTERM);
-  signals.async_wait(on_signal{&signals, &batch, &progress,
-                               s.cancel_on_stop ? "cancelled on the server" : "left running for a resume"});
+  signals.async_wait(on_signal<demo_batch<Store>>{
+      &signals, &batch, &progress, s.cancel_on_stop ? "cancelled on the server" : "left running for a resume"});
   if (resuming) {
     const jobpoll::batch_counts c = batch.counts();
-    std::cerr << "resuming: " << c[batch_job_state::completed] << " completed, " << c[batch_job_state::running]
-              << " running, " << c[batch_job_state::pending] << " pending";
-    if (const std::size_t doubtful = c[batch_job_state::submitting]; doubtful > 0)
-      std::cerr << ", " << doubtful << " with a submit to settle (--submit-key " << s.submit_key_name << ")";
+    if (other_runners > 0) {
+      // Their jobs in flight are theirs, not a crash's to settle.
+      std::cerr << "joining: " << c[batch_job_state::completed] << " completed, " << c.in_flight()
+                << " submitting or running, " << c[batch_job_state::pending] << " pending";
+    } else {
+      std::cerr << "resuming: " << c[batch_job_state::completed] << " completed, " << c[batch_job_state::running]
+                << " running, " << c[batch_job_state::pending] << " pending";
+      if (const std::size_t doubtful = c[batch_job_state::submitting]; doubtful > 0)
+        std::cerr << ", " << doubtful << " with a submit to settle (--submit-key " << s.submit_key_name << ")";
+    }
     if (const std::size_t unknown = c[batch_job_state::unknown]; unknown > 0)
       std::cerr << ", " << unknown << " unknown";
     // Jobs cancelled by a stop (--cancel-on-stop) run again, each as a new job
-    // naming the cancelled one as its parent: otherwise the batch could never complete.
+    // naming the cancelled one as its parent: otherwise the batch could never
+    // complete. On PostgreSQL only by a runner that starts alone: two doing
+    // it at once could each make a new job of the same one.
     std::vector<std::size_t> cancelled;
-    for_each_in(store, batch_job_state::cancelled, [&](const jobpoll::batch_job& job) { cancelled.push_back(job.id); });
+    if (other_runners == 0)
+      for_each_in(store, batch_job_state::cancelled,
+                  [&](const jobpoll::batch_job& job) { cancelled.push_back(job.id); });
     for (const std::size_t id : cancelled) batch.resubmit(id, {store.job(id)->params, {}});
     if (!cancelled.empty()) std::cerr << ", " << cancelled.size() << " cancelled at the stop (submitted again)";
     std::cerr << std::endl;
@@ -566,6 +642,8 @@ int run_batch(const settings& s) {
   });
   ctx.run();
   if (failure) std::rethrow_exception(failure);
+  // PostgreSQL keeps a log of reconciliations (the seed's recon log): this run's is added.
+  if constexpr (is_postgres<Store>) store.record_reconciliation();
   std::cout << jobpoll::to_json(*report).dump() << std::endl;
   settle_unknown_hint(store, s, report->summary.counts[batch_job_state::unknown]);
   return exit_code_of(report->summary);
@@ -584,6 +662,21 @@ std::unique_ptr<jobpoll::sqlite_store> open_existing(const settings& s) {
     throw std::runtime_error(s.store.string() + " holds no batch " + quoted(s.name) + " (--name)");
   return store;
 }
+std::unique_ptr<jobpoll::postgres_store> open_existing_postgres(const settings& s) {
+  jobpoll::postgres_store_options options;
+  options.lease = std::chrono::ceil<std::chrono::milliseconds>(s.lease);
+  options.create_if_missing = false;
+  auto store = std::make_unique<jobpoll::postgres_store>(s.store.string(), s.name, std::move(options));
+  if (!store->exists()) throw std::runtime_error(store->origin() + " holds no batch " + quoted(s.name) + " (--name)");
+  return store;
+}
+
+// `f(store)` on the existing store --store names, SQLite or PostgreSQL.
+template <class F>
+int with_existing_store(const settings& s, F f) {
+  if (s.on_postgres()) return f(*open_existing_postgres(s));
+  return f(*open_existing(s));
+}
 
 std::string utc(std::chrono::system_clock::time_point t) {
   const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
@@ -601,10 +694,10 @@ std::string this_host() {
 }
 
 // `status`: one JSON object; exits as the batch.
-int show_status(const settings& s) {
-  const auto store = open_existing(s);
-  const jobpoll::batch_summary summary = store->summary();
-  nlohmann::ordered_json out = {{"batch", s.name}, {"store", s.store.string()}};
+template <class Store>
+int show_status(const Store& store, const settings& s) {
+  const jobpoll::batch_summary summary = store.summary();
+  nlohmann::ordered_json out = {{"batch", s.name}, {"store", s.store_shown()}};
   const nlohmann::ordered_json reconciled = jobpoll::to_json(summary);  // held: items() would dangle on a temporary
   for (const auto& [name, value] : reconciled.items()) out[name] = value;
   nlohmann::ordered_json counts = nlohmann::ordered_json::object();
@@ -614,12 +707,21 @@ int show_status(const settings& s) {
   }
   counts["skipped"] = summary.counts.skipped;
   out["counts"] = std::move(counts);
-  out["owner"] = nullptr;
-  if (const auto owner = store->owner())
-    out["owner"] = {{"pid", owner->pid}, {"host", owner->host}, {"since", utc(owner->since)}};
+  if constexpr (is_postgres<Store>) {
+    // Every registered runner: a live one holds the jobs it runs; one whose lease ran out holds them until taken over.
+    nlohmann::ordered_json runners = nlohmann::ordered_json::array();
+    for (const auto& r : store.runners())
+      runners.push_back({{"id", r.id}, {"host", r.host}, {"pid", r.pid}, {"started", utc(r.started)},
+                         {"lease_until", utc(r.lease_until)}, {"live", r.live}, {"held", r.held}});
+    out["runners"] = std::move(runners);
+  } else {
+    out["owner"] = nullptr;
+    if (const auto owner = store.owner())
+      out["owner"] = {{"pid", owner->pid}, {"host", owner->host}, {"since", utc(owner->since)}};
+  }
   const auto listed = [&](batch_job_state state) {
     nlohmann::ordered_json jobs = nlohmann::ordered_json::array();
-    for_each_in(*store, state, [&](const jobpoll::batch_job& job) {
+    for_each_in(store, state, [&](const jobpoll::batch_job& job) {
       jobs.push_back({{"id", job.id}, {"entry", job.entry}, {"attempt", job.attempt}, {"key", job.key},
                       {"error", job.error}});
     });
@@ -634,8 +736,8 @@ int show_status(const settings& s) {
 // `results`: one line per completed record that is not skipped, in entry
 // order. The entries' own records come in entry order (ids 1..N); the few
 // resubmissions that completed are held and merged in.
-int show_results(const settings& s) {
-  const auto store = open_existing(s);
+template <class Store>
+int show_results(const Store& store) {
   const auto line = [](const jobpoll::batch_job& job) {
     nlohmann::ordered_json result = nlohmann::ordered_json::parse(job.result, nullptr, false);
     if (result.is_discarded()) result = job.result;  // not JSON: as text
@@ -649,7 +751,7 @@ int show_results(const settings& s) {
     return job.state == batch_job_state::completed && !job.skipped;
   };
   std::multimap<std::size_t, std::string> resubmissions;  // by entry
-  store->for_each_job([&](const jobpoll::batch_job& job) {
+  store.for_each_job([&](const jobpoll::batch_job& job) {
     if (job.parent && done(job)) resubmissions.emplace(job.entry, line(job));
   });
   const auto flush_before = [&](std::size_t entry) {
@@ -658,7 +760,7 @@ int show_results(const settings& s) {
       it = resubmissions.erase(it);
     }
   };
-  store->for_each_job([&](const jobpoll::batch_job& job) {
+  store.for_each_job([&](const jobpoll::batch_job& job) {
     if (job.parent || !done(job)) return;
     flush_before(job.entry);
     std::cout << line(job) << '\n';
@@ -669,17 +771,31 @@ int show_results(const settings& s) {
 }
 
 // `history`: the store's history as audit lines.
-int show_history(const settings& s) {
-  const auto store = open_existing(s);
-  store->export_history(std::cout);
+template <class Store>
+int show_history(const Store& store) {
+  store.export_history(std::cout);
   std::cout << std::flush;
   return std::cout ? exit_completed : exit_error;
 }
 
+// `release` on PostgreSQL: removes the registrations whose lease ran out
+// (their jobs are free at once); live runners are left alone.
+int release_expired(jobpoll::postgres_store& store, const settings& s) {
+  const auto released = store.release_expired();
+  if (released.empty()) {
+    std::cout << batch_named(s) << " has no runner whose lease ran out" << std::endl;
+    return exit_completed;
+  }
+  for (const auto& r : released)
+    std::cout << "released runner " << r.id << " (pid " << r.pid << " on host " << r.host << ", lease ran out at "
+              << utc(r.lease_until) << ", " << r.held << (r.held == 1 ? " job" : " jobs") << " held) from "
+              << batch_named(s) << std::endl;
+  return exit_completed;
+}
+
 // `release`: clears an owner that is not a live process on this host.
-int release_owner(const settings& s) {
-  auto store = open_existing(s);
-  const auto owner = store->owner();
+int release_owner(jobpoll::sqlite_store& store, const settings& s) {
+  const auto owner = store.owner();
   if (!owner) {
     std::cout << batch_named(s) << " has no owner" << std::endl;
     return exit_completed;
@@ -689,7 +805,7 @@ int release_owner(const settings& s) {
     throw std::runtime_error(batch_named(s) + " is owned by pid " + std::to_string(owner->pid) +
                              " on this host, which is running: stop it first (release is for a runner that died on "
                              "another host)");
-  store->release_owner();
+  store.release_owner();
   std::cout << "released " << batch_named(s) << " from pid " << owner->pid << " on host " << owner->host
             << " (owner since " << utc(owner->since) << ")" << std::endl;
   return exit_completed;
@@ -707,18 +823,20 @@ std::vector<std::size_t> unique_ids(const std::vector<std::size_t>& ids) {
 // `resubmit`, `skip`, `adopt`: a runner owns the batch for the change (refused
 // while another does, before anything is read). Every job is checked before
 // any is changed.
-int act(const std::string& action, const settings& s) {
-  auto store = open_existing(s);
-  // The runner needs a client, which sends nothing here.
+template <class Store>
+int act(Store& store, const std::string& action, const settings& s) {
+  // The runner needs a client, which sends nothing here. (On PostgreSQL it
+  // registers beside the live runners, and a job one of them holds is
+  // refused: errc::lease_lost.)
   asio::io_context ctx;
   jobpoll::curl_transport transport(ctx.get_executor());
   demo_client client(transport, demo_job_api(s.server, s.steps, s.key_mode()), demo_status());
-  demo_batch batch(ctx.get_executor(), client, *store, jobpoll::batch_options{});
+  demo_batch<Store> batch(ctx.get_executor(), client, store, jobpoll::batch_options{});
 
   const std::vector<std::size_t> ids = action == "adopt" ? std::vector<std::size_t>{s.adopt_id} : unique_ids(s.ids);
   std::vector<jobpoll::batch_job> jobs;
   for (const std::size_t id : ids) {
-    std::optional<jobpoll::batch_job> job = store->job(id);
+    std::optional<jobpoll::batch_job> job = store.job(id);
     if (!job) throw std::runtime_error(batch_named(s) + " has no job " + std::to_string(id));
     const std::string what = "job " + std::to_string(id) + " (entry " + std::to_string(job->entry) + ") is " +
                              std::string(jobpoll::to_string(job->state));
@@ -756,8 +874,9 @@ int act(const std::string& action, const settings& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Runs N jobs on the demo job server as one batch kept in a SQLite store: resumable after a stop or "
-               "a crash, each job submitted once, reconciled, audited.",
+  CLI::App app{"Runs N jobs on the demo job server as one batch kept in a SQLite store (or a PostgreSQL database "
+               "several runners share): resumable after a stop or a crash, each job submitted once, reconciled, "
+               "audited.",
                "batch_run"};
   settings s;
   define_options(app, s);
@@ -776,12 +895,19 @@ int main(int argc, char** argv) {
     return exit_usage;
   }
   try {
-    if (command.empty()) return run_batch(s);
-    if (command == "status") return show_status(s);
-    if (command == "results") return show_results(s);
-    if (command == "history") return show_history(s);
-    if (command == "release") return release_owner(s);
-    return act(command, s);
+    if (command.empty())
+      return s.on_postgres() ? run_batch<jobpoll::postgres_store>(s) : run_batch<jobpoll::sqlite_store>(s);
+    return with_existing_store(s, [&](auto& store) {
+      using store_type = std::remove_cvref_t<decltype(store)>;
+      if (command == "status") return show_status(store, s);
+      if (command == "results") return show_results(store);
+      if (command == "history") return show_history(store);
+      if (command == "release") {
+        if constexpr (is_postgres<store_type>) return release_expired(store, s);
+        else return release_owner(store, s);
+      }
+      return act(store, command, s);
+    });
   } catch (const std::exception& e) {
     std::cerr << "batch_run: " << e.what() << std::endl;
     return exit_error;
