@@ -45,6 +45,7 @@
 #include <jobpoll/observer.hpp>
 #include <jobpoll/phase_codecs.hpp>
 #include <jobpoll/poll_options.hpp>
+#include <jobpoll/redis_limiter.hpp>
 #include <jobpoll/sliding_window_limiter.hpp>
 #include <jobpoll/transport/curl.hpp>
 
@@ -186,6 +187,7 @@ struct flags {
   std::optional<std::chrono::nanoseconds> attempt_timeout;
   std::size_t retries = 0;
   std::optional<cli_values::rate> rate;
+  std::string rate_redis;
   std::string resume;
   std::string describe;
   bool insecure = false;
@@ -395,8 +397,17 @@ void define_flags(CLI::App& app, flags& f) {
                         "transient failures in a row tolerated (429, 5xx, connection reset, attempt timeout)", 0)
       ->default_val("5")
       ->group(timing);
-  cli_values::add_rate(app, "--rate", f.rate,
-                       "at most N requests in any DURATION, shared by every request, e.g. 20/15s (default: no limit)")
+  auto* rate = cli_values::add_rate(app, "--rate", f.rate,
+                                   "at most N requests in any DURATION, shared by every request, e.g. 20/15s "
+                                   "(default: no limit)")
+                   ->group(timing);
+  app.add_option("--rate-redis", f.rate_redis,
+                 "a rate limit shared through Redis by every process that names the same key, e.g. "
+                 "redis://127.0.0.1:6379/reporting-api?rate=20/15s or unix:///run/redis.sock?key=api&rate=20/15s "
+                 "(bucket=N/DURATION&burst=B for a token bucket; while Redis is down nothing is sent, or "
+                 "&fallback=F sends at F of the budget)")
+      ->type_name("URL")
+      ->excludes(rate)
       ->group(timing);
 
   const std::string file = "Description file";
@@ -428,6 +439,7 @@ struct plan {
   std::optional<cli_values::rate> rate;
   bool insecure = false;
   bool quiet = false;
+  std::optional<jobpoll::redis_limiter_options> rate_redis;
 };
 
 // Checks a request template before anything is sent: its placeholders all
@@ -582,7 +594,7 @@ plan plan_from_flags(const CLI::App& app, const flags& f, const jobpoll::job_par
   const jobpoll::phase_codecs<jobpoll::json_codec> codecs{codec_of("--submit-codec", f.submit_codec),
                                                           codec_of("--poll-codec", f.poll_codec),
                                                           codec_of("--result-codec", f.result_codec)};
-  plan p{std::move(d), {}, {}, make_status(app, f, codecs.poll), codecs, {}, f.rate, f.insecure, f.quiet};
+  plan p{std::move(d), {}, {}, make_status(app, f, codecs.poll), codecs, {}, f.rate, f.insecure, f.quiet, {}};
 
   // The --result-field names fill placeholders of the result request.
   std::vector<std::string> result_names = {"handle"};
@@ -683,7 +695,7 @@ plan plan_from_file(const CLI::App& app, const flags& f, const jobpoll::job_para
   if (d.cancel)
     for (const auto& h : headers) d.cancel->headers.add(h.name, h.value);
   return {std::move(file.description), {}, {}, std::move(file.status), std::move(file.codecs), {}, f.rate,
-          f.insecure, f.quiet};
+          f.insecure, f.quiet, {}};
 }
 
 plan make_plan(const CLI::App& app, const flags& f) {
@@ -731,6 +743,15 @@ plan make_plan(const CLI::App& app, const flags& f) {
   p.options.max_retries = f.retries;
   p.params = params;
   if (resuming) p.resume = f.resume;
+  if (given("--rate-redis")) {
+    try {
+      p.rate_redis = jobpoll::parse_redis_limit_url(f.rate_redis);
+    } catch (const std::invalid_argument& e) {
+      // "jobpoll::parse_redis_limit_url: <what>, got '<url>'" without the function's name.
+      const std::string what = e.what();
+      throw usage_error("--rate-redis: " + what.substr(what.find(": ") + 2));
+    }
+  }
   return p;
 }
 
@@ -785,9 +806,19 @@ int exit_code_of(const std::error_code& ec) {
 asio::awaitable<int> run_job(plan p, jobpoll::curl_transport* transport) {
   const auto executor = co_await asio::this_coro::executor;
   std::optional<jobpoll::sliding_window_limiter> quota;
+  std::optional<jobpoll::redis_limiter> shared_quota;
   if (p.rate) {
     quota.emplace(executor, p.rate->requests, p.rate->window);
     p.options.limiter = *quota;
+  } else if (p.rate_redis) {
+    // Outages are worth a line even with --quiet: nothing is sent meanwhile.
+    p.rate_redis->on_event = [](const jobpoll::redis_limiter_event& e) {
+      using kind = jobpoll::redis_limiter_event::kind;
+      if (e.what == kind::down) std::cerr << "rate limit: Redis down (" << e.detail << "), waiting" << std::endl;
+      if (e.what == kind::refused) std::cerr << "rate limit: Redis refused: " << e.detail << std::endl;
+    };
+    shared_quota.emplace(executor, std::move(*p.rate_redis));
+    p.options.limiter = *shared_quota;
   }
   jobpoll::poll_hooks hooks;
   if (!p.quiet) {

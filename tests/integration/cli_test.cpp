@@ -19,6 +19,7 @@
 #include "child_process.hpp"
 #include "cli_runner.hpp"
 #include "loopback_server.hpp"
+#include "redis_server.hpp"
 #include "temp_dir.hpp"
 
 namespace {
@@ -530,6 +531,7 @@ TEST(Cli, HelpDocumentsEveryFlagTheExitCodesAndExamples) {
                                        "--attempt-timeout",
                                        "--retries",
                                        "--rate",
+                                       "--rate-redis",
                                        "--resume",
                                        "--insecure",
                                        "--quiet",
@@ -622,6 +624,42 @@ TEST(Cli, ALimiterWaitIsPrintedWhenItStarts) {
   // At most the window (shown to the millisecond, so 1.000s when the poll
   // followed the submit's answer within half a millisecond).
   EXPECT_THAT(line, testing::MatchesRegex("waiting (0\\.[0-9]{3}|1\\.000)s for the rate limit"));
+}
+
+// Two tool processes share one budget through Redis: whatever each sends,
+// the server never receives more than 3 requests from both in any second,
+// and both jobs end with their results.
+TEST(Cli, RateRedisSharesOneBudgetBetweenProcesses) {
+  loopback_server server;
+  const jobpoll_test::redis_server redis;
+  const std::string url = "unix://" + redis.socket_path() + "?key=cli&rate=3/1s&cold_start=full";
+  child_process first(cli_command(with(job_api_args(server, {{"steps", 4}}), {"--rate-redis", url})));
+  child_process second(cli_command(with(job_api_args(server, {{"steps", 4}}), {"--rate-redis", url})));
+  const cli_run a = first.finish();
+  const cli_run b = second.finish();
+  EXPECT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_THAT(a.err, HasSubstr("for the rate limit")) << "the limiter's waits are printed";
+
+  std::vector<double> times;
+  for (const json& e : server.log()) times.push_back(e.at("arrived").get<double>());
+  std::sort(times.begin(), times.end());
+  ASSERT_EQ(times.size(), 12u) << "2 jobs, each a submit and 5 polls";
+  for (std::size_t i = 3; i < times.size(); ++i)
+    EXPECT_GE(times[i] - times[i - 3], 1.0) << "4 arrivals within 1 s, ending at arrival " << i;
+}
+
+TEST(Cli, RateRedisRefusesABadUrlAndTheInProcessRate) {
+  loopback_server server;
+  const cli_run no_budget = run_cli(with(job_api_args(server, {}), {"--rate-redis", "redis://127.0.0.1/api"}));
+  EXPECT_EQ(no_budget.exit_code, 64);
+  EXPECT_THAT(no_budget.err, HasSubstr("jobpoll: --rate-redis: expected the budget: rate=N/DURATION (e.g. "
+                                       "rate=20/15s) or bucket=N/DURATION&burst=B, got 'redis://127.0.0.1/api'\n"));
+  const cli_run both =
+      run_cli(with(job_api_args(server, {}), {"--rate", "2/1s", "--rate-redis", "redis://127.0.0.1/api?rate=2/1s"}));
+  EXPECT_EQ(both.exit_code, 64);
+  EXPECT_THAT(both.err, HasSubstr("excludes"));
+  EXPECT_TRUE(server.log().empty());
 }
 
 TEST(Cli, SigtermWhilePollingCancelsTheJobAndExits4) {
