@@ -1,5 +1,6 @@
 // batch_run: runs N jobs on the demo job server's /v1 job API as one batch,
-// at most C at a time (and at most --rate requests in any --rate-window),
+// at most C at a time (and at most --rate requests in any --rate-window, or
+// a budget shared through Redis with --rate-redis),
 // and prints how the batch ended as one line of JSON: jobpoll::to_json of
 // its report, the seed's reconciliation plus how and why the run ended.
 //
@@ -42,7 +43,7 @@
 // The options are CLI11's, their values read with the jobpoll tool's grammar
 // (tools/cli_values.hpp): counts, and durations ("500ms", "1.5s", "2m", or 0).
 //
-// Usage: batch_run --server http://127.0.0.1:PORT [--jobs 100] [--rate 20 --rate-window 15s] ...
+// Usage: batch_run --server http://127.0.0.1:PORT [--jobs 100] [--rate 20 --rate-window 15s | --rate-redis URL] ...
 //        batch_run [--store FILE|URI] [--name NAME] status|results|history|resubmit|skip|adopt|release ...
 //        batch_run --help lists every option, subcommand and exit code.
 
@@ -89,6 +90,7 @@
 #include <jobpoll/interval.hpp>
 #include <jobpoll/job_client.hpp>
 #include <jobpoll/job_description.hpp>
+#include <jobpoll/redis_limiter.hpp>
 #include <jobpoll/sliding_window_limiter.hpp>
 #include <jobpoll/store/postgres.hpp>
 #include <jobpoll/store/sqlite.hpp>
@@ -176,6 +178,8 @@ struct settings {
   std::size_t concurrency = 0;
   std::optional<std::size_t> rate;  // requests in any rate window; none: no limit
   std::chrono::nanoseconds rate_window{};
+  std::string rate_redis_url;  // a budget shared through Redis instead; "" for none
+  std::optional<jobpoll::redis_limiter_options> rate_redis;
   std::chrono::nanoseconds job_timeout{};
   std::size_t resubmits = 0;
   std::size_t fail_every = 0;
@@ -276,6 +280,11 @@ void define_options(CLI::App& app, settings& s) {
   add_duration(app, "--rate-window", s.rate_window, "the window of --rate", cli_values::zero_duration::refused)
       ->default_val("1s")
       ->needs(rate);
+  app.add_option("--rate-redis", s.rate_redis_url,
+                 "a budget the whole batch shares through Redis with every process naming the same key (other "
+                 "batch_run runners of a PostgreSQL batch included), e.g. redis://127.0.0.1:6379/api?rate=20/15s")
+      ->type_name("URL")
+      ->excludes(rate);
   add_duration(app, "--job-timeout", s.job_timeout, "deadline of each job, submit to result (then it is cancelled)")
       ->default_val("5m");
   add_count(app, "--resubmits", s.resubmits, "resubmissions of a failed job (each a new job naming its parent)", 0,
@@ -555,6 +564,7 @@ int run_batch(const settings& s) {
   jobpoll::curl_transport transport(ctx.get_executor());
   demo_client client(transport, demo_job_api(s.server, s.steps, s.key_mode()), demo_status());
   std::optional<jobpoll::sliding_window_limiter> limiter;
+  std::optional<jobpoll::redis_limiter> shared_limiter;
   progress_display progress(ctx.get_executor(), ::isatty(STDERR_FILENO) == 1);
 
   // Creates the batch, or checks that the store holds these entries under
@@ -572,6 +582,16 @@ int run_batch(const settings& s) {
     // One limiter for every request of the batch: submits, lookups, polls and cancels.
     limiter.emplace(ctx.get_executor(), *s.rate, s.rate_window);
     options.job.limiter = *limiter;
+  } else if (s.rate_redis) {
+    // The same, with the budget in Redis: every runner naming the key shares it.
+    jobpoll::redis_limiter_options shared = *s.rate_redis;
+    shared.on_event = [](const jobpoll::redis_limiter_event& e) {
+      using kind = jobpoll::redis_limiter_event::kind;
+      if (e.what == kind::down) std::cerr << "batch_run: rate limit: Redis down (" << e.detail << "), waiting" << std::endl;
+      if (e.what == kind::refused) std::cerr << "batch_run: rate limit: Redis refused: " << e.detail << std::endl;
+    };
+    shared_limiter.emplace(ctx.get_executor(), std::move(shared));
+    options.job.limiter = *shared_limiter;
   }
   options.max_resubmits = s.resubmits;
   options.grace_period = s.grace;
@@ -893,6 +913,14 @@ int main(int argc, char** argv) {
   if (command.empty() && s.server.empty()) {
     std::cerr << "batch_run: --server is required\nRun with --help for more information." << std::endl;
     return exit_usage;
+  }
+  if (!s.rate_redis_url.empty()) {
+    try {
+      s.rate_redis = jobpoll::parse_redis_limit_url(s.rate_redis_url);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "batch_run: --rate-redis: " << e.what() << "\nRun with --help for more information." << std::endl;
+      return exit_usage;
+    }
   }
   try {
     if (command.empty())

@@ -9,6 +9,9 @@
 // - the jobs the killed runner was polling were taken over by the others
 //   once its lease (2 s) ran out, each with a "taken over" history line, and
 //   finished by the handle it had saved: no submit of theirs after the kill.
+// And the two pieces together, as the README's "Beyond one machine" shows
+// them: three runners of one PostgreSQL batch sharing one Redis budget
+// (--rate-redis), judged by the arrival times the server logged.
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +34,7 @@
 #include "child_process.hpp"
 #include "loopback_server.hpp"
 #include "postgres_server.hpp"
+#include "redis_server.hpp"
 
 #ifndef JOBPOLL_TEST_BATCH_EXAMPLE
 #error "postgres_runners_test.cpp needs JOBPOLL_TEST_BATCH_EXAMPLE, the path of the built batch_run"
@@ -233,6 +237,55 @@ TEST(PostgresRunners, ThreeRunnersOneKilledEveryEntryOnceAndTheDeadRunnersJobsFi
   std::cout << "[          ] " << held.size() << " jobs polled by the killed runner taken over; " << submissions.size()
             << " submits (" << submissions.size() - static_cast<std::size_t>(entries) << " replayed by key)"
             << std::endl;
+}
+
+TEST(PostgresRunners, ThreeRunnersShareOneRedisBudgetAsTheServerCountsIt) {
+  constexpr int jobs = 60;
+  constexpr std::size_t budget = 30;  // requests in any 1 s window, for the three runners together
+  loopback_server server;
+  jobpoll_test::postgres_database db;
+  jobpoll_test::redis_server redis;
+  const std::string store = db.server().uri(db.name());
+  const std::vector<std::string> args{"--server",      server.base_url(),
+                                      "--store",       store,
+                                      "--jobs",        std::to_string(jobs),
+                                      "--steps",       "1",
+                                      "--interval",    "20ms",
+                                      "--concurrency", "8",
+                                      "--lease",       "5s",
+                                      "--rate-redis",  "unix://" + redis.socket_path() + "?key=api&rate=" +
+                                                           std::to_string(budget) + "/1s"};
+  std::vector<std::unique_ptr<child_process>> runs;
+  for (int r = 0; r < runners; ++r) runs.push_back(std::make_unique<child_process>(batch_command(args)));
+  for (int r = 0; r < runners; ++r) {
+    const auto end = runs[static_cast<std::size_t>(r)]->finish();
+    ASSERT_TRUE(end.exited) << "runner " << r << " signal " << end.signal;
+    ASSERT_EQ(end.exit_code, 0) << "runner " << r << ": " << end.out << end.err;
+    EXPECT_EQ(json::parse(end.out).at("status"), "COMPLETED") << end.out;
+  }
+
+  // Every entry created once, and what the three sent together never more
+  // than the budget in any 1 s window of the server's arrival times.
+  std::map<int, int> created;
+  for (const auto& s : server.control("GET", "/_control/submissions"))
+    if (!s.at("job_id").is_null() && !s.at("replayed").get<bool>()) ++created[s.at("params").at("n").get<int>()];
+  EXPECT_EQ(created.size(), static_cast<std::size_t>(jobs));
+  for (const auto& [n, count] : created) EXPECT_EQ(count, 1) << "entry " << n;
+  std::vector<double> arrived;
+  for (const auto& request : server.control("GET", "/_control/log")) arrived.push_back(request.at("arrived"));
+  std::sort(arrived.begin(), arrived.end());
+  ASSERT_GT(arrived.size(), 2 * budget) << "too few requests to fill two windows";
+  std::size_t most = 0;
+  for (std::size_t first = 0, last = 0; first < arrived.size(); ++first) {
+    while (last < arrived.size() && arrived[last] < arrived[first] + 1.0) ++last;
+    most = std::max(most, last - first);
+  }
+  EXPECT_LE(most, budget) << arrived.size() << " requests";
+  // Each runner did part of the batch.
+  EXPECT_EQ(db.sql("SELECT count(DISTINCT runner) FROM jobpoll.history WHERE state = 'completed'").value_or(""),
+            std::to_string(runners));
+  std::cout << "[          ] " << arrived.size() << " requests, at most " << most << " in any 1 s window (budget "
+            << budget << ")" << std::endl;
 }
 
 }  // namespace
