@@ -5,7 +5,7 @@
 # (batch_bench about 17 minutes of it: 1,000,000 jobs, and an fsync per
 # change at 100,000), plus job_load (about 2 minutes).
 #
-#   scripts/bench.sh                      all seven
+#   scripts/bench.sh                      all nine
 #   scripts/bench.sh poll_overhead ...    a subset: poll_overhead, many_pollers, limiter_throughput,
 #                                         curl_transport (against the loopback job server),
 #                                         batch_bench (the batch runner on its SQLite store, in memory,
@@ -15,7 +15,11 @@
 #                                         multi vs Python aiohttp+tenacity, each its own process;
 #                                         and jobpoll over HTTP/2 vs HTTP/1.1 against a hypercorn server),
 #                                         codec_bench (json_codec's depth-limited decode and bounded
-#                                         previews vs nlohmann alone)
+#                                         previews vs nlohmann alone),
+#                                         store_changes (postgres_store vs sqlite_store: state changes/s
+#                                         and CPU per change, 1 and 3 runners),
+#                                         redis_limiter_bench (redis_limiter vs the in-process limiter:
+#                                         acquires/s, added latency; 1 and 4 processes)
 #
 # REPS=<n> sets the Google Benchmark repetitions (default 5; medians are
 # compared); MANY_REPS=<n> the fresh-process runs per many_pollers
@@ -35,11 +39,12 @@ batch_reps=${BATCH_REPS:-3}
 load_reps=${LOAD_REPS:-3}
 load_jobs=${LOAD_JOBS:-1000,10000}
 dir=build-bench
-all=(poll_overhead many_pollers limiter_throughput curl_transport batch_bench job_load codec_bench)
+all=(poll_overhead many_pollers limiter_throughput curl_transport batch_bench job_load codec_bench store_changes
+  redis_limiter_bench)
 selected=("$@")
 ((${#selected[@]})) || selected=("${all[@]}")
 for name in "${selected[@]}"; do
-  case $name in poll_overhead | many_pollers | limiter_throughput | curl_transport | batch_bench | job_load | codec_bench) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
+  case $name in poll_overhead | many_pollers | limiter_throughput | curl_transport | batch_bench | job_load | codec_bench | store_changes | redis_limiter_bench) ;; *) echo "unknown benchmark '$name' (${all[*]})" >&2; exit 2 ;; esac
 done
 
 header() { printf '\n==== %s ====\n' "$*"; }
@@ -67,6 +72,9 @@ for name in "${selected[@]}"; do
     "$dir/bench/$name" --reps="$many_reps" | tee "$out"
   elif [[ $name == batch_bench ]]; then
     "$dir/bench/$name" --reps="$batch_reps" | tee "$out"
+  elif [[ $name == store_changes || $name == redis_limiter_bench ]]; then
+    # Their own mains: they start a PostgreSQL cluster / redis-server themselves.
+    "$dir/bench/$name" | tee "$out"
   elif [[ $name == job_load ]]; then
     "$dir/bench/$name" --reps="$load_reps" --jobs="$load_jobs" | tee "$out"
   else
