@@ -92,6 +92,23 @@ class waiter_queue {
 template <class Handler, class IoExecutor>
 using limiter_waiter_op = handler_op<limiter_waiter, Handler, IoExecutor, std::error_code, limiter_permit>;
 
+// Installed in a waiter's cancellation slot by a limiter's shared state
+// `Core` (which makes it a friend), calling `Core::cancel(waiter)`. Every
+// cancellation type is honoured: a queued wait has had no effect yet, so it
+// can always be undone. A weak reference: it does nothing once the core is gone.
+template <class Core>
+struct waiter_cancel_handler {
+  waiter_cancel_handler(std::weak_ptr<Core> c, limiter_waiter* w) noexcept : core(std::move(c)), waiter(w) {}
+
+  std::weak_ptr<Core> core;
+  limiter_waiter* waiter;
+
+  void operator()(asio::cancellation_type type) const {
+    if (type == asio::cancellation_type::none) return;
+    if (auto self = core.lock()) self->cancel(waiter);
+  }
+};
+
 // The shared state of one limiter. Shared ownership lets the strand jobs, the
 // timer handler and the cancellation handlers outlive the limiter object
 // safely: they hold weak references and do nothing once it is gone.
@@ -112,7 +129,7 @@ class limiter_core final : public permit_issuer, public std::enable_shared_from_
     limiter_waiter* w = limiter_waiter_op<Handler, executor_type>::create(std::move(handler), executor_);
     if (slot.is_connected()) {
       try {
-        slot.template emplace<cancel_handler>(this->weak_from_this(), w);
+        slot.template emplace<waiter_cancel_handler<limiter_core>>(this->weak_from_this(), w);
       } catch (...) {
         w->discard();
         throw;
@@ -182,19 +199,7 @@ class limiter_core final : public permit_issuer, public std::enable_shared_from_
   }
 
  private:
-  // Installed in a waiter's cancellation slot. Every cancellation type is
-  // honoured: a queued wait has had no effect yet, so it can always be undone.
-  struct cancel_handler {
-    cancel_handler(std::weak_ptr<limiter_core> c, limiter_waiter* w) noexcept : core(std::move(c)), waiter(w) {}
-
-    std::weak_ptr<limiter_core> core;
-    limiter_waiter* waiter;
-
-    void operator()(asio::cancellation_type type) const {
-      if (type == asio::cancellation_type::none) return;
-      if (auto self = core.lock()) self->cancel(waiter);
-    }
-  };
+  friend struct waiter_cancel_handler<limiter_core>;
 
   // A waiter is cancelled or granted under the mutex, never both: whichever
   // comes first changes its state and the other finds it no longer queued.

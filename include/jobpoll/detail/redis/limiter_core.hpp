@@ -142,7 +142,7 @@ class limiter_core final : public std::enable_shared_from_this<limiter_core> {
     limiter_waiter* w = limiter_waiter_op<Handler, executor_type>::create(std::move(handler), executor_);
     if (slot.is_connected()) {
       try {
-        slot.template emplace<cancel_handler>(weak_from_this(), w);
+        slot.template emplace<waiter_cancel_handler<limiter_core>>(weak_from_this(), w);
       } catch (...) {
         w->discard();
         throw;
@@ -261,15 +261,7 @@ class limiter_core final : public std::enable_shared_from_this<limiter_core> {
     clock::time_point pause_until;  // pause
   };
 
-  struct cancel_handler {
-    cancel_handler(std::weak_ptr<limiter_core> c, limiter_waiter* w) noexcept : core(std::move(c)), waiter(w) {}
-    std::weak_ptr<limiter_core> core;
-    limiter_waiter* waiter;
-    void operator()(asio::cancellation_type type) const {
-      if (type == asio::cancellation_type::none) return;
-      if (auto self = core.lock()) self->cancel(waiter);
-    }
-  };
+  friend struct jobpoll::detail::waiter_cancel_handler<limiter_core>;
 
   // As in basic_limiter: cancelled or granted under the mutex, never both.
   void cancel(limiter_waiter* w) {
