@@ -46,34 +46,6 @@
 
 namespace jobpoll {
 
-/// `ec == condition`, also for Asio's own system errors: Asio 1.22 maps
-/// them to `std::errc` conditions only when ASIO_HAS_STD_ERROR_CODE is set
-/// (never with g++ or clang on Linux), so `asio::error::connection_reset`
-/// would otherwise not compare equal to `std::errc::connection_reset`.
-inline bool error_is(const std::error_code& ec, std::errc condition) noexcept {
-  if (ec == condition) return true;
-  // Asio's system category carries errno values on POSIX.
-  return ec.category() == asio::error::get_system_category() &&
-         std::error_code(ec.value(), std::generic_category()) == condition;
-}
-
-/// Whether a failed attempt with this code is worth retrying by default:
-/// network errors (reset, refused, aborted, timed out, unreachable, broken
-/// pipe, end of stream) and jobpoll's own transient codes (a request
-/// `not_sent` included).
-inline bool is_transient_error(const std::error_code& ec) noexcept {
-  if (ec == errc::attempt_timeout || ec == errc::rate_limited || ec == errc::server_error || ec == errc::not_sent)
-    return true;
-  if (ec == asio::error::eof) return true;
-  for (std::errc e : {std::errc::connection_reset, std::errc::connection_refused, std::errc::connection_aborted,
-                      std::errc::timed_out, std::errc::broken_pipe, std::errc::network_unreachable,
-                      std::errc::network_down, std::errc::network_reset, std::errc::host_unreachable,
-                      std::errc::not_connected, std::errc::resource_unavailable_try_again}) {
-    if (error_is(ec, e)) return true;
-  }
-  return false;
-}
-
 namespace detail {
 
 // A policy may classify transport errors itself, from the code alone or

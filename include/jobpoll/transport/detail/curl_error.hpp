@@ -1,7 +1,7 @@
 #pragma once
 // The "curl" error category behind jobpoll::curl_category(): CURLcode values
 // as std::error_code, each mapped to the std::errc condition that says
-// whether retrying can help (see is_transient_error in poll_until.hpp).
+// whether retrying can help (see is_transient_error in error.hpp).
 
 #include <string>
 #include <system_error>
