@@ -4,12 +4,14 @@
 
 Consumers: `requires = "jobpoll/0.1.0"`, then with CMakeDeps
 `find_package(jobpoll CONFIG REQUIRED)` and `jobpoll::jobpoll`. The options
-with_json, with_curl and with_sqlite (on by default) add the leaf targets
-jobpoll::json (nlohmann_json), jobpoll::curl (libcurl) and jobpoll::sqlite
-(the embedded batch store, on SQLite 3 and nlohmann_json); with_redis and
-with_postgres (off by default) add jobpoll::redis (the rate limiter shared
-through Redis, on hiredis) and jobpoll::postgres (the batch store several
-runners share, on libpq and nlohmann_json).
+with_json, with_curl, with_batch and with_sqlite (on by default) add the leaf
+targets jobpoll::json (nlohmann_json), jobpoll::curl (libcurl),
+jobpoll::batch (batches of jobs: the runner, records, audit log; on
+nlohmann_json) and jobpoll::sqlite (the embedded batch store, on
+jobpoll::batch and SQLite 3); with_redis and with_postgres (off by default)
+add jobpoll::redis (the rate limiter shared through Redis, on hiredis) and
+jobpoll::postgres (the batch store several runners share, on jobpoll::batch
+and libpq). A store brings jobpoll::batch even with with_batch off.
 """
 import os
 import re
@@ -30,10 +32,10 @@ class JobpollConan(ConanFile):
     topics = ("asio", "coroutines", "polling", "rate-limiting", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
-    options = {"with_json": [True, False], "with_curl": [True, False], "with_sqlite": [True, False],
-               "with_redis": [True, False], "with_postgres": [True, False]}
+    options = {"with_json": [True, False], "with_curl": [True, False], "with_batch": [True, False],
+               "with_sqlite": [True, False], "with_redis": [True, False], "with_postgres": [True, False]}
     # The shared pieces need servers a user runs: off unless asked for.
-    default_options = {"with_json": True, "with_curl": True, "with_sqlite": True,
+    default_options = {"with_json": True, "with_curl": True, "with_batch": True, "with_sqlite": True,
                        "with_redis": False, "with_postgres": False}
     exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "LICENSE"
     no_copy_source = True
@@ -51,8 +53,8 @@ class JobpollConan(ConanFile):
     def requirements(self):
         # Public headers include Asio's: consumers get its headers and defines.
         self.requires("asio/1.22.1", transitive_headers=True)
-        if self.options.with_json or self.options.with_sqlite or self.options.with_postgres:
-            # The stores' records are JSON: jobpoll::sqlite and jobpoll::postgres need nlohmann_json too.
+        if self._with_batch or self.options.with_json:
+            # Batch records are JSON: jobpoll::batch (and the stores on it) need nlohmann_json too.
             self.requires("nlohmann_json/3.11.2", transitive_headers=True)
         if self.options.with_curl:
             self.requires("libcurl/[>=7.80 <9]", transitive_headers=True)
@@ -63,6 +65,11 @@ class JobpollConan(ConanFile):
             self.requires("hiredis/[>=0.14 <2]", transitive_headers=True)
         if self.options.with_postgres:
             self.requires("libpq/[>=12 <18]", transitive_headers=True)
+
+    @property
+    def _with_batch(self):
+        # The stores build on jobpoll::batch: either brings it.
+        return bool(self.options.with_batch or self.options.with_sqlite or self.options.with_postgres)
 
     def package_id(self):
         self.info.clear()
@@ -118,13 +125,19 @@ class JobpollConan(ConanFile):
             curl.bindirs = []
             curl.libdirs = []
             curl.requires = ["core", "libcurl::libcurl"]
+        if self._with_batch:
+            batch = self.cpp_info.components["batch"]
+            batch.set_property("cmake_target_name", "jobpoll::batch")
+            batch.bindirs = []
+            batch.libdirs = []
+            batch.requires = ["core", "nlohmann_json::nlohmann_json"]
         if self.options.with_sqlite:
             sqlite = self.cpp_info.components["sqlite"]
             sqlite.set_property("cmake_target_name", "jobpoll::sqlite")
             sqlite.bindirs = []
             sqlite.libdirs = []
             # sqlite3's CMake target is SQLite::SQLite3 (find_package(SQLite3)).
-            sqlite.requires = ["core", "nlohmann_json::nlohmann_json", "sqlite3::sqlite3"]
+            sqlite.requires = ["batch", "sqlite3::sqlite3"]
         if self.options.with_redis:
             redis = self.cpp_info.components["redis"]
             redis.set_property("cmake_target_name", "jobpoll::redis")
@@ -136,4 +149,4 @@ class JobpollConan(ConanFile):
             postgres.set_property("cmake_target_name", "jobpoll::postgres")
             postgres.bindirs = []
             postgres.libdirs = []
-            postgres.requires = ["core", "nlohmann_json::nlohmann_json", "libpq::libpq"]
+            postgres.requires = ["batch", "libpq::libpq"]

@@ -13,11 +13,13 @@
 # Components, each a leaf target with its own third-party dependency, add
 #   <prefix>/share/cmake/jobpoll/jobpoll-<name>.cmake           finds the dependency
 #   <prefix>/share/cmake/jobpoll/jobpoll-<name>-targets.cmake   jobpoll::<name>
-# for users of find_package(jobpoll CONFIG REQUIRED COMPONENTS json curl sqlite redis postgres):
+# for users of find_package(jobpoll CONFIG REQUIRED COMPONENTS json curl batch sqlite redis postgres):
 #   json: jobpoll::json on nlohmann_json; curl: jobpoll::curl on CURL;
-#   sqlite: jobpoll::sqlite (the batch store) on SQLite3 and jobpoll::json;
+#   batch: jobpoll::batch (batches: runner, records, audit log) on nlohmann_json;
+#   sqlite: jobpoll::sqlite (the batch store) on SQLite3 and jobpoll::batch;
 #   redis: jobpoll::redis (the shared rate limiter) on hiredis (pkg-config);
-#   postgres: jobpoll::postgres (the shared batch store) on libpq and jobpoll::json.
+#   postgres: jobpoll::postgres (the shared batch store) on libpq and jobpoll::batch.
+# The store components load the batch component themselves.
 include(CMakePackageConfigHelpers)
 
 install(TARGETS jobpoll EXPORT jobpollTargets)
@@ -58,7 +60,7 @@ install(FILES
 install(FILES "${jobpoll_SOURCE_DIR}/LICENSE" DESTINATION "${CMAKE_INSTALL_DATAROOTDIR}/doc/jobpoll")
 
 # --- components -------------------------------------------------------------------
-foreach(_jobpoll_component IN ITEMS json curl sqlite redis postgres)
+foreach(_jobpoll_component IN ITEMS json curl batch sqlite redis postgres)
   if(TARGET jobpoll_${_jobpoll_component})
     install(TARGETS jobpoll_${_jobpoll_component} EXPORT jobpoll-${_jobpoll_component}-targets)
     install(EXPORT jobpoll-${_jobpoll_component}-targets

@@ -16,6 +16,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/error.hpp>
 #include <asio/this_coro.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include "jobpoll/clock.hpp"
@@ -25,6 +26,7 @@
 #include "jobpoll/http.hpp"
 #include "jobpoll/http_status.hpp"
 #include "jobpoll/job_description.hpp"
+#include "jobpoll/job_handle.hpp"
 #include "jobpoll/job_status_policy.hpp"
 #include "jobpoll/phase_codecs.hpp"
 #include "jobpoll/poll_options.hpp"
@@ -33,94 +35,11 @@
 #include "jobpoll/retry_after.hpp"
 #include "jobpoll/transport.hpp"
 
-// As in poll_until.hpp: g++ 12 -O2's false -Wmismatched-new-delete on Asio's
-// awaitable frames, silenced for this file's coroutines only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
+// The compiler workarounds this file's coroutines need (W1: g++ 12 -O2's false
+// -Wmismatched-new-delete on Asio's awaitable frames), popped at its end.
+#include "jobpoll/detail/workarounds_push.hpp"
 
 namespace jobpoll {
-
-/// A submitted job: what is needed to poll it again later, in this process
-/// or another, without submitting it a second time.
-struct job_handle {
-  // A constructor rather than an aggregate: brace-initialising the first
-  // members stays warning-free as members are added.
-  job_handle(std::string id = {}, job_params params = {}, poll_progress progress = {},
-             std::optional<std::chrono::nanoseconds> remaining = {},
-             std::optional<std::chrono::nanoseconds> first_poll_after = {})
-      : id(std::move(id)),
-        params(std::move(params)),
-        progress(progress),
-        remaining(remaining),
-        first_poll_after(first_poll_after) {}
-
-  std::string id;     ///< the handle as the server gave it (a hash, an id, a URL)
-  job_params params;  ///< the placeholder values it was submitted with, its "job_key" included when it has one
-  /// Where polling stopped: attempts made and transient failures in a row.
-  poll_progress progress;
-  /// Deadline budget left when the submit or the poll stopped; `wait` uses
-  /// it instead of the options' deadline. None: no deadline.
-  std::optional<std::chrono::nanoseconds> remaining;
-  /// The wait the submit answer asked for before the first poll (its
-  /// Retry-After); `wait` honours it, within the options' hint bounds, when
-  /// nothing has been polled yet. Kept in memory only.
-  std::optional<std::chrono::nanoseconds> first_poll_after;
-};
-
-/// The result of a job that succeeded.
-template <class Value>
-struct job_result {
-  Value value;              ///< the result; a paged result is one array of every item
-  job_handle handle;        ///< the job, with its final progress
-  poll_stats stats;         ///< of the poll phase
-  std::size_t pages = 0;    ///< result requests made after the poll (fetch: 1, paged: one per page fetched)
-  http_response last_poll;  ///< the final poll answer, as received
-};
-
-/// Which step of a job a `job_error` comes from.
-enum class job_phase {
-  submit,  ///< creating the job (`job_client::submit`)
-  poll,    ///< polling it until it ends
-  result,  ///< fetching its result
-  lookup,  ///< finding it by its job key (`job_client::find`)
-};
-
-/// What `job_client::wait` does with the remote job when its caller cancels
-/// the wait (a timeout or exhausted retries always cancel it remotely).
-enum class on_cancel {
-  cancel_job,  ///< send the description's cancel request: the job is given up
-  keep_job,    ///< leave it running: the handle in the error polls it again later
-};
-
-/// What happened to the remote cancel request when a job client gave up on a job.
-enum class remote_cancel {
-  not_applicable,  ///< the job ended, its handle expired, it was never submitted, or it was kept (`on_cancel::keep_job`)
-  not_configured,  ///< the job description has no cancel request
-  sent,            ///< the server accepted the cancel request (2xx, or 404/410: already gone)
-  failed,          ///< it could not be sent or the server refused it (see the message)
-};
-
-inline std::string_view to_string(job_phase p) noexcept {
-  switch (p) {
-    case job_phase::submit: return "submit";
-    case job_phase::poll: return "poll";
-    case job_phase::result: return "result";
-    case job_phase::lookup: return "lookup";
-  }
-  return "invalid";
-}
-
-inline std::string_view to_string(remote_cancel c) noexcept {
-  switch (c) {
-    case remote_cancel::not_applicable: return "not_applicable";
-    case remote_cancel::not_configured: return "not_configured";
-    case remote_cancel::sent: return "sent";
-    case remote_cancel::failed: return "failed";
-  }
-  return "invalid";
-}
 
 template <transport Transport, codec Codec, job_status_policy<codec_value_t<Codec>> Status>
 class job_client;
@@ -210,6 +129,18 @@ inline bool is_integer_text(std::string_view text) noexcept {
 /// phase. The client holds the transport by pointer: the transport must
 /// outlive the client, and the client the operations it starts. Copying a
 /// client is cheap.
+///
+/// Every operation is an `asio::awaitable` run inside the caller's
+/// coroutine, so it is cancelled through that coroutine's cancellation
+/// state (e.g. `||` with a timer, or the slot bound to the `co_spawn`).
+/// Which cancellation types get through is the caller's choice: terminal
+/// only by default (Asio's `co_spawn` filter), partial and total as well
+/// after `co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation())`;
+/// the client does not widen the filter itself. In a coroutine already
+/// cancelled, Asio throws a plain `std::system_error(operation_aborted)` at
+/// the `co_await` of an operation, before it starts (unless
+/// `this_coro::throw_if_cancelled(false)`). There are no completion-token
+/// (`async_*`) forms, so no default completion tokens.
 template <transport Transport, codec Codec, job_status_policy<codec_value_t<Codec>> Status>
 class job_client {
  public:
@@ -241,18 +172,35 @@ class job_client {
   /// lookup request.
   bool can_find() const noexcept { return description_.lookup.has_value(); }
 
-  /// Submits, polls until the job ends and fetches its result.
+  /// Submits, polls until the job ends and fetches its result: `submit`,
+  /// then `wait(handle, options, on_cancel::cancel_job)`.
   ///
-  /// Returns the result; throws `job_error` when a phase fails (see `submit`
-  /// and `wait`) and `std::system_error(errc::invalid_argument)` for a
-  /// template placeholder without a value. Cancellation through the awaiting
-  /// coroutine's cancellation slot ends it with `operation_aborted`, after
-  /// the remote cancel request when the job was already submitted.
+  /// @par Completion Signature
+  /// `co_await` yields `job_result<value_type>` (the value, the handle with
+  /// its final progress, the poll stats, the final poll answer), or throws.
+  ///
+  /// @par Per-Operation Cancellation
+  /// The types the awaiting coroutine's state lets through (terminal by
+  /// default; see the class comment). Throws `job_error(operation_aborted)`.
+  /// What happens to the remote job depends on the phase: during the submit,
+  /// as `submit` says (the job may or may not exist; nothing is sent to
+  /// cancel it; its key settles it); once submitted, as `wait` with
+  /// `on_cancel::cancel_job` says (the description's cancel request is sent,
+  /// when it has one); during the result fetch, nothing (the job has succeeded).
+  ///
+  /// @par Errors
+  /// `job_error` when a phase fails, with the codes `submit` and `wait` list
+  /// (`job_failed`, `timeout`, `retries_exhausted`, `expired_handle`,
+  /// `decode_error`, `unknown_status`, `http_error`, a transport error,
+  /// `operation_aborted`, `invalid_argument` for refused options), and
+  /// `std::system_error(errc::invalid_argument)` for a template placeholder
+  /// without a value.
   template <clock Clock>
   asio::awaitable<job_result<value_type>> run(job_params params, basic_poll_options<Clock> options) {
     job_handle handle = co_await submit(std::move(params), options);
     co_return co_await wait(std::move(handle), std::move(options));
   }
+  /// `run(params, poll_options{})`: the default options on steady_clock.
   asio::awaitable<job_result<value_type>> run(job_params params = {}) {
     return run(std::move(params), poll_options{});
   }
@@ -286,6 +234,37 @@ class job_client {
   /// request, for options `poll_until` would refuse or an
   /// `idempotent_submit` description whose submit request does not use
   /// {job_key}.
+  ///
+  /// @par Completion Signature
+  /// `co_await` yields the `job_handle` (id, params with the job key used,
+  /// `remaining` budget, `first_poll_after`), or throws `job_error` (phase
+  /// `submit`, no handle).
+  ///
+  /// @par Per-Operation Cancellation
+  /// The types the awaiting coroutine's state lets through (terminal by
+  /// default; see the class comment), whether the submit is waiting (the
+  /// limiter, a backoff, a Retry-After) or its request is in flight (the
+  /// transport abandons it): throws `job_error(operation_aborted)`.
+  /// What happens to the remote job: a request that was in flight may
+  /// already have reached the server and created the job, so a cancelled
+  /// submit may or may not have created one. The client cannot tell: it
+  /// has no handle, so it sends no cancel request, and it does not look the
+  /// job up itself. The error's `stats()` tell whether it can be: for a
+  /// submit that is not idempotent, `attempts > transient_failures` means
+  /// an attempt was under way when the cancellation came; otherwise every
+  /// attempt failed in a way that surely did not reach the server (only
+  /// those are retried). To settle a doubtful submit, use its job key (the
+  /// message names it; pass your own "job_key" in `params` to know it
+  /// beforehand): `find(params)` when `can_find()`, or the same submit again
+  /// with the same key when `submit_is_idempotent()`. `batch_runner` does
+  /// this: it keeps such a job `submitting` for its next run to resend by
+  /// key or look up, and marks it `unknown` when the job API allows neither.
+  ///
+  /// @par Errors
+  /// As listed above: a transport error, `retries_exhausted`, `timeout`,
+  /// `http_error`, `decode_error`, `operation_aborted` (each a `job_error`),
+  /// `invalid_argument` (a `job_error`, before any request; a placeholder
+  /// without a value: `std::system_error`).
   template <clock Clock>
   asio::awaitable<job_handle> submit(job_params params, basic_poll_options<Clock> options) {
     check_options(options, job_phase::submit, nullptr);
@@ -300,6 +279,7 @@ class job_client {
     handle.remaining = left_until<Clock>(end);
     co_return handle;
   }
+  /// `submit(params, poll_options{})`.
   asio::awaitable<job_handle> submit(job_params params = {}) { return submit(std::move(params), poll_options{}); }
 
   /// Finds the job that a submit carrying `params["job_key"]` created, with
@@ -323,6 +303,21 @@ class job_client {
   /// lookup or a malformed `handle_pointer`, `params` has no "job_key", or
   /// the options are ones `poll_until` would refuse. A placeholder without
   /// a value throws `std::system_error(errc::invalid_argument)`, as in `run`.
+  ///
+  /// @par Completion Signature
+  /// `co_await` yields `std::optional<job_handle>`: the job, or none when
+  /// the server has no job with that key; or throws `job_error` (phase `lookup`).
+  ///
+  /// @par Per-Operation Cancellation
+  /// The types the awaiting coroutine's state lets through (terminal by
+  /// default; see the class comment), during a wait or the request: throws
+  /// `job_error(operation_aborted)`. The remote job is not touched: a lookup
+  /// only reads, and a cancelled one may simply be asked again.
+  ///
+  /// @par Errors
+  /// As listed above: `http_error`, `decode_error`, `retries_exhausted`,
+  /// `timeout`, a permanent transport error, `operation_aborted`,
+  /// `invalid_argument`.
   template <clock Clock>
   asio::awaitable<std::optional<job_handle>> find(job_params params, basic_poll_options<Clock> options) {
     check_options(options, job_phase::lookup, nullptr);
@@ -348,6 +343,7 @@ class job_client {
     handle.remaining = left_until<Clock>(end);
     co_return handle;
   }
+  /// `find(params, poll_options{})`.
   asio::awaitable<std::optional<job_handle>> find(job_params params) {
     return find(std::move(params), poll_options{});
   }
@@ -369,6 +365,36 @@ class job_client {
   /// cancellation sends nothing: the job keeps running and the error's
   /// handle (progress and remaining budget included) resumes it. Options
   /// `poll_until` would refuse throw `invalid_argument` before any request.
+  ///
+  /// @par Completion Signature
+  /// `co_await` yields `job_result<value_type>`, or throws `job_error`
+  /// (phase `poll` or `result`, with the handle).
+  ///
+  /// @par Per-Operation Cancellation
+  /// The types the awaiting coroutine's state lets through (terminal by
+  /// default; see the class comment), during a wait, a limiter wait or a
+  /// request: throws `job_error(operation_aborted)` with the handle and its
+  /// progress. What happens to the remote job:
+  /// - `on_cancel::cancel_job` (the overloads without `when_cancelled`), in
+  ///   the poll phase: the description's cancel request is sent once,
+  ///   bounded by `cancel_timeout` (limiter wait included), before the
+  ///   error is thrown; `cancel_state()` is `sent` (2xx, 404 or 410),
+  ///   `failed` (refused, no answer in time, or a second cancellation
+  ///   abandoned it) or `not_configured` (the description has no cancel
+  ///   request: the job keeps running). To let that request run, `wait`
+  ///   resets the awaiting coroutine's cancellation state
+  ///   (`this_coro::reset_cancellation_state()`: not cancelled, Asio's
+  ///   default terminal-only filter), which the caller keeps afterwards;
+  /// - `on_cancel::keep_job`: nothing is sent; the job keeps running and
+  ///   the error's handle resumes it (`cancel_state()` is `not_applicable`);
+  /// - in the result phase (the job has succeeded): nothing is sent.
+  ///
+  /// @par Errors
+  /// As listed above: `job_failed`, `timeout`, `retries_exhausted`,
+  /// `expired_handle`, `decode_error`, `unknown_status`, `http_error`, a
+  /// transport error, `operation_aborted` (each a `job_error`; on
+  /// `timeout` and `retries_exhausted` the cancel request is sent too), and
+  /// `invalid_argument` before any request.
   template <clock Clock>
   asio::awaitable<job_result<value_type>> wait(job_handle handle, basic_poll_options<Clock> options,
                                                on_cancel when_cancelled) {
@@ -410,10 +436,12 @@ class job_client {
     co_await collect_result(result, std::move(*polled.response->value), options, end);
     co_return result;
   }
+  /// `wait(handle, options, on_cancel::cancel_job)`.
   template <clock Clock>
   asio::awaitable<job_result<value_type>> wait(job_handle handle, basic_poll_options<Clock> options) {
     return wait(std::move(handle), std::move(options), on_cancel::cancel_job);
   }
+  /// `wait(handle, poll_options{})`.
   asio::awaitable<job_result<value_type>> wait(job_handle handle) { return wait(std::move(handle), poll_options{}); }
 
  private:
@@ -655,12 +683,16 @@ class job_client {
       auto send = [&] {
         return try_poll_until(exchange<Clock>(*request, std::nullopt, codecs_.poll), cancel_policy{}, cancelling);
       };
-      std::optional<poll_result<answer>> cancelled;
-      if (!co_await detail::poll_with_timeout<Clock>(send, description_.cancel_timeout, cancelled)) {
+      timer_for<Clock> timer(co_await asio::this_coro::executor);
+      timer.expires_after(std::chrono::ceil<typename Clock::duration>(description_.cancel_timeout));
+      using namespace asio::experimental::awaitable_operators;
+      auto first = co_await (send() || timer.async_wait(asio::use_awaitable));
+      if (first.index() == 1) {
         outcome = "no answer within " + detail::format_seconds(description_.cancel_timeout) + ", limiter wait included";
       } else {
-        outcome = cancelled->error ? cancelled->message : cancelled->status.detail;
-        if (!cancelled->error) failure.cancel_ = remote_cancel::sent;
+        const poll_result<answer>& cancelled = std::get<0>(first);
+        outcome = cancelled.error ? cancelled.message : cancelled.status.detail;
+        if (!cancelled.error) failure.cancel_ = remote_cancel::sent;
       }
     }
     failure.append_to_message(failure.cancel_ == remote_cancel::sent ? "; remote cancel sent (" + outcome + ")"
@@ -872,6 +904,4 @@ job_client(Transport&, job_description, Status, phase_codecs<Codec>) -> job_clie
 
 }  // namespace jobpoll
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "jobpoll/detail/workarounds_pop.hpp"

@@ -17,6 +17,7 @@
 #include "jobpoll/jitter.hpp"
 #include "jobpoll/job_client.hpp"
 #include "jobpoll/job_description.hpp"
+#include "jobpoll/job_handle.hpp"
 #include "jobpoll/job_status_policy.hpp"
 #include "jobpoll/limiter_budget.hpp"
 #include "jobpoll/observer.hpp"

@@ -95,7 +95,15 @@ class redis_limiter {
   /// goes to the next waiter, or back to Redis unused. Emit the signal where
   /// the handler runs (its associated executor).
   ///
-  /// Works with every completion token.
+  /// @par Errors
+  /// `asio::error::operation_aborted` (cancelled, or the limiter destroyed)
+  /// and `jobpoll::errc::invalid_argument` (Redis refuses the limiter), as
+  /// above. With `asio::use_awaitable`, `co_await` yields the
+  /// `limiter_permit` or throws `std::system_error` with that code.
+  ///
+  /// Works with every completion token. No default completion token: the
+  /// executor type is `asio::any_io_executor`, whose
+  /// `asio::default_completion_token_t` is `void` in Asio 1.22.
   template <class CompletionToken>
   auto async_acquire(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::error_code, limiter_permit)>(

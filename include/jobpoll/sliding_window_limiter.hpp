@@ -14,7 +14,7 @@ namespace jobpoll {
 /// requests arrive at the server in any window of length `window`
 /// (half-open windows, see `sliding_window_budget`), whatever their latency:
 /// the quota of an API that counts requests over a rolling period. Waiters
-/// are served in FIFO order, each at the earliest time the window allows. See `detail::basic_limiter` for `async_acquire`,
+/// are served in FIFO order, each at the earliest time the window allows. See `detail::basic_limiter` for `async_acquire` (its completion signature, per-operation cancellation and errors),
 /// `try_acquire`, `pause_until`, `pause_for`, `waiting`, `in_use`, `statistics`.
 ///
 /// 20 requests per 15 seconds, shared by every poll of one client:

@@ -14,7 +14,8 @@ namespace jobpoll {
 /// starts at once and `tokens` starts per `per` on average: a bucket of
 /// `burst` tokens, full at first, refilled continuously (see
 /// `token_bucket_budget`). Waiters are served in FIFO order, each as soon as a
-/// token is there. See `detail::basic_limiter` for `async_acquire`,
+/// token is there. See `detail::basic_limiter` for `async_acquire` (its
+/// completion signature, per-operation cancellation and errors),
 /// `try_acquire`, `pause_until`, `pause_for`, `waiting`, `in_use`, `statistics`.
 ///
 /// 5 requests per second with bursts of up to 10:

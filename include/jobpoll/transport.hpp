@@ -33,6 +33,25 @@ namespace jobpoll {
 /// - cancellation through the token's cancellation slot (terminal) abandons
 ///   the request at once and completes with `asio::error::operation_aborted`;
 /// - the handler is never invoked from inside `async_request`.
+///
+/// @par Completion Signature
+/// `void(std::error_code, http_response)`: an empty error with the response
+/// (whatever its HTTP status), or an error with an empty response.
+///
+/// @par Per-Operation Cancellation
+/// At least terminal (the type a coroutine's `co_spawn` filter lets
+/// through, which is what jobpoll's loop relies on); jobpoll's own
+/// transports honour terminal, partial and total. Completes with
+/// `asio::error::operation_aborted`. What happens remotely: a request not
+/// yet sent is never sent; one already (partly) sent may have reached the
+/// server, and cancelling it does not undo what the server does with it:
+/// the caller's retry rules (e.g. `job_client::submit`'s) decide what a
+/// cancelled request means.
+///
+/// @par Errors
+/// `asio::error::timed_out`, `errc::not_sent`, `asio::error::operation_aborted`
+/// and network errors as above; the transport's own codes otherwise (see
+/// each transport).
 template <class T>
 concept transport = requires(T& t, http_request request) {
   { t.async_request(std::move(request), asio::use_awaitable) } -> std::same_as<asio::awaitable<http_response>>;

@@ -11,10 +11,12 @@ get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 # Header-only: one (release) configuration is enough.
 set(VCPKG_BUILD_TYPE release)
 
-# The features json, curl, sqlite, redis and postgres bring nlohmann-json,
-# curl, sqlite3, hiredis and libpq (the stores with nlohmann-json); jobpoll's
-# CMake then finds them and installs the components jobpoll::json,
-# jobpoll::curl, jobpoll::sqlite, jobpoll::redis and jobpoll::postgres.
+# The features json, curl, batch, sqlite, redis and postgres bring
+# nlohmann-json, curl, nlohmann-json, sqlite3, hiredis and libpq (the stores
+# with the batch feature); jobpoll's CMake then finds them and installs the
+# components jobpoll::json, jobpoll::curl, jobpoll::batch, jobpoll::sqlite,
+# jobpoll::redis and jobpoll::postgres (jobpoll::batch whenever nlohmann-json
+# is there, as the batch headers need nothing else).
 vcpkg_cmake_configure(
   SOURCE_PATH "${SOURCE_PATH}"
   OPTIONS

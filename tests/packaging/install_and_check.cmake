@@ -29,7 +29,7 @@ set(expected ${headers}
   ${package_dir}/jobpollTargets.cmake
   ${package_dir}/JobpollAsio.cmake
   share/doc/jobpoll/LICENSE)
-foreach(component IN ITEMS json curl sqlite redis postgres)
+foreach(component IN ITEMS json curl batch sqlite redis postgres)
   list(APPEND expected ${package_dir}/jobpoll-${component}.cmake ${package_dir}/jobpoll-${component}-targets.cmake)
 endforeach()
 file(GLOB_RECURSE installed RELATIVE "${PREFIX}" "${PREFIX}/*")

@@ -24,6 +24,7 @@
 
 #include "jobpoll/batch/batch_job.hpp"
 #include "jobpoll/batch/batch_json.hpp"
+#include "jobpoll/batch/detail/json_fields.hpp"
 #include "jobpoll/codec/json.hpp"
 #include "jobpoll/detail/posix_file.hpp"
 #include "jobpoll/error.hpp"

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <utility>
 
-#include "jobpoll/job_client.hpp"
+#include "jobpoll/job_handle.hpp"
 #include "jobpoll/job_description.hpp"
 
 namespace jobpoll {

@@ -46,12 +46,9 @@
 #include "jobpoll/job_client.hpp"
 #include "jobpoll/poll_options.hpp"
 
-// As in poll_until.hpp: g++ 12 -O2's false -Wmismatched-new-delete on Asio's
-// awaitable frames, silenced for this file's coroutines only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
+// The compiler workarounds this file's coroutines need (W1: g++ 12 -O2's false
+// -Wmismatched-new-delete on Asio's awaitable frames), popped at its end.
+#include "jobpoll/detail/workarounds_push.hpp"
 
 namespace jobpoll {
 
@@ -231,6 +228,46 @@ class batch_runner {
   /// stops first, as `request_stop` does, and every job in flight ends),
   /// `errc::lease_lost` when a shared store's lease ran out, and
   /// `std::logic_error` on a second call.
+  ///
+  /// @par Completion Signature
+  /// `co_await` yields the `batch_report` (how the run ended and why, the
+  /// reconciliation after it, peak in flight, jobs resumed), or throws.
+  ///
+  /// @par Per-Operation Cancellation
+  /// The types the awaiting coroutine's cancellation state lets through:
+  /// terminal only by default (Asio's `co_spawn` filter); the runner does
+  /// not widen it. A cancellation while jobs are in flight abandons them at
+  /// once, as `stop_now` does (each job's coroutine gets a terminal
+  /// cancellation), waits for every one of them to be recorded, and returns
+  /// `batch_end::cancelled`; nothing new is submitted. To wait for them the
+  /// runner resets the awaiting coroutine's cancellation state
+  /// (`this_coro::reset_cancellation_state()`), which the caller keeps
+  /// afterwards. What happens to each remote job:
+  /// - being polled: as `when_stopped` says. `on_cancel::cancel_job`: the
+  ///   job description's cancel request is sent (`job_client::wait`); the
+  ///   job is recorded `cancelled` when the server accepted it, and stays
+  ///   `running` (polled again by its handle on the next run) when it could
+  ///   not be sent or the description has none. `on_cancel::keep_job`:
+  ///   nothing is sent; it stays `running` for the next run;
+  /// - being submitted: no cancel request (there is no handle). If no
+  ///   attempt was under way (every attempt failed in a way that surely did
+  ///   not reach the server) it is `pending` again; otherwise the server may
+  ///   have created it, so it stays `submitting` for the next run to resend
+  ///   with its job key (idempotent submit) or look up (`job_client::find`),
+  ///   or becomes `unknown` when the job API allows neither (resubmit, skip
+  ///   or adopt it by hand);
+  /// - with its result being fetched: the job has succeeded remotely and
+  ///   nothing is sent; it stays `running`, and the next run polls it again
+  ///   by its handle and fetches the result.
+  /// A coroutine already cancelled when it calls `run` may instead get
+  /// `std::system_error(operation_aborted)` (Asio's `throw_if_cancelled`
+  /// check) before anything is submitted.
+  ///
+  /// @par Errors
+  /// Failed jobs are in the report, not thrown. Throws what the store
+  /// threw (`std::system_error` with `errc::store_error`, `errc::lease_lost`
+  /// on a shared store whose lease ran out, ...), what a progress callback
+  /// threw, and `std::logic_error` on a second call.
   asio::awaitable<batch_report> run() {
     if (started_) throw std::logic_error("jobpoll::batch_runner::run may be called once");
     started_ = true;
@@ -290,6 +327,12 @@ class batch_runner {
   /// was interrupted is pending again if no request reached the server, and
   /// stays `submitting` for the next run to settle if one may have. Before
   /// `run`, makes `run` return at once. Idempotent; `stop_now` shortens the grace.
+  ///
+  /// Not an asynchronous operation: it returns at once and `run` completes
+  /// (with `batch_end::stopped`) when the jobs in flight have ended. Each
+  /// abandoned job gets a terminal cancellation, with the effects on the
+  /// remote job that `run`'s "Per-Operation Cancellation" lists. Like every
+  /// member, call it on the runner's executor (see the class comment).
   void request_stop(std::string reason = "stop requested") {
     if (stop_requested_) return;
     stop_requested_ = true;
@@ -306,7 +349,8 @@ class batch_runner {
     });
   }
 
-  /// Stops submitting and abandons the jobs in flight at once (as a second Ctrl-C would).
+  /// Stops submitting and abandons the jobs in flight at once (as a second
+  /// Ctrl-C would), as `request_stop` with no grace period does.
   void stop_now(std::string reason = "stopped at once") {
     request_stop(std::move(reason));
     if (running_) abandon_in_flight();
@@ -896,6 +940,4 @@ batch_runner(asio::any_io_executor, Client&, Store&, basic_batch_options<Clock>,
 
 }  // namespace jobpoll
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "jobpoll/detail/workarounds_pop.hpp"

@@ -343,22 +343,35 @@ class basic_limiter {
 
   executor_type get_executor() const noexcept { return core_->executor(); }
 
-  /// Waits for a slot for one request.
+  /// Waits for a slot for one request: queues behind every earlier waiter
+  /// and completes, on the handler's associated executor (never inside this
+  /// call), when the budget allows one more request and no pause is in force.
   ///
   /// @par Completion Signature
   /// `void(std::error_code, limiter_permit)`: success with a permit once every
   /// earlier waiter has been granted and the budget allows one more request;
   /// hold the permit until the request's answer is known.
   /// `asio::error::operation_aborted` with an empty permit if the wait is
-  /// cancelled or the limiter is destroyed.
+  /// cancelled or the limiter is destroyed. With `asio::use_awaitable`,
+  /// `co_await` yields the `limiter_permit` or throws
+  /// `std::system_error(operation_aborted)`.
   ///
   /// @par Per-Operation Cancellation
   /// Terminal, partial and total: a queued wait has had no effect yet, so a
-  /// cancelled one consumes nothing and the next waiter keeps its time. As
-  /// everywhere in Asio, emit the signal where the handler runs (its
-  /// associated executor), not concurrently from another thread.
+  /// cancelled one consumes nothing and the next waiter keeps its time. The
+  /// limiter is local: no request has been sent, nothing happens remotely.
+  /// As everywhere in Asio, emit the signal where the handler runs (its
+  /// associated executor), not concurrently from another thread. Whichever
+  /// comes first wins: a wait already granted completes with its permit.
   ///
-  /// Works with every completion token.
+  /// @par Errors
+  /// Only `asio::error::operation_aborted` (`statistics().cancelled` counts them).
+  ///
+  /// Works with every completion token. No default completion token: the
+  /// executor type is `asio::any_io_executor`, whose
+  /// `asio::default_completion_token_t` is `void` in Asio 1.22 (a default
+  /// would compile only to fail at the call); pass `asio::use_awaitable`,
+  /// a callback, `asio::use_future`, ...
   template <class CompletionToken>
   auto async_acquire(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::error_code, limiter_permit)>(

@@ -50,6 +50,7 @@
 #include "jobpoll/batch/batch_job.hpp"
 #include "jobpoll/batch/batch_json.hpp"
 #include "jobpoll/batch/batch_store.hpp"
+#include "jobpoll/batch/detail/batch_json.hpp"
 #include "jobpoll/batch/reconcile.hpp"
 #include "jobpoll/error.hpp"
 #include "jobpoll/job_description.hpp"

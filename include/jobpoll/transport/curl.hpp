@@ -125,6 +125,30 @@ class curl_transport {
   /// header name that is not an HTTP token, a header value with CR, LF or
   /// NUL, or a HEAD request with a body (a bad URL is curl's
   /// `CURLE_URL_MALFORMAT`). Works with every completion token.
+  ///
+  /// @par Completion Signature
+  /// `void(std::error_code, http_response)`; with `asio::use_awaitable`,
+  /// `co_await` yields the `http_response` or throws `std::system_error`.
+  ///
+  /// @par Per-Operation Cancellation
+  /// Terminal, partial and total, at any time until the completion is
+  /// posted: `asio::error::operation_aborted`. A request still in the
+  /// transport's queue is never sent. One handed to libcurl is removed from
+  /// the multi handle and its connection closed unless its exchange had
+  /// finished: the server may already have the request, or part of it, and
+  /// acts on it as it will (a submit may create the job); nothing is sent to
+  /// undo it. Emit the signal where the handler runs (its associated executor).
+  ///
+  /// @par Errors
+  /// `asio::error::timed_out`, `errc::not_sent`, `std::errc::message_size`,
+  /// `asio::error::operation_aborted` (cancelled, or the transport
+  /// destroyed), a `connection_reset`-equivalent code for a refused re-send,
+  /// and `curl_category()` codes; `std::invalid_argument` thrown from this
+  /// call for a malformed request.
+  ///
+  /// No default completion token: the executor type is
+  /// `asio::any_io_executor`, whose `asio::default_completion_token_t` is
+  /// `void` in Asio 1.22.
   template <class CompletionToken>
   auto async_request(http_request request, CompletionToken&& token) {
     detail::validate_request(request);

@@ -425,6 +425,25 @@ class basic_scripted_transport {
 
   /// Sends `request` to the script (see the class comment for how it
   /// completes). Works with every completion token.
+  ///
+  /// @par Completion Signature
+  /// `void(std::error_code, http_response)`; with `asio::use_awaitable`,
+  /// `co_await` yields the `http_response` or throws `std::system_error`.
+  ///
+  /// @par Per-Operation Cancellation
+  /// Terminal, partial and total: completes at once with
+  /// `asio::error::operation_aborted` and cancels the request's timer. The
+  /// request stays recorded (`requests()`), and the reply it matched stays
+  /// consumed, as a request that reached a server would be.
+  ///
+  /// @par Errors
+  /// `asio::error::timed_out`, `std::errc::function_not_supported` (no
+  /// route), a reply's `fail()` error, `asio::error::operation_aborted`
+  /// (cancelled, or the transport destroyed).
+  ///
+  /// No default completion token: the executor type is
+  /// `asio::any_io_executor`, whose `asio::default_completion_token_t` is
+  /// `void` in Asio 1.22.
   template <class CompletionToken>
   auto async_request(http_request request, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::error_code, http_response)>(

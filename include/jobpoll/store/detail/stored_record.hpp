@@ -19,8 +19,9 @@
 #include <nlohmann/json.hpp>
 
 #include "jobpoll/batch/batch_json.hpp"
+#include "jobpoll/batch/detail/batch_json.hpp"
 #include "jobpoll/error.hpp"
-#include "jobpoll/job_client.hpp"
+#include "jobpoll/job_handle.hpp"
 #include "jobpoll/job_description.hpp"
 
 namespace jobpoll::detail {
