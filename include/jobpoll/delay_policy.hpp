@@ -4,7 +4,8 @@
 
 #include <chrono>
 #include <concepts>
-#include <memory>
+#include <cstddef>
+#include <new>
 #include <type_traits>
 #include <utility>
 
@@ -31,60 +32,125 @@ concept backoff_policy = delay_policy<P>;
 
 /// A copyable, type-erased `delay_policy`, so options are one plain type
 /// whatever the policies in them. Never empty: default is a zero wait.
+/// A policy of up to `inline_size` bytes (every policy of jobpoll's,
+/// jittered backoffs included) is stored inside the object; a larger one,
+/// or one whose move may throw, on the heap.
 class any_delay {
  public:
-  any_delay() : any_delay(zero{}) {}
+  /// The largest policy stored inline.
+  static constexpr std::size_t inline_size = 48;
+
+  any_delay() noexcept : ops_(&zero_ops) {}
 
   // The any_delay check comes first: clang would otherwise recurse through
   // delay_policy<any_delay> (copy_constructible) while checking a copy.
   template <class P>
     requires(!std::same_as<std::remove_cvref_t<P>, any_delay> && delay_policy<P>)
   any_delay(P policy)  // NOLINT(google-explicit-constructor): policies convert implicitly by design
-      : impl_(std::make_unique<model<P>>(std::move(policy))) {}
+      : ops_(&ops_for<P>) {
+    ops_for<P>.emplace(storage_, &policy);
+  }
 
-  any_delay(const any_delay& other) : impl_(other.impl_->clone()) {}
-  any_delay(any_delay&&) noexcept = default;
+  any_delay(const any_delay& other) : ops_(other.ops_) { ops_->copy(storage_, other.storage_); }
+  any_delay(any_delay&& other) noexcept : ops_(other.ops_) {
+    ops_->move(storage_, other.storage_);
+    other.ops_ = &zero_ops;
+  }
   any_delay& operator=(const any_delay& other) {
-    if (this != &other) impl_ = other.impl_->clone();
+    if (this != &other) *this = any_delay(other);
     return *this;
   }
-  any_delay& operator=(any_delay&&) noexcept = default;
+  any_delay& operator=(any_delay&& other) noexcept {
+    if (this != &other) {
+      ops_->destroy(storage_);
+      ops_ = other.ops_;
+      ops_->move(storage_, other.storage_);
+      other.ops_ = &zero_ops;
+    }
+    return *this;
+  }
   // Spelled out (not only through the converting constructor) so that a type
   // that is not a policy gets a diagnostic naming delay_policy.
   template <class P>
     requires(!std::same_as<std::remove_cvref_t<P>, any_delay> && delay_policy<std::remove_cvref_t<P>>)
   any_delay& operator=(P&& policy) {
-    impl_ = std::make_unique<model<std::remove_cvref_t<P>>>(std::forward<P>(policy));
-    return *this;
+    return *this = any_delay(std::remove_cvref_t<P>(std::forward<P>(policy)));
   }
-  ~any_delay() = default;
+  ~any_delay() { ops_->destroy(storage_); }
 
-  std::chrono::nanoseconds next() { return impl_->next(); }
-  void reset() { impl_->reset(); }
+  std::chrono::nanoseconds next() { return ops_->next(storage_); }
+  void reset() { ops_->reset(storage_); }
 
  private:
-  struct zero {
-    std::chrono::nanoseconds next() const noexcept { return {}; }
-    void reset() noexcept {}
-  };
-
-  struct concept_t {
-    virtual ~concept_t() = default;
-    virtual std::chrono::nanoseconds next() = 0;
-    virtual void reset() = 0;
-    virtual std::unique_ptr<concept_t> clone() const = 0;
+  struct operations {
+    std::chrono::nanoseconds (*next)(void*);
+    void (*reset)(void*);
+    void (*emplace)(void*, void*);           // from a policy object, moved
+    void (*copy)(void*, const void*);
+    void (*move)(void*, void*) noexcept;     // leaves the source empty (nothing to destroy)
+    void (*destroy)(void*) noexcept;
   };
 
   template <class P>
-  struct model final : concept_t {
-    explicit model(P p) : policy(std::move(p)) {}
-    std::chrono::nanoseconds next() override { return policy.next(); }
-    void reset() override { policy.reset(); }
-    std::unique_ptr<concept_t> clone() const override { return std::make_unique<model>(policy); }
-    P policy;
+  static constexpr bool fits_inline = sizeof(P) <= inline_size && alignof(P) <= alignof(void*) &&
+                                      std::is_nothrow_move_constructible_v<P>;
+
+  template <class P>
+  static P& get(void* s) noexcept {
+    if constexpr (fits_inline<P>) {
+      return *std::launder(static_cast<P*>(s));
+    } else {
+      return **static_cast<P**>(s);
+    }
+  }
+
+  template <class P>
+  static constexpr operations ops_for{
+      [](void* s) -> std::chrono::nanoseconds { return get<P>(s).next(); },
+      [](void* s) { get<P>(s).reset(); },
+      [](void* s, void* from) {
+        if constexpr (fits_inline<P>) {
+          ::new (s) P(std::move(*static_cast<P*>(from)));
+        } else {
+          *static_cast<P**>(s) = new P(std::move(*static_cast<P*>(from)));
+        }
+      },
+      [](void* s, const void* from) {
+        if constexpr (fits_inline<P>) {
+          ::new (s) P(*std::launder(static_cast<const P*>(from)));
+        } else {
+          *static_cast<P**>(s) = new P(**static_cast<P* const*>(from));
+        }
+      },
+      [](void* s, void* from) noexcept {
+        if constexpr (fits_inline<P>) {
+          P& source = *std::launder(static_cast<P*>(from));
+          ::new (s) P(std::move(source));
+          source.~P();
+        } else {
+          *static_cast<P**>(s) = std::exchange(*static_cast<P**>(from), nullptr);
+        }
+      },
+      [](void* s) noexcept {
+        if constexpr (fits_inline<P>) {
+          std::launder(static_cast<P*>(s))->~P();
+        } else {
+          delete *static_cast<P**>(s);
+        }
+      },
   };
 
-  std::unique_ptr<concept_t> impl_;
+  static constexpr operations zero_ops{
+      [](void*) { return std::chrono::nanoseconds::zero(); },
+      [](void*) {},
+      [](void*, void*) {},
+      [](void*, const void*) {},
+      [](void*, void*) noexcept {},
+      [](void*) noexcept {},
+  };
+
+  const operations* ops_;
+  alignas(void*) unsigned char storage_[inline_size];
 };
 
 }  // namespace jobpoll

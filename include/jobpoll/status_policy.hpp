@@ -6,9 +6,11 @@
 #include <functional>
 #include <system_error>
 #include <type_traits>
+#include <utility>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/experimental/deferred.hpp>
 
 #include "jobpoll/poll_status.hpp"
 
@@ -21,19 +23,50 @@ template <class T>
 struct awaitable_value<asio::awaitable<T, asio::any_io_executor>> {
   using type = T;
 };
+
+// What an Asio asynchronous operation completes with, read from the
+// deferred operation it returns for `asio::experimental::deferred`.
+template <class T>
+struct async_value {};
+template <class R, class... Rest>
+struct async_value<asio::experimental::deferred_async_operation<void(std::error_code, R), Rest...>> {
+  using type = std::decay_t<R>;
+};
+
+template <class P>
+concept awaitable_poll = std::invocable<P&> && requires { typename awaitable_value<std::invoke_result_t<P&>>::type; } &&
+                         !std::is_void_v<typename awaitable_value<std::invoke_result_t<P&>>::type>;
+
+template <class P>
+concept async_poll = !awaitable_poll<P> && requires(P& p) {
+  typename async_value<decltype(p(asio::experimental::deferred))>::type;
+};
+
+template <class P>
+struct poll_value {
+  using type = typename async_value<decltype(std::declval<P&>()(asio::experimental::deferred))>::type;
+};
+template <awaitable_poll P>
+struct poll_value<P> {
+  using type = typename awaitable_value<std::invoke_result_t<P&>>::type;
+};
 }  // namespace detail
 
-/// A callable that starts one poll and returns `asio::awaitable<Response>`.
-/// It is called once per attempt; an exception it throws is one failed
-/// attempt (see `status_policy` for how it is classified). Cancellation
-/// reaches it through the awaitable's cancellation state.
+/// Polls once per call, in one of two forms:
+/// - a callable returning `asio::awaitable<Response>` (`poll()`); an
+///   exception it throws is one failed attempt (see `status_policy` for how
+///   it is classified), and cancellation reaches it through the awaitable's
+///   cancellation state;
+/// - an Asio asynchronous operation: a callable taking a completion token,
+///   `poll(token)`, completing with `void(std::error_code, Response)`; an
+///   error code is one failed attempt, and cancellation reaches it through
+///   the handler's cancellation slot.
 template <class P>
-concept poll_operation = std::invocable<P&> && requires { typename detail::awaitable_value<std::invoke_result_t<P&>>::type; } &&
-                         !std::is_void_v<typename detail::awaitable_value<std::invoke_result_t<P&>>::type>;
+concept poll_operation = detail::awaitable_poll<P> || detail::async_poll<P>;
 
 /// The response type of a poll operation.
 template <poll_operation P>
-using poll_response_t = typename detail::awaitable_value<std::invoke_result_t<P&>>::type;
+using poll_response_t = typename detail::poll_value<P>::type;
 
 /// Classifies one response: callable as `poll_status(const Response&)`.
 ///

@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <gtest/gtest.h>
 
@@ -48,18 +49,28 @@ class poll_fixture : public ::testing::Test {
     o.hooks = &hooks;
   }
 
-  jobpoll::poll_result<response> run(scripted_job job, options o) {
+  template <class Job = scripted_job>
+  jobpoll::poll_result<response> run(Job job, options o) {
     return run_with(std::move(job), seed_status{}, std::move(o));
   }
 
-  template <class Status>
-  jobpoll::poll_result<response> run_with(scripted_job job, Status status, options o) {
+  template <class Status, class Job = scripted_job>
+  jobpoll::poll_result<response> run_with(Job job, Status status, options o) {
     std::optional<jobpoll::poll_result<response>> out;
+#ifdef JOBPOLL_TEST_COROUTINE_SHELL
+    // The same tests through the coroutine shell (poll_until_coroutine_test).
+    asio::co_spawn(ctx, jobpoll::try_poll_until(std::move(job), std::move(status), std::move(o)),
+                   [&](std::exception_ptr e, jobpoll::poll_result<response> r) {
+                     if (e) std::rethrow_exception(e);
+                     out = std::move(r);
+                   });
+#else
     jobpoll::async_poll_until(ctx.get_executor(), std::move(job), std::move(status), std::move(o),
                               [&](std::error_code ec, jobpoll::poll_result<response> r) {
                                 EXPECT_EQ(ec, r.error);
                                 out = std::move(r);
                               });
+#endif
     manual_clock::run(ctx);
     EXPECT_TRUE(out.has_value()) << "poll did not finish";
     return out ? std::move(*out) : jobpoll::poll_result<response>{};

@@ -4,13 +4,19 @@
 
 #include <chrono>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/co_spawn.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -83,6 +89,44 @@ class scripted_job {
 
  private:
   std::shared_ptr<job_record> record_;
+};
+
+/// The same script as an Asio asynchronous operation: `job(token)`
+/// completes with `void(std::error_code, response)`, a thrown error becoming
+/// the code, and the handler's cancellation slot cancels the step's delay.
+class scripted_async_job {
+ public:
+  explicit scripted_async_job(std::vector<step> script) : job_(std::move(script)) {}
+
+  template <class Token>
+  auto operator()(Token&& token) const {
+    return asio::async_initiate<Token, void(std::error_code, response)>(
+        [job = job_](auto handler) {
+          auto slot = asio::get_associated_cancellation_slot(handler);
+          auto ex = asio::get_associated_executor(handler);
+          asio::co_spawn(ex, job(),
+                         asio::bind_cancellation_slot(slot, [handler = std::move(handler)](std::exception_ptr e,
+                                                                                          response r) mutable {
+                           std::error_code ec;
+                           if (e) {
+                             try {
+                               std::rethrow_exception(e);
+                             } catch (const std::system_error& failure) {
+                               ec = failure.code();
+                             }
+                           }
+                           std::move(handler)(ec, std::move(r));
+                         }));
+        },
+        token);
+  }
+
+  const job_record& record() const { return job_.record(); }
+  std::size_t polls() const { return job_.polls(); }
+  std::vector<double> call_seconds() const { return job_.call_seconds(); }
+
+ private:
+  scripted_job job_;
 };
 
 /// The seed API's status policy: "pass" succeeded, "fail" failed, "working"

@@ -131,6 +131,25 @@ TEST_F(CompletionToken, AsTupleAwaitableNeverThrows) {
   EXPECT_EQ(r.stats.attempts, 2u);
 }
 
+// With an executor that names a default completion token, the token may be
+// left out (as with Asio's own operations).
+TEST_F(CompletionToken, TheExecutorsDefaultTokenWhenNoneIsGiven) {
+  scripted_job job({{"working"}, {"pass"}});
+  std::optional<jobpoll::poll_result<response>> got;
+  auto o = exact_options();
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        auto ex = asio::use_awaitable_t<>::as_default_on(co_await asio::this_coro::executor);
+        got = co_await jobpoll::async_poll_until(ex, job, seed_status{}, o);
+      },
+      asio::detached);
+  manual_clock::run(ctx);
+  ASSERT_TRUE(got);
+  EXPECT_FALSE(got->error);
+  EXPECT_EQ(got->stats.attempts, 2u);
+}
+
 TEST_F(CompletionToken, UseAwaitableThrowsSystemError) {
   scripted_job job({{"http-400"}});
   std::error_code caught;

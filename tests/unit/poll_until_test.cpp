@@ -4,6 +4,8 @@
 #include <jobpoll/poll_until.hpp>
 #include <jobpoll/sliding_window_limiter.hpp>
 
+#include <type_traits>
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <gmock/gmock.h>
@@ -398,6 +400,49 @@ TEST_F(PollUntil, SlowAttemptIsCancelledAndCountsAsTransient) {
   EXPECT_EQ(log.polls[0].second.error, errc::attempt_timeout);
   EXPECT_THAT(log.polls[0].second.detail, HasSubstr("no answer within 3.000s"));
   // timed out at 3 s, backoff 1 s, second poll at 4 s.
+  EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 4.0));
+}
+
+// A poll operation may be an Asio asynchronous operation (a callable taking
+// a completion token, completing with (error_code, Response)) instead of a
+// callable returning an awaitable.
+static_assert(jobpoll::poll_operation<scripted_async_job>);
+static_assert(std::is_same_v<jobpoll::poll_response_t<scripted_async_job>, response>);
+static_assert(!jobpoll::poll_operation<int>);
+
+TEST_F(PollUntil, AnAsynchronousOperationIsPolledUntilTerminal) {
+  scripted_async_job job({{"working"}, {"working"}, {"pass"}});
+  auto r = run(job, exact_options());
+  EXPECT_FALSE(r.error) << r.message;
+  ASSERT_TRUE(r.response);
+  EXPECT_EQ(r.response->id, 3);
+  EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 2.0, 4.0));
+  EXPECT_EQ(r.stats.attempts, 3u);
+}
+
+TEST_F(PollUntil, AnAsynchronousOperationsErrorCodeIsAFailedAttempt) {
+  scripted_async_job job({{"", {}, 0s, std::make_error_code(std::errc::connection_reset)}, {"pass"}});
+  auto r = run(job, exact_options());
+  EXPECT_FALSE(r.error) << r.message;
+  ASSERT_EQ(log.polls.size(), 2u);
+  EXPECT_EQ(log.polls[0].second.state, job_state::transient_error);
+  EXPECT_TRUE(jobpoll::error_is(log.polls[0].second.error, std::errc::connection_reset));
+  EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 1.0));
+
+  scripted_async_job denied({{"", {}, 0s, std::make_error_code(std::errc::permission_denied)}});
+  auto end = run(denied, exact_options());
+  EXPECT_EQ(end.error, std::errc::permission_denied);
+  EXPECT_EQ(denied.polls(), 1u);
+}
+
+TEST_F(PollUntil, AnAsynchronousOperationUnderAnAttemptTimeoutIsCancelledThroughItsSlot) {
+  scripted_async_job job({{"working", {}, 10s}, {"pass"}});
+  auto o = exact_options();
+  o.attempt_timeout = 3s;
+  auto r = run(job, o);
+  EXPECT_FALSE(r.error) << r.message;
+  EXPECT_EQ(job.record().cancelled, 1);
+  EXPECT_EQ(log.polls[0].second.error, errc::attempt_timeout);
   EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 4.0));
 }
 
