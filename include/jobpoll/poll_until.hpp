@@ -12,10 +12,6 @@
 
 #include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
-#include <asio/cancellation_state.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include "jobpoll/clock.hpp"
 #include "jobpoll/detail/poll_coroutine.hpp"

@@ -18,6 +18,12 @@ namespace jobpoll_test {
 
 using options = jobpoll::basic_poll_options<manual_clock>;
 
+/// Which shell of the loop `run` drives: the composed operation
+/// (`async_poll_until`) or the coroutine (`try_poll_until`).
+enum class shell { composed, coroutine };
+
+inline const char* to_string(shell s) { return s == shell::composed ? "composed_operation" : "coroutine"; }
+
 struct seen {
   std::vector<jobpoll::wait_event> waits;
   std::vector<std::pair<std::size_t, jobpoll::poll_status>> polls;
@@ -57,26 +63,26 @@ class poll_fixture : public ::testing::Test {
   template <class Status, class Job = scripted_job>
   jobpoll::poll_result<response> run_with(Job job, Status status, options o) {
     std::optional<jobpoll::poll_result<response>> out;
-#ifdef JOBPOLL_TEST_COROUTINE_SHELL
-    // The same tests through the coroutine shell (poll_until_coroutine_test).
-    asio::co_spawn(ctx, jobpoll::try_poll_until(std::move(job), std::move(status), std::move(o)),
-                   [&](std::exception_ptr e, jobpoll::poll_result<response> r) {
-                     if (e) std::rethrow_exception(e);
-                     out = std::move(r);
-                   });
-#else
-    jobpoll::async_poll_until(ctx.get_executor(), std::move(job), std::move(status), std::move(o),
-                              [&](std::error_code ec, jobpoll::poll_result<response> r) {
-                                EXPECT_EQ(ec, r.error);
-                                out = std::move(r);
-                              });
-#endif
+    if (use == shell::coroutine) {
+      asio::co_spawn(ctx, jobpoll::try_poll_until(std::move(job), std::move(status), std::move(o)),
+                     [&](std::exception_ptr e, jobpoll::poll_result<response> r) {
+                       if (e) std::rethrow_exception(e);
+                       out = std::move(r);
+                     });
+    } else {
+      jobpoll::async_poll_until(ctx.get_executor(), std::move(job), std::move(status), std::move(o),
+                                [&](std::error_code ec, jobpoll::poll_result<response> r) {
+                                  EXPECT_EQ(ec, r.error);
+                                  out = std::move(r);
+                                });
+    }
     manual_clock::run(ctx);
     EXPECT_TRUE(out.has_value()) << "poll did not finish";
     return out ? std::move(*out) : jobpoll::poll_result<response>{};
   }
 
   asio::io_context ctx;
+  shell use = shell::composed;
   seen log;
   jobpoll::poll_hooks hooks;
 };

@@ -140,7 +140,7 @@ TEST_F(CompletionToken, TheExecutorsDefaultTokenWhenNoneIsGiven) {
   asio::co_spawn(
       ctx,
       [&]() -> asio::awaitable<void> {
-        auto ex = asio::use_awaitable_t<>::as_default_on(co_await asio::this_coro::executor);
+        asio::use_awaitable_t<>::executor_with_default<asio::any_io_executor> ex(co_await asio::this_coro::executor);
         got = co_await jobpoll::async_poll_until(ex, job, seed_status{}, o);
       },
       asio::detached);

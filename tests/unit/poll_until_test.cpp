@@ -23,7 +23,12 @@ using ::testing::HasSubstr;
 
 namespace {
 
-class PollUntil : public jobpoll_test::poll_fixture {};
+// Every loop test runs through both shells over the one machine: the
+// composed operation (async_poll_until) and the coroutine (try_poll_until).
+class PollUntil : public jobpoll_test::poll_fixture, public ::testing::WithParamInterface<shell> {
+ protected:
+  PollUntil() { use = GetParam(); }
+};
 
 // ---- The seed's load_job() scenarios (submit, poll every 2 s, 300 s) ----
 
@@ -44,7 +49,7 @@ struct fake_report_api {
   }
 };
 
-TEST_F(PollUntil, SeedSubmitThenPollWithTheReturnedHash) {
+TEST_P(PollUntil, SeedSubmitThenPollWithTheReturnedHash) {
   fake_report_api api{{"working", "pass"}, 0, {}};
   std::optional<response> out;
   asio::co_spawn(
@@ -61,7 +66,7 @@ TEST_F(PollUntil, SeedSubmitThenPollWithTheReturnedHash) {
   EXPECT_THAT(api.polled_hashes, ElementsAre("1aabac6d068eef6a7bad3fdf50a05cc8", "1aabac6d068eef6a7bad3fdf50a05cc8"));
 }
 
-TEST_F(PollUntil, SeedImmediatePassPollsOnceAndReturnsAtOnce) {
+TEST_P(PollUntil, SeedImmediatePassPollsOnceAndReturnsAtOnce) {
   scripted_job job({{"pass"}});
   auto r = run(job, exact_options());
   ASSERT_FALSE(r.error) << r.message;
@@ -71,7 +76,7 @@ TEST_F(PollUntil, SeedImmediatePassPollsOnceAndReturnsAtOnce) {
   EXPECT_TRUE(log.waits.empty());
 }
 
-TEST_F(PollUntil, SeedWorkingThenPassWaitsTheDefaultTwoSeconds) {
+TEST_P(PollUntil, SeedWorkingThenPassWaitsTheDefaultTwoSeconds) {
   scripted_job job({{"working"}, {"working"}, {"pass"}});
   auto r = run(job, options{});
   ASSERT_FALSE(r.error) << r.message;
@@ -82,7 +87,7 @@ TEST_F(PollUntil, SeedWorkingThenPassWaitsTheDefaultTwoSeconds) {
   EXPECT_EQ(r.stats.elapsed, 4s);
 }
 
-TEST_F(PollUntil, SeedImmediateFailEndsWithJobFailedAndItsPayload) {
+TEST_P(PollUntil, SeedImmediateFailEndsWithJobFailedAndItsPayload) {
   scripted_job job({{"fail"}});
   auto r = run(job, exact_options());
   EXPECT_EQ(r.error, errc::job_failed);
@@ -93,7 +98,7 @@ TEST_F(PollUntil, SeedImmediateFailEndsWithJobFailedAndItsPayload) {
   EXPECT_THAT(r.message, HasSubstr("status \"fail\""));
 }
 
-TEST_F(PollUntil, SeedWorkingThenFail) {
+TEST_P(PollUntil, SeedWorkingThenFail) {
   scripted_job job({{"working"}, {"working"}, {"fail"}});
   auto r = run(job, exact_options());
   EXPECT_EQ(r.error, errc::job_failed);
@@ -101,7 +106,7 @@ TEST_F(PollUntil, SeedWorkingThenFail) {
   EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 2.0, 4.0));
 }
 
-TEST_F(PollUntil, SeedTimeoutAfterOnePollWhenThePollItselfOutlastsTheDeadline) {
+TEST_P(PollUntil, SeedTimeoutAfterOnePollWhenThePollItselfOutlastsTheDeadline) {
   scripted_job job({{"working", {}, 5s}});
   auto o = exact_options();
   o.deadline = 3s;
@@ -112,7 +117,7 @@ TEST_F(PollUntil, SeedTimeoutAfterOnePollWhenThePollItselfOutlastsTheDeadline) {
   EXPECT_EQ(r.response->status, "working");
 }
 
-TEST_F(PollUntil, SeedTimeoutAfterSeveralPolls) {
+TEST_P(PollUntil, SeedTimeoutAfterSeveralPolls) {
   scripted_job job({{"working"}});
   auto o = exact_options();
   o.deadline = 10s;
@@ -124,7 +129,7 @@ TEST_F(PollUntil, SeedTimeoutAfterSeveralPolls) {
   EXPECT_THAT(r.message, HasSubstr("last: pending (status \"working\")"));
 }
 
-TEST_F(PollUntil, SeedZeroTimeoutStillPollsOnce) {
+TEST_P(PollUntil, SeedZeroTimeoutStillPollsOnce) {
   scripted_job job({{"working"}});
   auto o = exact_options();
   o.deadline = 0s;
@@ -134,14 +139,14 @@ TEST_F(PollUntil, SeedZeroTimeoutStillPollsOnce) {
   EXPECT_EQ(r.stats.elapsed, 0s);
 }
 
-TEST_F(PollUntil, SeedZeroTimeoutReturnsAnImmediatePass) {
+TEST_P(PollUntil, SeedZeroTimeoutReturnsAnImmediatePass) {
   scripted_job job({{"pass"}});
   auto o = exact_options();
   o.deadline = 0s;
   EXPECT_FALSE(run(job, o).error);
 }
 
-TEST_F(PollUntil, SeedCustomIntervalAndTimeout) {
+TEST_P(PollUntil, SeedCustomIntervalAndTimeout) {
   scripted_job job({{"working"}});
   auto o = exact_options();
   o.interval = jobpoll::fixed_interval{500ms};
@@ -151,7 +156,7 @@ TEST_F(PollUntil, SeedCustomIntervalAndTimeout) {
   EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 0.5, 1.0, 1.5, 2.0));
 }
 
-TEST_F(PollUntil, SeedDefaultsAreTwoSecondsAndThreeHundredSeconds) {
+TEST_P(PollUntil, SeedDefaultsAreTwoSecondsAndThreeHundredSeconds) {
   scripted_job job({{"working"}});
   auto r = run(job, options{});
   EXPECT_EQ(r.error, errc::timeout);
@@ -162,7 +167,7 @@ TEST_F(PollUntil, SeedDefaultsAreTwoSecondsAndThreeHundredSeconds) {
 
 // ---- Rule 1: deadline ----
 
-TEST_F(PollUntil, LastWaitIsClippedSoTheFinalPollLandsOnTheDeadline) {
+TEST_P(PollUntil, LastWaitIsClippedSoTheFinalPollLandsOnTheDeadline) {
   scripted_job job({{"working"}});
   auto o = exact_options();
   o.deadline = 5s;
@@ -175,7 +180,7 @@ TEST_F(PollUntil, LastWaitIsClippedSoTheFinalPollLandsOnTheDeadline) {
   EXPECT_EQ(log.waits[2].duration, 1s);
 }
 
-TEST_F(PollUntil, AbsoluteDeadline) {
+TEST_P(PollUntil, AbsoluteDeadline) {
   manual_clock::advance(100s);
   scripted_job job({{"working"}});
   auto o = exact_options();
@@ -185,7 +190,7 @@ TEST_F(PollUntil, AbsoluteDeadline) {
   EXPECT_THAT(job.call_seconds(), ElementsAre(100.0, 102.0, 103.0));
 }
 
-TEST_F(PollUntil, AbsoluteDeadlineInThePastStillPollsOnce) {
+TEST_P(PollUntil, AbsoluteDeadlineInThePastStillPollsOnce) {
   manual_clock::advance(100s);
   scripted_job job({{"working"}});
   auto o = exact_options();
@@ -194,7 +199,7 @@ TEST_F(PollUntil, AbsoluteDeadlineInThePastStillPollsOnce) {
   EXPECT_EQ(job.polls(), 1u);
 }
 
-TEST_F(PollUntil, NoDeadlinePollsUntilTerminal) {
+TEST_P(PollUntil, NoDeadlinePollsUntilTerminal) {
   std::vector<step> script(500, step{"working"});
   script.push_back({"pass"});
   scripted_job job(script);
@@ -206,7 +211,7 @@ TEST_F(PollUntil, NoDeadlinePollsUntilTerminal) {
   EXPECT_EQ(r.stats.elapsed, 1000s);
 }
 
-TEST_F(PollUntil, InitialDelayComesBeforeTheFirstPollAndIsSeparateFromTheInterval) {
+TEST_P(PollUntil, InitialDelayComesBeforeTheFirstPollAndIsSeparateFromTheInterval) {
   scripted_job job({{"working"}, {"pass"}});
   auto o = exact_options();
   o.initial_delay = 7s;
@@ -216,7 +221,7 @@ TEST_F(PollUntil, InitialDelayComesBeforeTheFirstPollAndIsSeparateFromTheInterva
   EXPECT_EQ(log.waits.front().reason, wait_reason::initial_delay);
 }
 
-TEST_F(PollUntil, InitialDelayLongerThanTheDeadlinePollsOnceAtTheDeadline) {
+TEST_P(PollUntil, InitialDelayLongerThanTheDeadlinePollsOnceAtTheDeadline) {
   scripted_job job({{"working"}});
   auto o = exact_options();
   o.initial_delay = 60s;
@@ -227,7 +232,7 @@ TEST_F(PollUntil, InitialDelayLongerThanTheDeadlinePollsOnceAtTheDeadline) {
 
 // ---- Rule 2: server hints ----
 
-TEST_F(PollUntil, PendingHintReplacesTheInterval) {
+TEST_P(PollUntil, PendingHintReplacesTheInterval) {
   scripted_job job({{"working", 7s}, {"pass"}});
   auto r = run(job, exact_options());
   EXPECT_FALSE(r.error);
@@ -235,7 +240,7 @@ TEST_F(PollUntil, PendingHintReplacesTheInterval) {
   EXPECT_EQ(log.waits[0].reason, wait_reason::hint);
 }
 
-TEST_F(PollUntil, HintNeverGoesPastTheDeadline) {
+TEST_P(PollUntil, HintNeverGoesPastTheDeadline) {
   scripted_job job({{"working", 100s}});
   auto o = exact_options();
   o.deadline = 30s;
@@ -243,7 +248,7 @@ TEST_F(PollUntil, HintNeverGoesPastTheDeadline) {
   EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 30.0));
 }
 
-TEST_F(PollUntil, HintIsBoundedByCeilingAndFloor) {
+TEST_P(PollUntil, HintIsBoundedByCeilingAndFloor) {
   scripted_job job({{"working", 100s}, {"working", 0s}, {"pass"}});
   auto o = exact_options();
   o.hints = {.floor = 3s, .ceiling = 20s};
@@ -251,7 +256,7 @@ TEST_F(PollUntil, HintIsBoundedByCeilingAndFloor) {
   EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 20.0, 23.0));
 }
 
-TEST_F(PollUntil, RetryAfterOnATransientFailureReplacesTheBackoff) {
+TEST_P(PollUntil, RetryAfterOnATransientFailureReplacesTheBackoff) {
   scripted_job job({{"http-429", 12s}, {"pass"}});
   auto r = run(job, exact_options());
   EXPECT_FALSE(r.error);
@@ -261,7 +266,7 @@ TEST_F(PollUntil, RetryAfterOnATransientFailureReplacesTheBackoff) {
 
 // ---- Rule 3: transient vs permanent, retry budget ----
 
-TEST_F(PollUntil, TransientFailuresUseTheBackoff) {
+TEST_P(PollUntil, TransientFailuresUseTheBackoff) {
   scripted_job job({{"http-503"}, {"http-503"}, {"pass"}});
   auto o = exact_options();
   o.backoff = jobpoll::exponential_interval{1s, 2.0, 60s};
@@ -271,7 +276,7 @@ TEST_F(PollUntil, TransientFailuresUseTheBackoff) {
   EXPECT_EQ(log.waits[0].reason, wait_reason::backoff);
 }
 
-TEST_F(PollUntil, RetryBudgetCountsConsecutiveTransientFailures) {
+TEST_P(PollUntil, RetryBudgetCountsConsecutiveTransientFailures) {
   scripted_job job({{"http-503"}});
   auto o = exact_options();
   o.max_retries = 2;
@@ -283,7 +288,7 @@ TEST_F(PollUntil, RetryBudgetCountsConsecutiveTransientFailures) {
   EXPECT_THAT(r.message, HasSubstr("HTTP 503"));
 }
 
-TEST_F(PollUntil, RetryBudgetResetsAfterAGoodPoll) {
+TEST_P(PollUntil, RetryBudgetResetsAfterAGoodPoll) {
   scripted_job job({{"http-503"}, {"http-503"}, {"working"}, {"http-503"}, {"http-503"}, {"working"}, {"pass"}});
   auto o = exact_options();
   o.max_retries = 2;
@@ -294,7 +299,7 @@ TEST_F(PollUntil, RetryBudgetResetsAfterAGoodPoll) {
 
 // The answer that ended the poll was good: no failure in a row is left for a
 // resume from these stats to start with.
-TEST_F(PollUntil, ATerminalAnswerLeavesNoConsecutiveFailures) {
+TEST_P(PollUntil, ATerminalAnswerLeavesNoConsecutiveFailures) {
   for (const char* last : {"pass", "fail"}) {
     scripted_job job({{"http-503"}, {"working"}, {"http-503"}, {last}});
     auto r = run(job, exact_options());
@@ -304,7 +309,7 @@ TEST_F(PollUntil, ATerminalAnswerLeavesNoConsecutiveFailures) {
   }
 }
 
-TEST_F(PollUntil, BackoffRestartsAfterAGoodPoll) {
+TEST_P(PollUntil, BackoffRestartsAfterAGoodPoll) {
   scripted_job job({{"http-503"}, {"http-503"}, {"working"}, {"http-503"}, {"pass"}});
   auto o = exact_options();
   o.backoff = jobpoll::exponential_interval{1s, 2.0, 60s};
@@ -313,7 +318,7 @@ TEST_F(PollUntil, BackoffRestartsAfterAGoodPoll) {
   EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 1.0, 3.0, 5.0, 6.0));
 }
 
-TEST_F(PollUntil, ZeroRetriesEndsOnTheFirstTransientFailure) {
+TEST_P(PollUntil, ZeroRetriesEndsOnTheFirstTransientFailure) {
   scripted_job job({{"http-503"}});
   auto o = exact_options();
   o.max_retries = 0;
@@ -321,7 +326,7 @@ TEST_F(PollUntil, ZeroRetriesEndsOnTheFirstTransientFailure) {
   EXPECT_EQ(job.polls(), 1u);
 }
 
-TEST_F(PollUntil, PermanentFailureEndsAtOnceWithItsCode) {
+TEST_P(PollUntil, PermanentFailureEndsAtOnceWithItsCode) {
   scripted_job job({{"working"}, {"http-400"}});
   auto r = run(job, exact_options());
   EXPECT_EQ(r.error, errc::http_error);
@@ -329,7 +334,7 @@ TEST_F(PollUntil, PermanentFailureEndsAtOnceWithItsCode) {
   EXPECT_THAT(r.message, HasSubstr("HTTP 400: bad hash"));
 }
 
-TEST_F(PollUntil, UnknownStatusValueEndsAtOnceSayingWhatWasReceived) {
+TEST_P(PollUntil, UnknownStatusValueEndsAtOnceSayingWhatWasReceived) {
   scripted_job job({{"wroking"}});
   auto r = run(job, exact_options());
   EXPECT_EQ(r.error, errc::unknown_status);
@@ -337,7 +342,7 @@ TEST_F(PollUntil, UnknownStatusValueEndsAtOnceSayingWhatWasReceived) {
   EXPECT_THAT(r.message, HasSubstr("status \"wroking\""));
 }
 
-TEST_F(PollUntil, NetworkErrorsThrownByThePollAreTransient) {
+TEST_P(PollUntil, NetworkErrorsThrownByThePollAreTransient) {
   scripted_job job({{"", {}, 0s, std::make_error_code(std::errc::connection_reset)}, {"pass"}});
   auto r = run(job, exact_options());
   EXPECT_FALSE(r.error) << r.message;
@@ -345,14 +350,14 @@ TEST_F(PollUntil, NetworkErrorsThrownByThePollAreTransient) {
   EXPECT_EQ(log.polls[0].second.state, job_state::transient_error);
 }
 
-TEST_F(PollUntil, OtherErrorsThrownByThePollArePermanent) {
+TEST_P(PollUntil, OtherErrorsThrownByThePollArePermanent) {
   scripted_job job({{"", {}, 0s, std::make_error_code(std::errc::permission_denied)}});
   auto r = run(job, exact_options());
   EXPECT_EQ(r.error, std::errc::permission_denied);
   EXPECT_THAT(r.message, HasSubstr("scripted poll failure"));
 }
 
-TEST_F(PollUntil, StatusPolicyCanClassifyErrorsItself) {
+TEST_P(PollUntil, StatusPolicyCanClassifyErrorsItself) {
   struct strict : seed_status {
     jobpoll::poll_status classify_error(const std::error_code& ec) const {
       return jobpoll::poll_status::permanent(ec, "strict: " + ec.message());
@@ -364,7 +369,7 @@ TEST_F(PollUntil, StatusPolicyCanClassifyErrorsItself) {
   EXPECT_THAT(r.message, HasSubstr("strict:"));
 }
 
-TEST_F(PollUntil, NonSystemExceptionFromThePollIsAPermanentPollException) {
+TEST_P(PollUntil, NonSystemExceptionFromThePollIsAPermanentPollException) {
   auto poll = []() -> asio::awaitable<response> {
     throw std::runtime_error("parser exploded");
     co_return response{};
@@ -379,7 +384,7 @@ TEST_F(PollUntil, NonSystemExceptionFromThePollIsAPermanentPollException) {
   EXPECT_THAT(out->message, HasSubstr("parser exploded"));
 }
 
-TEST_F(PollUntil, ThrowingStatusPolicyIsAPermanentErrorNamingIt) {
+TEST_P(PollUntil, ThrowingStatusPolicyIsAPermanentErrorNamingIt) {
   auto policy = [](const response&) -> jobpoll::poll_status { throw std::out_of_range("no field /status"); };
   scripted_job job({{"pass"}});
   auto r = run_with(job, policy, exact_options());
@@ -390,17 +395,24 @@ TEST_F(PollUntil, ThrowingStatusPolicyIsAPermanentErrorNamingIt) {
 
 // ---- Per-attempt timeout ----
 
-TEST_F(PollUntil, SlowAttemptIsCancelledAndCountsAsTransient) {
-  scripted_job job({{"working", {}, 10s}, {"pass"}});
-  auto o = exact_options();
-  o.attempt_timeout = 3s;
-  auto r = run(job, o);
-  EXPECT_FALSE(r.error) << r.message;
-  EXPECT_EQ(job.record().cancelled, 1);
-  EXPECT_EQ(log.polls[0].second.error, errc::attempt_timeout);
-  EXPECT_THAT(log.polls[0].second.detail, HasSubstr("no answer within 3.000s"));
-  // timed out at 3 s, backoff 1 s, second poll at 4 s.
-  EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 4.0));
+// For both kinds of poll operation: an awaitable is cancelled through its
+// coroutine, an asynchronous operation through its handler's slot.
+TEST_P(PollUntil, SlowAttemptIsCancelledAndCountsAsTransient) {
+  auto check = [&](auto job) {
+    manual_clock::reset();
+    log = {};
+    auto o = exact_options();
+    o.attempt_timeout = 3s;
+    auto r = run(job, o);
+    EXPECT_FALSE(r.error) << r.message;
+    EXPECT_EQ(job.record().cancelled, 1);
+    EXPECT_EQ(log.polls[0].second.error, errc::attempt_timeout);
+    EXPECT_THAT(log.polls[0].second.detail, HasSubstr("no answer within 3.000s"));
+    // timed out at 3 s, backoff 1 s, second poll at 4 s.
+    EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 4.0));
+  };
+  check(scripted_job({{"working", {}, 10s}, {"pass"}}));
+  check(scripted_async_job({{"working", {}, 10s}, {"pass"}}));
 }
 
 // A poll operation may be an Asio asynchronous operation (a callable taking
@@ -410,7 +422,7 @@ static_assert(jobpoll::poll_operation<scripted_async_job>);
 static_assert(std::is_same_v<jobpoll::poll_response_t<scripted_async_job>, response>);
 static_assert(!jobpoll::poll_operation<int>);
 
-TEST_F(PollUntil, AnAsynchronousOperationIsPolledUntilTerminal) {
+TEST_P(PollUntil, AnAsynchronousOperationIsPolledUntilTerminal) {
   scripted_async_job job({{"working"}, {"working"}, {"pass"}});
   auto r = run(job, exact_options());
   EXPECT_FALSE(r.error) << r.message;
@@ -420,7 +432,7 @@ TEST_F(PollUntil, AnAsynchronousOperationIsPolledUntilTerminal) {
   EXPECT_EQ(r.stats.attempts, 3u);
 }
 
-TEST_F(PollUntil, AnAsynchronousOperationsErrorCodeIsAFailedAttempt) {
+TEST_P(PollUntil, AnAsynchronousOperationsErrorCodeIsAFailedAttempt) {
   scripted_async_job job({{"", {}, 0s, std::make_error_code(std::errc::connection_reset)}, {"pass"}});
   auto r = run(job, exact_options());
   EXPECT_FALSE(r.error) << r.message;
@@ -435,18 +447,7 @@ TEST_F(PollUntil, AnAsynchronousOperationsErrorCodeIsAFailedAttempt) {
   EXPECT_EQ(denied.polls(), 1u);
 }
 
-TEST_F(PollUntil, AnAsynchronousOperationUnderAnAttemptTimeoutIsCancelledThroughItsSlot) {
-  scripted_async_job job({{"working", {}, 10s}, {"pass"}});
-  auto o = exact_options();
-  o.attempt_timeout = 3s;
-  auto r = run(job, o);
-  EXPECT_FALSE(r.error) << r.message;
-  EXPECT_EQ(job.record().cancelled, 1);
-  EXPECT_EQ(log.polls[0].second.error, errc::attempt_timeout);
-  EXPECT_THAT(job.call_seconds(), ElementsAre(0.0, 4.0));
-}
-
-TEST_F(PollUntil, FastAttemptUnderATimeoutIsUnaffected) {
+TEST_P(PollUntil, FastAttemptUnderATimeoutIsUnaffected) {
   scripted_job job({{"working", {}, 1s}, {"pass", {}, 1s}});
   auto o = exact_options();
   o.attempt_timeout = 3s;
@@ -456,7 +457,7 @@ TEST_F(PollUntil, FastAttemptUnderATimeoutIsUnaffected) {
   EXPECT_EQ(r.stats.elapsed, 4s);
 }
 
-TEST_F(PollUntil, ErrorThrownQuicklyUnderAnAttemptTimeoutIsReportedAsItself) {
+TEST_P(PollUntil, ErrorThrownQuicklyUnderAnAttemptTimeoutIsReportedAsItself) {
   scripted_job job({{"", {}, 0s, std::make_error_code(std::errc::permission_denied)}});
   auto o = exact_options();
   o.attempt_timeout = 30s;
@@ -465,7 +466,7 @@ TEST_F(PollUntil, ErrorThrownQuicklyUnderAnAttemptTimeoutIsReportedAsItself) {
   EXPECT_EQ(r.stats.elapsed, 0s);
 }
 
-TEST_F(PollUntil, RepeatedAttemptTimeoutsExhaustTheRetryBudget) {
+TEST_P(PollUntil, RepeatedAttemptTimeoutsExhaustTheRetryBudget) {
   scripted_job job({{"working", {}, 1h}});
   auto o = exact_options();
   o.attempt_timeout = 2s;
@@ -478,7 +479,7 @@ TEST_F(PollUntil, RepeatedAttemptTimeoutsExhaustTheRetryBudget) {
 
 // ---- Bad arguments ----
 
-TEST_F(PollUntil, InvalidOptionsFailWithoutPollingAndNameTheField) {
+TEST_P(PollUntil, InvalidOptionsFailWithoutPollingAndNameTheField) {
   scripted_job job({{"pass"}});
   auto o = exact_options();
   o.attempt_timeout = 0s;
@@ -488,7 +489,7 @@ TEST_F(PollUntil, InvalidOptionsFailWithoutPollingAndNameTheField) {
   EXPECT_EQ(r.message, "invalid poll options: attempt_timeout must be positive, got 0.000s");
 }
 
-TEST_F(PollUntil, EachInvalidOptionIsReported) {
+TEST_P(PollUntil, EachInvalidOptionIsReported) {
   auto reason = [](auto change) {
     options o;
     change(o);
@@ -504,7 +505,7 @@ TEST_F(PollUntil, EachInvalidOptionIsReported) {
 
 // ---- Rule 6 and observability ----
 
-TEST_F(PollUntil, HooksSeeEveryPollWaitAndTheEnd) {
+TEST_P(PollUntil, HooksSeeEveryPollWaitAndTheEnd) {
   scripted_job job({{"working", {}, 0s, {}, 0.25}, {"http-503"}, {"working", 5s, 0s, {}, 0.5}, {"pass"}});
   auto r = run(job, exact_options());
   ASSERT_FALSE(r.error);
@@ -530,7 +531,7 @@ TEST_F(PollUntil, HooksSeeEveryPollWaitAndTheEnd) {
   EXPECT_EQ(r.stats.elapsed, 8s);
 }
 
-TEST_F(PollUntil, AwaitableFormThrowsPollErrorWithTheLastResponse) {
+TEST_P(PollUntil, AwaitableFormThrowsPollErrorWithTheLastResponse) {
   scripted_job job({{"working"}, {"fail"}});
   std::exception_ptr caught;
   asio::co_spawn(
@@ -557,7 +558,7 @@ TEST_F(PollUntil, AwaitableFormThrowsPollErrorWithTheLastResponse) {
   }
 }
 
-TEST_F(PollUntil, PollErrorIsCatchableAsItsBaseAndAsSystemError) {
+TEST_P(PollUntil, PollErrorIsCatchableAsItsBaseAndAsSystemError) {
   scripted_job job({{"working"}});
   auto o = exact_options();
   o.deadline = 0s;
@@ -582,6 +583,9 @@ TEST_F(PollUntil, PollErrorIsCatchableAsItsBaseAndAsSystemError) {
 // ---- Resuming a poll, and the form that returns instead of throwing ----
 
 namespace {
+
+INSTANTIATE_TEST_SUITE_P(Shells, PollUntil, ::testing::Values(shell::composed, shell::coroutine),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
 
 class ResumedPoll : public jobpoll_test::poll_fixture {};
 

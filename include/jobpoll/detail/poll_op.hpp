@@ -172,7 +172,7 @@ class poll_op {
           return start_race(a, [this](auto handler) { asio::co_spawn(ex_, limiter_.acquire(), std::move(handler)); },
                             next<op_event::acquire>());
         case poll_step::poll:
-          return start_race(a, [this](auto handler) { start_poll(std::move(handler)); }, next<op_event::poll>());
+          return start_race(a, [this](auto handler) { this->start_poll(std::move(handler)); }, next<op_event::poll>());
         case poll_step::pause_limiter:
           limiter_.pause_for(a.duration);
           a = machine_.paused();
@@ -224,25 +224,17 @@ class poll_op {
     settle();
   }
 
-  // An awaitable poll's outcome.
-  void on_poll(std::exception_ptr failure, response_type response) {
+  // A poll's outcome: an awaitable's (exception_ptr, response) or an
+  // asynchronous operation's (error_code, response).
+  template <class Failure>
+  void on_poll(Failure failure, response_type response) {
     if (!timer_won_) {
-      if (failure) {
+      if (!failure) {
+        response_.emplace(std::move(response));
+      } else if constexpr (std::is_same_v<Failure, std::exception_ptr>) {
         failure_ = std::move(failure);
       } else {
-        response_.emplace(std::move(response));
-      }
-    }
-    won_race();
-  }
-
-  // An asynchronous operation's outcome.
-  void on_poll(std::error_code ec, response_type response) {
-    if (!timer_won_) {
-      if (ec) {
-        failure_code_ = ec;
-      } else {
-        response_.emplace(std::move(response));
+        failure_code_ = failure;
       }
     }
     won_race();
