@@ -88,13 +88,12 @@ struct poll_action {
 /// - cancellation ends the poll with `operation_aborted`.
 class poll_machine {
  public:
-  /// Everything the machine decides from; the time budget is measured from
-  /// the start (none: no deadline).
+  /// Everything the machine decides from, but the time budget, which
+  /// `start` takes.
   struct settings {
     any_delay interval;
     any_delay backoff;
     std::size_t max_retries = 5;
-    std::optional<std::chrono::nanoseconds> budget;
     hint_bounds hints;
     std::chrono::nanoseconds initial_delay{};
     std::optional<std::chrono::nanoseconds> attempt_timeout;
@@ -103,7 +102,7 @@ class poll_machine {
   };
 
   explicit poll_machine(settings s)
-      : schedule_(std::move(s.interval), std::move(s.backoff), s.max_retries, s.budget, s.hints),
+      : schedule_(std::move(s.interval), std::move(s.backoff), s.max_retries, std::nullopt, s.hints),
         initial_delay_(s.initial_delay),
         attempt_timeout_(s.attempt_timeout),
         resumed_attempts_(s.resume.attempts),
@@ -111,8 +110,14 @@ class poll_machine {
     schedule_.resume(s.resume);
   }
 
-  /// The first action: the initial wait, or the first poll's limiter slot or poll.
-  poll_action start() { return proceed(schedule_.start(initial_delay_)); }
+  /// The first action: the initial wait, or the first poll's limiter slot or
+  /// poll. `budget` is the time from now to the deadline (none: no
+  /// deadline): the one conversion of the caller's deadline, made when the
+  /// poll really starts; every later check measures elapsed time against it.
+  poll_action start(std::optional<std::chrono::nanoseconds> budget = std::nullopt) {
+    schedule_.set_budget(budget);
+    return proceed(schedule_.start(initial_delay_));
+  }
 
   /// A `wait` or `yield` action ended normally.
   poll_action waited() {
@@ -189,7 +194,7 @@ class poll_machine {
   const poll_status& last() const noexcept { return last_; }
   poll_status& last() noexcept { return last_; }
   /// Whether the shell needs to read the clock after each poll (a deadline to
-  /// check, or hooks to tell).
+  /// check; hooks to tell are the shell's own reason), once started.
   bool needs_time() const noexcept { return schedule_.remaining(std::chrono::nanoseconds::zero()).has_value(); }
 
   /// The counts of the poll so far, with `elapsed` as its length.

@@ -89,6 +89,10 @@ class poll_schedule {
         budget_(budget),
         hints_(hints) {}
 
+  /// Sets the time from the start to the deadline (none: no deadline), for a
+  /// schedule made before its poll starts (before the first decision).
+  void set_budget(std::optional<std::chrono::nanoseconds> budget) noexcept { budget_ = budget; }
+
   /// Continues the counts of an earlier poll of the same job (before the first poll).
   void resume(poll_progress from) noexcept {
     attempts_ = from.attempts;

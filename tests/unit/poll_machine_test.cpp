@@ -20,12 +20,11 @@ using jobpoll::wait_reason;
 
 namespace {
 
-poll_machine::settings basic(std::optional<std::chrono::nanoseconds> budget = std::nullopt) {
+poll_machine::settings basic() {
   poll_machine::settings s;
   s.interval = jobpoll::fixed_interval{2s};
   s.backoff = jobpoll::exponential_interval{1s, 2.0, 8s};
   s.max_retries = 2;
-  s.budget = budget;
   return s;
 }
 
@@ -58,10 +57,10 @@ TEST(PollMachine, PollsAtOnceThenWaitsTheIntervalUntilTerminal) {
 }
 
 TEST(PollMachine, InitialDelayComesFirstClippedToTheDeadline) {
-  auto s = basic(3s);
+  auto s = basic();
   s.initial_delay = 5s;
   poll_machine m(std::move(s));
-  expect_wait(m.start(), 3s, wait_reason::initial_delay, true);
+  expect_wait(m.start(3s), 3s, wait_reason::initial_delay, true);
   expect_step(m.waited(), poll_step::poll);
 }
 
@@ -89,8 +88,8 @@ TEST(PollMachine, TransientFailuresBackOffThenExhaustTheRetries) {
 }
 
 TEST(PollMachine, TheDeadlineEndsANonTerminalPollAndClipsTheLastWait) {
-  poll_machine m(basic(3s));
-  m.start();
+  poll_machine m(basic());
+  m.start(3s);
   expect_wait(m.answered(poll_status::pending(), 2s), 1s, wait_reason::interval, true);
   m.waited();
   auto end = m.answered(poll_status::pending(), 3s);
@@ -131,20 +130,20 @@ TEST(PollMachine, ALimiterSlotComesBeforeEveryPoll) {
 }
 
 TEST(PollMachine, TheFirstLimiterWaitIsNotHeldToTheDeadlineLaterOnesAre) {
-  auto s = basic(10s);
+  auto s = basic();
   s.limited = true;
   poll_machine m(std::move(s));
-  m.start();
+  m.start(10s);
   auto first = m.limiter_busy(0s, std::nullopt);
   EXPECT_FALSE(first.bounded) << "at least one poll happens, however long the limiter holds it";
   m.granted(20s);
   m.answered(poll_status::pending(), 20s);  // past the deadline: finishes
   poll_machine n([] {
-    auto t = basic(10s);
+    auto t = basic();
     t.limited = true;
     return t;
   }());
-  n.start();
+  n.start(10s);
   n.granted_now();
   n.answered(poll_status::pending(), 1s);
   n.waited();
@@ -160,11 +159,11 @@ TEST(PollMachine, TheFirstLimiterWaitIsNotHeldToTheDeadlineLaterOnesAre) {
 }
 
 TEST(PollMachine, ALimiterWaitAtTheDeadlineEndsWithoutWaiting) {
-  auto s = basic(2s);
+  auto s = basic();
   s.limited = true;
   s.interval = jobpoll::fixed_interval{0s};
   poll_machine m(std::move(s));
-  m.start();
+  m.start(2s);
   m.granted_now();
   m.answered(poll_status::pending(), 1s);
   m.waited();
@@ -208,11 +207,11 @@ TEST(PollMachine, CancellationEndsWithOperationAborted) {
 }
 
 TEST(PollMachine, AResumedPollCountsOnAndKeepsWhatWasLeftOfTheRetryBudget) {
-  auto s = basic(10s);
+  auto s = basic();
   s.resume = {4, 2};
   s.limited = true;
   poll_machine m(std::move(s));
-  expect_step(m.start(), poll_step::try_acquire);
+  expect_step(m.start(10s), poll_step::try_acquire);
   EXPECT_FALSE(m.limiter_busy(0s, std::nullopt).bounded) << "its first poll is still a first poll";
   m.granted(0s);
   EXPECT_EQ(m.attempts(), 5u);
@@ -229,9 +228,13 @@ TEST(PollMachine, TerminalAnswersFinishWithTheirCodes) {
   EXPECT_EQ(permanent.answered(poll_status::permanent(errc::decode_error, "x"), 0s).error, errc::decode_error);
 }
 
-TEST(PollMachine, NeedsTheTimeOnlyWithADeadline) {
-  EXPECT_FALSE(poll_machine(basic()).needs_time());
-  EXPECT_TRUE(poll_machine(basic(1s)).needs_time());
+TEST(PollMachine, NeedsTheTimeOnlyWithADeadlineGivenAtTheStart) {
+  poll_machine unbounded(basic());
+  unbounded.start();
+  EXPECT_FALSE(unbounded.needs_time());
+  poll_machine bounded(basic());
+  bounded.start(1s);
+  EXPECT_TRUE(bounded.needs_time());
 }
 
 // A seeded default backoff stored inline, copied with the machine's settings:

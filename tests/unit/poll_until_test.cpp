@@ -587,6 +587,28 @@ namespace {
 INSTANTIATE_TEST_SUITE_P(Shells, PollUntil, ::testing::Values(shell::composed, shell::coroutine),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
+class PollStart : public jobpoll_test::poll_fixture {};
+
+// The deadline is turned into a budget when the poll starts (the machine's
+// start event), not when the awaitable or the operation is created.
+TEST_F(PollStart, TheDeadlineCountsFromTheStartNotFromTheCall) {
+  scripted_job job({{"working"}});
+  auto o = exact_options();
+  o.deadline = 5s;
+  std::optional<jobpoll::poll_result<response>> out;
+  auto awaitable = jobpoll::try_poll_until(job, seed_status{}, o);
+  manual_clock::advance(10s);  // created at 0 s, started at 10 s
+  asio::co_spawn(ctx, std::move(awaitable), [&](std::exception_ptr e, jobpoll::poll_result<response> r) {
+    if (e) std::rethrow_exception(e);
+    out = std::move(r);
+  });
+  manual_clock::run(ctx);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->error, errc::timeout);
+  EXPECT_THAT(job.call_seconds(), ElementsAre(10.0, 12.0, 14.0, 15.0));
+  EXPECT_EQ(out->stats.elapsed, 5s);
+}
+
 class ResumedPoll : public jobpoll_test::poll_fixture {};
 
 TEST_F(ResumedPoll, CountsOnFromTheSavedAttempts) {

@@ -25,6 +25,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "jobpoll/clock.hpp"
+#include "jobpoll/deadline.hpp"
 #include "jobpoll/detail/poll_steps.hpp"
 #include "jobpoll/observer.hpp"
 #include "jobpoll/poll_machine.hpp"
@@ -126,7 +127,7 @@ poll_return_t<Throw, Response> finish(poll_machine& machine, std::error_code ec,
 // What the coroutine needs of the options besides the machine's settings.
 template <class Clock>
 struct shell_inputs {
-  typename Clock::time_point start;
+  basic_deadline<Clock> deadline;
   limiter_ref limiter;
   const poll_hooks* hooks;
 };
@@ -138,16 +139,17 @@ struct shell_inputs {
 template <bool Throw, class Clock, class Poll, class Status>
 asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll, Status status, poll_machine machine,
                                                                      shell_inputs<Clock> in) {
-  const auto& start = in.start;
   const limiter_ref& limiter = in.limiter;
   const poll_hooks* const& hooks = in.hooks;
-  const bool timed = machine.needs_time() || hooks;
   const asio::cancellation_state cancel_state = co_await asio::this_coro::cancellation_state;
   const auto cancelled = [&] { return cancel_state.cancelled() != asio::cancellation_type::none; };
+  // The poll starts now: its deadline is measured from here.
+  const auto start = Clock::now();
+  poll_action a = cancelled() ? machine.cancelled() : machine.start(in.deadline.budget_from(start));
+  const bool timed = machine.needs_time() || hooks;
   std::optional<poll_response_t<Poll>> response;  // the last answer received
   std::optional<timer_for<Clock>> timer;          // created on the first real wait
   limiter_permit permit;                          // held from the limiter's grant to the poll's outcome
-  poll_action a = cancelled() ? machine.cancelled() : machine.start();
   try {
     while (a.step != poll_step::finish) {
       switch (a.step) {
@@ -224,9 +226,8 @@ asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll,
 template <bool Throw, class Clock, class Poll, class Status>
 asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> start_poll(Poll poll, Status status,
                                                                        basic_poll_options<Clock> options) {
-  const auto start = Clock::now();
-  return run_poll<Throw>(std::move(poll), std::move(status), poll_machine(machine_settings(options, start)),
-                         shell_inputs<Clock>{start, options.limiter, options.hooks});
+  return run_poll<Throw>(std::move(poll), std::move(status), poll_machine(machine_settings(options)),
+                         shell_inputs<Clock>{options.deadline, options.limiter, options.hooks});
 }
 
 // Options refused before the start end the poll in a coroutine of their own,

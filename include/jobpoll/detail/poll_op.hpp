@@ -31,6 +31,7 @@
 #include <asio/post.hpp>
 
 #include "jobpoll/clock.hpp"
+#include "jobpoll/deadline.hpp"
 #include "jobpoll/detail/poll_steps.hpp"
 #include "jobpoll/error.hpp"
 #include "jobpoll/observer.hpp"
@@ -72,18 +73,16 @@ class poll_op {
   using allocator_type =
       typename std::allocator_traits<asio::associated_allocator_t<Handler>>::template rebind_alloc<poll_op>;
 
-  poll_op(Handler&& handler, const Executor& ex, Poll&& poll, Status&& status, basic_poll_options<Clock>& options,
-          typename Clock::time_point start)
+  poll_op(Handler&& handler, const Executor& ex, Poll&& poll, Status&& status, basic_poll_options<Clock>& options)
       : handler_(std::move(handler)),
         work_(asio::prefer(asio::get_associated_executor(handler_, ex), asio::execution::outstanding_work.tracked)),
         ex_(ex),
         poll_(std::move(poll)),
         status_(std::move(status)),
-        machine_(machine_settings(options, start)),
-        start_(start),
+        machine_(machine_settings(options)),
+        deadline_(options.deadline),
         limiter_(options.limiter),
-        hooks_(options.hooks),
-        timed_(machine_.needs_time() || hooks_) {}
+        hooks_(options.hooks) {}
 
   // Allocates the operation with the handler's allocator and starts it on
   // `ex` (never inside the initiating function).
@@ -92,7 +91,7 @@ class poll_op {
     poll_op* op = std::allocator_traits<allocator_type>::allocate(alloc, 1);
     try {
       std::allocator_traits<allocator_type>::construct(alloc, op, std::move(handler), ex, std::move(poll),
-                                                       std::move(status), options, Clock::now());
+                                                       std::move(status), options);
     } catch (...) {
       std::allocator_traits<allocator_type>::deallocate(alloc, op, 1);
       throw;
@@ -123,8 +122,13 @@ class poll_op {
   void on(Args&&... args) {
     if constexpr (Event == op_event::yield) {
       if (!started_) {
+        // The poll starts now: its deadline is measured from here.
         started_ = true;
-        return advance(cancelled_ ? machine_.cancelled() : machine_.start());
+        start_ = Clock::now();
+        if (cancelled_) return advance(machine_.cancelled());
+        poll_action first = machine_.start(deadline_.budget_from(start_));
+        timed_ = machine_.needs_time() || hooks_;
+        return advance(first);
       }
       return advance(cancelled_ ? machine_.cancelled() : machine_.waited());
     } else if constexpr (Event == op_event::timer) {
@@ -324,7 +328,8 @@ class poll_op {
   Poll poll_;
   Status status_;
   poll_machine machine_;
-  typename Clock::time_point start_;
+  basic_deadline<Clock> deadline_;
+  typename Clock::time_point start_{};  // set by the first step
   limiter_ref limiter_;
   const poll_hooks* hooks_;
   std::optional<timer_for<Clock>> timer_;  // created for the first wait or bound
@@ -334,7 +339,7 @@ class poll_op {
   std::exception_ptr failure_;
   std::error_code failure_code_;
   unsigned char outstanding_ = 0;  // operations of the current race still to complete
-  bool timed_;
+  bool timed_ = false;
   bool cancellable_ = false;  // the caller's handler has a cancellation slot
   bool cancelled_ = false;
   bool started_ = false;

@@ -61,12 +61,13 @@ poll_status classify_exception(Status& status, const std::exception_ptr& failure
   }
 }
 
-// The settings of the machine, taken from the options (the policies are moved).
+// The settings of the machine, taken from the options (the policies are
+// moved); the deadline becomes its budget when the poll starts.
 template <class Clock>
-poll_machine::settings machine_settings(basic_poll_options<Clock>& o, typename Clock::time_point start) {
-  return {std::move(o.interval), std::move(o.backoff), o.max_retries, o.deadline.budget_from(start),
-          o.hints,               o.initial_delay,      o.attempt_timeout, static_cast<bool>(o.limiter),
-          o.resume};
+poll_machine::settings machine_settings(basic_poll_options<Clock>& o) {
+  return {std::move(o.interval), std::move(o.backoff), o.max_retries,
+          o.hints,               o.initial_delay,      o.attempt_timeout,
+          static_cast<bool>(o.limiter), o.resume};
 }
 
 // The result of a poll whose options were refused (told to `on_end`).
