@@ -3,8 +3,9 @@
 # compilers, with and without sanitizers.
 #   1. gcc: g++ Release (-O2 -DNDEBUG), -Werror, tests + examples + benchmarks
 #      built (benchmarks not run), ctest; the unit and integration tests
-#      themselves at -O1 (a quarter less build time; what users compile, the
-#      examples, the tool, the benchmarks and the README snippets, stays -O2)
+#      themselves at -O0 (a quarter less build time than -O1, measured on
+#      job_client_test: 21.4 s vs 28.0 s; what users compile, the examples,
+#      the tool, the benchmarks and the README snippets, stays -O2)
 #   2. clang-asan: clang++ Debug with AddressSanitizer + UndefinedBehaviorSanitizer,
 #      -Werror, ctest; without the compile-time checks (README snippets,
 #      header and package checks, compile-fail tests: the gcc stage has them)
@@ -136,9 +137,10 @@ for stage in "${stages[@]}"; do
   case $stage in
     gcc)
       # -O2, the level the benchmarks are measured at, rather than CMake's -O3.
-      # The tests at -O1: the CI run must stay under 25 minutes on 2 cores.
+      # The tests at -O0: the CI run must stay under 25 minutes on 2 cores
+      # (at -O1 it took 1507 s of stages, 25m07s in all, at e9dd6a8).
       run_stage gcc g++ -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG" \
-        -DJOBPOLL_WERROR=ON -DJOBPOLL_BUILD_BENCH=ON -DJOBPOLL_TEST_COMPILE_OPTIONS=-O1
+        -DJOBPOLL_WERROR=ON -DJOBPOLL_BUILD_BENCH=ON -DJOBPOLL_TEST_COMPILE_OPTIONS=-O0
       ;;
     clang-asan)
       # Without the compile-time checks (README snippets, header and package
