@@ -293,7 +293,10 @@ GET /_control/log
              "reused": bool, whether an earlier request (control requests
              included) came on the same connection,
              "closed_reused": bool, whether "close_reused" closed it}]
-    for every non-control request, in arrival order.
+    for every non-control request, in arrival order. It first waits (up to
+    30 s) for every request whose request line has been read to be logged,
+    so a request still in the network part of "latency_ms" when its client
+    gave up on it is there.
 GET /_control/jobs
     -> 200 {"jobs": [{"id", "kind": "v1" | "load-job" | "lro" | "azure" | "ebi" | "hostile",
                       "submits": 1, "polls": GETs answered normally, "cancelled": bool,
@@ -327,8 +330,8 @@ GET /_control/submissions
              "scripted": bool, as in the log (a scripted delay without a
                     status still answers normally, and may create a job)}]
     for every POST /v1/jobs that arrived, in arrival order (the same
-    requests as the log's POST /v1/jobs entries). A job was created by each
-    entry with a job_id and "replayed" false.
+    requests as the log's POST /v1/jobs entries; it waits as the log does).
+    A job was created by each entry with a job_id and "replayed" false.
 POST /_control/reset
     Clears jobs, scripts, the log, the submissions, the remembered
     Idempotency-Keys and the quota window, restores the startup config
@@ -565,6 +568,12 @@ class State:
 
     def __init__(self, startup_config):
         self.lock = threading.Lock()
+        # Requests whose request line has been read but that are not logged
+        # yet (in the network part of "latency_ms", or reading their body):
+        # /_control/log and /_control/submissions wait for them, so a client
+        # that gave up on a request it sent still finds it logged.
+        self.arriving = 0
+        self.arrivals_settled = threading.Condition(self.lock)
         self.startup_config = startup_config
         self.shutting_down = threading.Event()
         self._clear()
@@ -590,6 +599,17 @@ class State:
             self.wake.set()
 
     # --- arrival: log, quota, script ------------------------------------------
+
+    def begin_arrival(self):
+        """A non-control request line has been read: it is on its way to the log."""
+        with self.lock:
+            self.arriving += 1
+
+    def end_arrival(self):
+        """That request is logged, or will never be (a bad body, a lost connection)."""
+        with self.lock:
+            self.arriving -= 1
+            self.arrivals_settled.notify_all()
 
     def arrive(self, method, path, query, headers, body, arrived, reused):
         """Logs a non-control request; returns (log entry, quota Reply or None,
@@ -1121,6 +1141,8 @@ class State:
         if route is None:
             return error(404, f"no control route for {method} {path}")
         with self.lock:
+            if route in (self._log, self._submissions):
+                self.arrivals_settled.wait_for(lambda: self.arriving == 0, timeout=30)
             try:
                 return route(body)
             except BadRequest as e:
@@ -1258,11 +1280,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         parsed = super().parse_request()
         self.answer_delay = 0.0
         if parsed and not self.path.startswith("/_control/"):
+            self.server.state.begin_arrival()
+            self.arriving = True
             before, self.answer_delay = self.server.state.draw_latency()
             if before > 0:
                 time.sleep(before)
         self.arrived = time.monotonic()
         return parsed
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        finally:
+            self._end_arrival()
+
+    def _end_arrival(self):
+        if getattr(self, "arriving", False):
+            self.arriving = False
+            self.server.state.end_arrival()
 
     def do_GET(self):
         self.requests_served += 1
@@ -1287,6 +1322,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         entry, rejected, script, wake = state.arrive(self.command, url.path, url.query, headers, body,
                                                      self.arrived, self.requests_served > 1)
+        self._end_arrival()
         if self.answer_delay > 0:
             time.sleep(self.answer_delay)  # the server part of "latency_ms"
         if rejected:
