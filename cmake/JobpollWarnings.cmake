@@ -6,7 +6,7 @@ target_compile_options(jobpoll_build_flags INTERFACE -Wall -Wextra -Wpedantic
   $<$<BOOL:${JOBPOLL_WERROR}>:-Werror>)
 # jobpoll itself uses no deprecated Asio API; users may, so this is not part
 # of jobpoll::jobpoll's usage requirements.
-target_compile_definitions(jobpoll_build_flags INTERFACE ASIO_NO_DEPRECATED)
+target_compile_definitions(jobpoll_build_flags INTERFACE ASIO_NO_DEPRECATED BOOST_ASIO_NO_DEPRECATED)
 if(JOBPOLL_SANITIZE)
   target_compile_options(jobpoll_build_flags INTERFACE -fsanitize=${JOBPOLL_SANITIZE} -fno-omit-frame-pointer
     -fno-sanitize-recover=all

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <concepts>
 
-#include <asio/basic_waitable_timer.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 namespace jobpoll {
 
@@ -39,7 +39,7 @@ struct timer_traits<Clock> {
 
 /// The timer jobpoll uses for `Clock`: constructible from an executor, with
 /// `expires_after`, `expires_at`, `cancel` and `async_wait(token)` completing
-/// with `void(std::error_code)`, cancellable through a cancellation slot.
+/// with `void(error_code)`, cancellable through a cancellation slot.
 template <clock Clock>
 using timer_for = typename timer_traits<Clock>::timer_type;
 

@@ -6,7 +6,7 @@
 #include <system_error>
 #include <type_traits>
 
-#include <asio/error.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 namespace jobpoll {
 
@@ -103,7 +103,7 @@ namespace jobpoll {
 inline bool error_is(const std::error_code& ec, std::errc condition) noexcept {
   if (ec == condition) return true;
   // Asio's system category carries errno values on POSIX.
-  return ec.category() == asio::error::get_system_category() &&
+  return ec.category() == detail::asio_system_category() &&
          std::error_code(ec.value(), std::generic_category()) == condition;
 }
 
@@ -114,7 +114,7 @@ inline bool error_is(const std::error_code& ec, std::errc condition) noexcept {
 inline bool is_transient_error(const std::error_code& ec) noexcept {
   if (ec == errc::attempt_timeout || ec == errc::rate_limited || ec == errc::server_error || ec == errc::not_sent)
     return true;
-  if (ec == asio::error::eof) return true;
+  if (ec == detail::asio_error(asio::error::eof)) return true;
   for (std::errc e : {std::errc::connection_reset, std::errc::connection_refused, std::errc::connection_aborted,
                       std::errc::timed_out, std::errc::broken_pipe, std::errc::network_unreachable,
                       std::errc::network_down, std::errc::network_reset, std::errc::host_unreachable,
@@ -123,5 +123,17 @@ inline bool is_transient_error(const std::error_code& ec) noexcept {
   }
   return false;
 }
+
+#if defined(JOBPOLL_USE_BOOST_ASIO)
+/// `error_is` for Boost's error_code (Boost.Asio's enumerations included).
+inline bool error_is(const error_code& ec, std::errc condition) noexcept {
+  return error_is(static_cast<std::error_code>(ec), condition);
+}
+
+/// `is_transient_error` for Boost's error_code.
+inline bool is_transient_error(const error_code& ec) noexcept {
+  return is_transient_error(static_cast<std::error_code>(ec));
+}
+#endif
 
 }  // namespace jobpoll

@@ -13,11 +13,7 @@
 #include <system_error>
 #include <utility>
 
-#include <asio/awaitable.hpp>
-#include <asio/error.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/use_awaitable.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/clock.hpp"
 #include "jobpoll/codec.hpp"
@@ -417,7 +413,7 @@ class job_client {
     if (polled.error) {
       job_error failure = to_job_error(std::move(polled), job_phase::poll, handle, "polling job " + detail::in_quotes(handle.id));
       const auto ec = failure.code();
-      const bool aborted = ec == asio::error::operation_aborted;
+      const bool aborted = ec == detail::asio_error(asio::error::operation_aborted);
       if ((aborted && when_cancelled == on_cancel::cancel_job) || ec == errc::timeout || ec == errc::retries_exhausted) {
         if (description_.cancel) {
           // A fresh cancellation state: the caller's cancellation ended the
@@ -780,11 +776,10 @@ class job_client {
       }
       // Not `answer a{co_await ...}`: g++ 12 miscompiles a co_await inside an aggregate initializer.
       answer a;
-      try {
-        a.http = co_await transport_->async_request(std::move(sent), asio::use_awaitable);
-      } catch (const std::system_error& e) {
-        throw_described(e.code(), request, end.has_value(), response_limit());
-      }
+      auto [ec, http] =
+          co_await transport_->async_request(std::move(sent), asio_tokens::as_tuple(asio::use_awaitable));
+      if (ec) throw_described(ec, request, end.has_value(), response_limit());
+      a.http = std::move(http);
       if (a.http.ok()) {
         try {
           a.value.emplace(detail::decode_answer(*codec, a.http.body, a.http.headers.find("Content-Type").value_or("")));

@@ -6,6 +6,7 @@
 #include <functional>
 #include <system_error>
 
+#include "jobpoll/detail/asio_forward.hpp"
 #include "jobpoll/poll_schedule.hpp"
 #include "jobpoll/poll_status.hpp"
 
@@ -46,7 +47,7 @@ struct wait_event {
 
 /// Passed to `on_end` once, however the poll ends (cancellation included).
 struct end_event {
-  std::error_code error;             ///< empty on success
+  error_code error;                  ///< empty on success (the Asio backend's code, as poll_result's)
   const poll_status& last_status;    ///< the last classification (pending if no poll happened)
   const poll_stats& stats;
 };

@@ -14,7 +14,7 @@
 #include <system_error>
 #include <utility>
 
-#include <asio/error.hpp>  // asio::error::operation_aborted, the code a cancelled poll ends with
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/delay_policy.hpp"
 #include "jobpoll/error.hpp"
@@ -186,7 +186,7 @@ class poll_machine {
   poll_action paused() { return decide(); }
 
   /// The caller cancelled the poll (checked by the shell after each wait and poll).
-  poll_action cancelled() { return finish(asio::error::operation_aborted); }
+  poll_action cancelled() { return finish(detail::asio_error(asio::error::operation_aborted)); }
 
   /// Polls made, counting those of the poll this one resumes.
   std::size_t attempts() const noexcept { return schedule_.attempts() + in_flight_; }

@@ -23,7 +23,10 @@ namespace jobpoll {
 /// `deadline passed before the job finished after 3 attempts in 4.000s; last: pending (status "working")`.
 template <class Response>
 struct poll_result {
-  std::error_code error;
+  /// Empty on success, else why it ended: the Asio backend's error code
+  /// (`std::error_code`, or `boost::system::error_code` holding the same
+  /// code), so it compares with `asio::error::...` as with `jobpoll::errc`.
+  error_code error;
   std::optional<Response> response;
   poll_status status;
   poll_stats stats;
@@ -36,12 +39,17 @@ struct poll_result {
 /// Thrown by `poll_until` when a poll ends without success. `code()` is the
 /// reason (`errc::timeout`, `errc::job_failed`, ..., or
 /// `asio::error::operation_aborted` on cancellation); `what()` the full message.
-class poll_error : public std::system_error {
+///
+/// A `system_error` of the Asio backend (`std::system_error`, or
+/// `boost::system::system_error` with Boost.Asio), as Asio's own
+/// `use_awaitable` throws: `code()` compares with `asio::error::...` and
+/// `jobpoll::errc` on either, and `what()` is the same on both.
+class poll_error : public system_error {
  public:
   poll_error(std::error_code ec, std::string message, poll_status last, poll_stats stats)
-      : std::system_error(ec), message_(std::move(message)), last_status_(std::move(last)), stats_(stats) {}
+      : system_error(detail::to_error_code(ec)), message_(std::move(message)), last_status_(std::move(last)), stats_(stats) {}
 
-  /// The full message (std::system_error would append the code's message again).
+  /// The full message (system_error would append the code's message again).
   const char* what() const noexcept override { return message_.c_str(); }
 
   /// The last classification: state, detail (what the server said), progress.

@@ -10,8 +10,7 @@
 #include <system_error>
 #include <utility>
 
-#include <asio/async_result.hpp>
-#include <asio/awaitable.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/clock.hpp"
 #include "jobpoll/detail/poll_coroutine.hpp"
@@ -95,7 +94,7 @@ asio::awaitable<poll_result<poll_response_t<Poll>>> try_poll_until(Poll poll, St
 /// `as_tuple` form (or `poll_until`) to keep the last response.
 ///
 /// @par Completion Signature
-/// `void(std::error_code, jobpoll::poll_result<Response>)`: the error is
+/// `void(error_code, jobpoll::poll_result<Response>)`: the error is
 /// empty on success and otherwise one of `poll_until`'s codes; the result
 /// always carries the last response, status, stats and a message.
 ///
@@ -110,7 +109,7 @@ template <class Executor, poll_operation Poll, status_policy<poll_response_t<Pol
           class CompletionToken = asio::default_completion_token_t<Executor>>
 auto async_poll_until(const Executor& ex, Poll poll, Status status, basic_poll_options<Clock> options,
                       CompletionToken&& token = asio::default_completion_token_t<Executor>()) {
-  return asio::async_initiate<CompletionToken, void(std::error_code, poll_result<poll_response_t<Poll>>)>(
+  return asio::async_initiate<CompletionToken, void(error_code, poll_result<poll_response_t<Poll>>)>(
       detail::initiate_poll_until<Executor>{ex}, token, std::move(poll), std::move(status), std::move(options));
 }
 

@@ -7,8 +7,7 @@
 #include <memory>
 #include <optional>
 
-#include <asio/awaitable.hpp>
-#include <asio/use_awaitable.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/limiter_permit.hpp"
 
@@ -16,7 +15,7 @@ namespace jobpoll {
 
 /// A shared budget of requests, counted as the server counts them.
 ///
-/// `async_acquire(token)` completes with `void(std::error_code,
+/// `async_acquire(token)` completes with `void(error_code,
 /// limiter_permit)` when the caller may start one request; the caller holds
 /// the permit until the request's answer (or failure) is known, and the
 /// request counts against the budget from the permit's release. Waiters are

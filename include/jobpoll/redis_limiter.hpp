@@ -10,8 +10,7 @@
 #include <system_error>
 #include <utility>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/async_result.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/detail/redis/limiter_core.hpp"
 #include "jobpoll/limiter_permit.hpp"
@@ -78,7 +77,7 @@ class redis_limiter {
   /// Waits for a slot of the shared budget for one request.
   ///
   /// @par Completion Signature
-  /// `void(std::error_code, limiter_permit)`: success with a permit once the
+  /// `void(error_code, limiter_permit)`: success with a permit once the
   /// earlier waiters of this process have been served, this process's turn
   /// has come among the waiting processes and the budget allows one more
   /// request at Redis's time; hold the permit until the request's answer is
@@ -106,7 +105,7 @@ class redis_limiter {
   /// `asio::default_completion_token_t` is `void` in Asio 1.22.
   template <class CompletionToken>
   auto async_acquire(CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(std::error_code, limiter_permit)>(
+    return asio::async_initiate<CompletionToken, void(error_code, limiter_permit)>(
         [c = core_.get()](auto handler) { c->start(std::move(handler)); }, token);
   }
 

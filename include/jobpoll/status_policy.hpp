@@ -8,9 +8,7 @@
 #include <type_traits>
 #include <utility>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/awaitable.hpp>
-#include <asio/experimental/deferred.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/poll_status.hpp"
 
@@ -25,11 +23,11 @@ struct awaitable_value<asio::awaitable<T, asio::any_io_executor>> {
 };
 
 // What an Asio asynchronous operation completes with, read from the
-// deferred operation it returns for `asio::experimental::deferred`.
+// deferred operation it returns for `asio_tokens::deferred`.
 template <class T>
 struct async_value {};
 template <class R, class... Rest>
-struct async_value<asio::experimental::deferred_async_operation<void(std::error_code, R), Rest...>> {
+struct async_value<asio_tokens::deferred_async_operation<void(error_code, R), Rest...>> {
   using type = std::decay_t<R>;
 };
 
@@ -39,12 +37,12 @@ concept awaitable_poll = std::invocable<P&> && requires { typename awaitable_val
 
 template <class P>
 concept async_poll = !awaitable_poll<P> && requires(P& p) {
-  typename async_value<decltype(p(asio::experimental::deferred))>::type;
+  typename async_value<decltype(p(asio_tokens::deferred))>::type;
 };
 
 template <class P>
 struct poll_value {
-  using type = typename async_value<decltype(std::declval<P&>()(asio::experimental::deferred))>::type;
+  using type = typename async_value<decltype(std::declval<P&>()(asio_tokens::deferred))>::type;
 };
 template <awaitable_poll P>
 struct poll_value<P> {
@@ -58,7 +56,7 @@ struct poll_value<P> {
 ///   it is classified), and cancellation reaches it through the awaitable's
 ///   cancellation state;
 /// - an Asio asynchronous operation: a callable taking a completion token,
-///   `poll(token)`, completing with `void(std::error_code, Response)`; an
+///   `poll(token)`, completing with `void(error_code, Response)`; an
 ///   error code is one failed attempt, and cancellation reaches it through
 ///   the handler's cancellation slot.
 template <class P>

@@ -4,8 +4,7 @@
 #include <concepts>
 #include <utility>
 
-#include <asio/awaitable.hpp>
-#include <asio/use_awaitable.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/http.hpp"
 
@@ -13,7 +12,7 @@ namespace jobpoll {
 
 /// Sends one HTTP request and delivers one response, asynchronously:
 /// `t.async_request(http_request, token)` with completion signature
-/// `void(std::error_code, http_response)`, usable at least with
+/// `void(error_code, http_response)`, usable at least with
 /// `asio::use_awaitable`.
 ///
 /// Contract that job clients rely on:
@@ -35,7 +34,7 @@ namespace jobpoll {
 /// - the handler is never invoked from inside `async_request`.
 ///
 /// @par Completion Signature
-/// `void(std::error_code, http_response)`: an empty error with the response
+/// `void(error_code, http_response)`: an empty error with the response
 /// (whatever its HTTP status), or an error with an empty response.
 ///
 /// @par Per-Operation Cancellation

@@ -22,18 +22,12 @@
 #include <utility>
 #include <vector>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/awaitable.hpp>
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/error.hpp>
-#include <asio/io_context.hpp>
-#include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
+#if defined(JOBPOLL_USE_BOOST_ASIO)
+#include <boost/asio/use_future.hpp>
+#else
 #include <asio/use_future.hpp>
+#endif
 
 #include "jobpoll/batch/batch_job.hpp"
 #include "jobpoll/batch/batch_json.hpp"
@@ -303,7 +297,7 @@ class batch_runner {
       while (workers_left_ > 0 || heartbeat_running_) {
         if (workers_left_ == 0) heartbeat_timer_.cancel();
         all_done_.expires_at(asio::steady_timer::time_point::max());
-        std::error_code ec;
+        error_code ec;
         co_await all_done_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         const asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
         if (workers_left_ > 0 && state.cancelled() != asio::cancellation_type::none) {
@@ -443,8 +437,14 @@ class batch_runner {
   asio::awaitable<std::invoke_result_t<F&>> on_store(F f) {
     using result = std::invoke_result_t<F&>;
     if constexpr (remote_batch_store<Store>) {
+      // Not cancellable: a store call runs to its end once on the worker, and
+      // `f` lives in this frame until then. An empty slot also keeps co_spawn
+      // from installing its cancellation handler, which Boost.Asio 1.26 posts
+      // to the worker where it can outlive the call (a use after free seen
+      // under a runner stopped while a call was on the worker).
       co_return co_await asio::co_spawn(
-          store_->worker_executor(), [&f]() -> asio::awaitable<result> { co_return f(); }, asio::use_awaitable);
+          store_->worker_executor(), [&f]() -> asio::awaitable<result> { co_return f(); },
+          asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
     } else {
       co_return f();
     }
@@ -528,7 +528,7 @@ class batch_runner {
         const std::chrono::nanoseconds idle_wait =
             std::min<std::chrono::nanoseconds>(store_->lease() / 2, std::chrono::seconds(1));
         idle_timer.expires_after(std::chrono::ceil<typename Clock::duration>(idle_wait));
-        std::error_code ec;
+        error_code ec;
         co_await idle_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
     } else {
@@ -580,7 +580,7 @@ class batch_runner {
     if constexpr (shared) {
       for (;;) {
         heartbeat_timer_.expires_after(std::chrono::ceil<typename Clock::duration>(store_->lease() / 3));
-        std::error_code ec;
+        error_code ec;
         co_await heartbeat_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         if (workers_left_ == 0) co_return;
         co_await on_store([this] { store_->renew(); });
@@ -683,10 +683,12 @@ class batch_runner {
       co_return co_await std::move(op);
     } catch (const job_error& e) {
       failure->emplace(e);
-    } catch (const std::system_error& e) {
-      thrown.emplace(e.code(), e.what());
     } catch (const std::exception& e) {
-      thrown.emplace(make_error_code(errc::poll_exception), e.what());
+      if (auto failure = detail::system_failure_of(e)) {
+        thrown.emplace(failure->code, std::move(failure->what));
+      } else {
+        thrown.emplace(make_error_code(errc::poll_exception), e.what());
+      }
     }
     if (thrown) co_await fail(job, thrown->first, std::move(thrown->second));
     co_return std::nullopt;
@@ -702,7 +704,7 @@ class batch_runner {
   }
 
   asio::awaitable<void> submit_failed(batch_job& job, const job_error& e) {
-    if (e.code() == asio::error::operation_aborted) {
+    if (e.code() == detail::asio_error(asio::error::operation_aborted)) {
       // Interrupted by a stop. Every attempt but one still under way failed
       // transiently, i.e. surely without creating the job (job_client retries
       // a non-idempotent submit only then); an attempt under way may have reached the server.
@@ -735,7 +737,7 @@ class batch_runner {
 
   asio::awaitable<void> wait_failed(batch_job& job, const job_error& e) {
     if (e.handle()) job.handle = *e.handle();
-    if (e.code() != asio::error::operation_aborted) {
+    if (e.code() != detail::asio_error(asio::error::operation_aborted)) {
       co_await fail(job, e.code(), e.what());
       co_return;
     }

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include <asio/any_io_executor.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/batch/batch_job.hpp"
 #include "jobpoll/batch/reconcile.hpp"

@@ -13,14 +13,7 @@
 #include <system_error>
 #include <utility>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/associated_executor.hpp>
-#include <asio/async_result.hpp>
-#include <asio/cancellation_type.hpp>
-#include <asio/error.hpp>
-#include <asio/post.hpp>
-#include <asio/strand.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/clock.hpp"
 #include "jobpoll/detail/handler_op.hpp"
@@ -90,7 +83,7 @@ class waiter_queue {
 
 // A waiter holding its completion handler.
 template <class Handler, class IoExecutor>
-using limiter_waiter_op = handler_op<limiter_waiter, Handler, IoExecutor, std::error_code, limiter_permit>;
+using limiter_waiter_op = handler_op<limiter_waiter, Handler, IoExecutor, limiter_permit>;
 
 // Installed in a waiter's cancellation slot by a limiter's shared state
 // `Core` (which makes it a friend), calling `Core::cancel(waiter)`. Every
@@ -214,7 +207,7 @@ class limiter_core final : public permit_issuer, public std::enable_shared_from_
     queue_.erase(w);
     w->state = waiter_state::aborted;
     ++statistics_.cancelled;
-    w->post_completion(asio::error::operation_aborted, limiter_permit{});
+    w->post_completion(detail::asio_error(asio::error::operation_aborted), limiter_permit{});
   }
 
   // Holds a slot for a request starting now (mutex held).
@@ -348,7 +341,7 @@ class basic_limiter {
   /// call), when the budget allows one more request and no pause is in force.
   ///
   /// @par Completion Signature
-  /// `void(std::error_code, limiter_permit)`: success with a permit once every
+  /// `void(error_code, limiter_permit)`: success with a permit once every
   /// earlier waiter has been granted and the budget allows one more request;
   /// hold the permit until the request's answer is known.
   /// `asio::error::operation_aborted` with an empty permit if the wait is
@@ -374,7 +367,7 @@ class basic_limiter {
   /// a callback, `asio::use_future`, ...
   template <class CompletionToken>
   auto async_acquire(CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(std::error_code, limiter_permit)>(
+    return asio::async_initiate<CompletionToken, void(error_code, limiter_permit)>(
         [c = core_.get()](auto handler) { c->start(std::move(handler)); }, token);
   }
 

@@ -5,25 +5,22 @@
 // allocator and keeps the handler's associated executor busy meanwhile.
 
 #include <memory>
-#include <tuple>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 
-#include <asio/associated_allocator.hpp>
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/associated_executor.hpp>
-#include <asio/execution/outstanding_work.hpp>
-#include <asio/post.hpp>
-#include <asio/prefer.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 namespace jobpoll::detail {
 
 // `Base` is what the owner of pending operations keeps (a queue node, a
 // request); it declares
-//   virtual void post_completion(Args...) = 0;  // once; ownership passes to the posted completion
-//   virtual void discard() noexcept = 0;        // destroys without calling the handler
-// and a protected destructor. `handler_op` implements both for one handler.
-template <class Base, class Handler, class IoExecutor, class... Args>
+//   virtual void post_completion(std::error_code, Result) = 0;  // once; ownership passes to the posted completion
+//   virtual void discard() noexcept = 0;                        // destroys without calling the handler
+// and a protected destructor. `handler_op` implements both for one handler
+// of signature `void(error_code, Result)`, the code made the backend's
+// (to_error_code) where the completion is posted.
+template <class Base, class Handler, class IoExecutor, class Result>
 class handler_op final : public Base {
   using allocator_type =
       typename std::allocator_traits<asio::associated_allocator_t<Handler>>::template rebind_alloc<handler_op>;
@@ -47,9 +44,9 @@ class handler_op final : public Base {
     }
   }
 
-  void post_completion(Args... args) override {
+  void post_completion(std::error_code ec, Result result) override {
     const work_executor ex = work_;
-    asio::post(ex, completion(this, std::move(args)...));
+    asio::post(ex, completion(this, to_error_code(ec), std::move(result)));
   }
 
   void discard() noexcept override {
@@ -61,19 +58,20 @@ class handler_op final : public Base {
   // Runs on the handler's executor (or is destroyed with it unrun).
   class completion {
    public:
-    explicit completion(handler_op* op, Args... args) noexcept : op_(op), args_(std::move(args)...) {}
-    completion(completion&& other) noexcept : op_(std::exchange(other.op_, nullptr)), args_(std::move(other.args_)) {}
+    explicit completion(handler_op* op, error_code ec, Result result) noexcept
+        : op_(op), ec_(ec), result_(std::move(result)) {}
+    completion(completion&& other) noexcept
+        : op_(std::exchange(other.op_, nullptr)), ec_(other.ec_), result_(std::move(other.result_)) {}
     completion& operator=(completion&&) = delete;
     ~completion() {
       if (op_) op_->discard();
     }
-    void operator()() {
-      std::apply([this](Args&... args) { std::exchange(op_, nullptr)->finish(std::move(args)...); }, args_);
-    }
+    void operator()() { std::exchange(op_, nullptr)->finish(ec_, std::move(result_)); }
 
    private:
     handler_op* op_;
-    std::tuple<Args...> args_;
+    error_code ec_;
+    Result result_;
   };
 
   template <class... BaseArgs>
@@ -91,12 +89,12 @@ class handler_op final : public Base {
     if (slot.is_connected()) slot.clear();
   }
 
-  void finish(Args... args) {
+  void finish(error_code ec, Result result) {
     clear_slot();
     allocator_type alloc(asio::get_associated_allocator(handler_));  // before the handler is moved from
     Handler handler(std::move(handler_));
     destroy(alloc);  // free the memory before the upcall, so the handler may reuse it
-    std::move(handler)(std::move(args)...);
+    std::move(handler)(ec, std::move(result));
   }
 
   void destroy(allocator_type alloc) noexcept {

@@ -13,16 +13,7 @@
 #include <type_traits>
 #include <utility>
 
-#include <asio/awaitable.hpp>
-#include <asio/cancellation_state.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/error.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/deferred.hpp>
-#include <asio/experimental/parallel_group.hpp>
-#include <asio/post.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/clock.hpp"
 #include "jobpoll/deadline.hpp"
@@ -47,7 +38,7 @@ asio::awaitable<poll_response_t<Poll>> poll_once(Poll& poll) {
   if constexpr (awaitable_poll<Poll>) {
     co_return co_await poll();
   } else {
-    auto [ec, response] = co_await poll(asio::experimental::as_tuple(asio::use_awaitable));
+    auto [ec, response] = co_await poll(asio_tokens::as_tuple(asio::use_awaitable));
     if (ec) throw std::system_error(ec);
     co_return std::move(response);
   }
@@ -65,8 +56,8 @@ asio::awaitable<std::optional<T>> race(asio::awaitable<T> operation, std::chrono
   timer.expires_after(std::chrono::ceil<typename Clock::duration>(bound));
   auto [order, failure, value, timer_error] =
       co_await asio::experimental::make_parallel_group(
-          asio::co_spawn(timer.get_executor(), std::move(operation), asio::experimental::deferred),
-          timer.async_wait(asio::experimental::deferred))
+          asio::co_spawn(timer.get_executor(), std::move(operation), asio_tokens::deferred),
+          timer.async_wait(asio_tokens::deferred))
           .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
   if (order[0] == 1 && !timer_error) co_return std::nullopt;
   if (failure) std::rethrow_exception(failure);
@@ -85,8 +76,10 @@ asio::awaitable<poll_action> acquire(poll_machine& machine, const poll_action& a
     } else {
       co_return machine.limiter_failed(errc::timeout);
     }
-  } catch (const std::system_error& e) {
-    co_return machine.limiter_failed(e.code());
+  } catch (const std::exception& e) {
+    const auto failure = system_failure_of(e);
+    if (!failure) throw;
+    co_return machine.limiter_failed(failure->code);
   }
   co_return machine.granted(since(start, Clock::now()));
 }
@@ -108,7 +101,7 @@ template <bool Throw, class Response>
 poll_return_t<Throw, Response> finish(poll_machine& machine, std::error_code ec, std::optional<Response>& response,
                                       std::chrono::nanoseconds elapsed, const poll_hooks* hooks) {
   poll_result<Response> r;
-  r.error = ec;
+  r.error = to_error_code(ec);
   r.stats = machine.stats(elapsed);
   r.status = std::move(machine.last());
   r.response = std::move(response);
@@ -213,10 +206,10 @@ asio::awaitable<poll_return_t<Throw, poll_response_t<Poll>>> run_poll(Poll poll,
           break;
       }
     }
-  } catch (const std::system_error&) {
+  } catch (const std::exception& e) {
     // After a cancellation Asio throws from the next co_await; anything else
     // is a bug worth seeing.
-    if (!cancelled()) throw;
+    if (!system_failure_of(e) || !cancelled()) throw;
     a = machine.cancelled();
   }
   co_return finish<Throw>(machine, a.error, response, since(start, Clock::now()), hooks);

@@ -15,20 +15,7 @@
 #include <type_traits>
 #include <utility>
 
-#include <asio/associated_allocator.hpp>
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/associated_executor.hpp>
-#include <asio/associator.hpp>
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/cancellation_type.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/dispatch.hpp>
-#include <asio/execution/outstanding_work.hpp>
-#include <asio/prefer.hpp>
-#include <asio/error.hpp>
-#include <asio/experimental/append.hpp>
-#include <asio/post.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/clock.hpp"
 #include "jobpoll/deadline.hpp"
@@ -289,8 +276,10 @@ class poll_op {
     if (failure_) {
       try {
         std::rethrow_exception(std::exchange(failure_, nullptr));
-      } catch (const std::system_error& e) {
-        return machine_.limiter_failed(e.code());
+      } catch (const std::exception& e) {
+        const auto failure = system_failure_of(e);
+        if (!failure) throw;
+        return machine_.limiter_failed(failure->code);
       }
     }
     if (cancelled_) return machine_.cancelled();
@@ -301,11 +290,11 @@ class poll_op {
   // another poll that reuses this memory.
   void complete(std::error_code ec) {
     result_type r;
-    r.error = ec;
+    r.error = to_error_code(ec);
     r.stats = machine_.stats(elapsed());
     r.status = std::move(machine_.last());
     r.response = std::move(response_);
-    if (hooks_ && hooks_->on_end) hooks_->on_end({ec, r.status, r.stats});
+    if (hooks_ && hooks_->on_end) hooks_->on_end({r.error, r.status, r.stats});
     if (ec) r.message = describe_end(ec, r.status, r.stats);
     if (cancellable_) asio::get_associated_cancellation_slot(handler_).clear();
     Handler handler(std::move(handler_));
@@ -313,7 +302,8 @@ class poll_op {
     allocator_type alloc(asio::get_associated_allocator(handler));
     std::allocator_traits<allocator_type>::destroy(alloc, this);
     std::allocator_traits<allocator_type>::deallocate(alloc, this, 1);
-    asio::dispatch(work, asio::experimental::append(std::move(handler), ec, std::move(r)));
+    const error_code code = r.error;
+    asio::dispatch(work, asio_tokens::append(std::move(handler), code, std::move(r)));
   }
 
   // The handler's executor, kept busy until the handler runs there (its
@@ -351,8 +341,8 @@ class poll_op {
 template <class Response, class Handler, class Executor>
 void reject(Handler handler, const Executor& ex, std::string why, const poll_hooks* hooks) {
   poll_result<Response> r = rejection<Response>(std::move(why), hooks);
-  const std::error_code ec = r.error;
-  asio::post(ex, asio::experimental::append(std::move(handler), ec, std::move(r)));
+  const error_code ec = r.error;
+  asio::post(ex, asio_tokens::append(std::move(handler), ec, std::move(r)));
 }
 
 // The initiation object of async_poll_until.
@@ -378,7 +368,7 @@ struct initiate_poll_until {
 // handler's allocator; the caller's cancellation slot is not theirs (the
 // shell binds its own where it needs one).
 template <class Op, jobpoll::detail::op_event Event, class Executor1>
-struct asio::associated_executor<jobpoll::detail::op_handler<Op, Event>, Executor1> {
+struct jobpoll::asio::associated_executor<jobpoll::detail::op_handler<Op, Event>, Executor1> {
   using type = std::decay_t<decltype(std::declval<const Op&>().executor())>;
   static type get(const jobpoll::detail::op_handler<Op, Event>& h, const Executor1& = Executor1()) noexcept {
     return h.op->executor();
@@ -386,7 +376,7 @@ struct asio::associated_executor<jobpoll::detail::op_handler<Op, Event>, Executo
 };
 
 template <class Op, jobpoll::detail::op_event Event, class Allocator>
-struct asio::associated_allocator<jobpoll::detail::op_handler<Op, Event>, Allocator> {
+struct jobpoll::asio::associated_allocator<jobpoll::detail::op_handler<Op, Event>, Allocator> {
   using handler_type = std::decay_t<decltype(std::declval<const Op&>().handler())>;
   using type = asio::associated_allocator_t<handler_type, Allocator>;
   static type get(const jobpoll::detail::op_handler<Op, Event>& h, const Allocator& a = Allocator()) noexcept {

@@ -52,9 +52,8 @@ template <class Status>
 poll_status classify_exception(Status& status, const std::exception_ptr& failure) {
   try {
     std::rethrow_exception(failure);
-  } catch (const std::system_error& e) {
-    return detail::classify_error(status, e.code(), e.what());
   } catch (const std::exception& e) {
+    if (auto failure = system_failure_of(e)) return detail::classify_error(status, failure->code, failure->what);
     return poll_status::permanent(errc::poll_exception, e.what());
   } catch (...) {
     return poll_status::permanent(errc::poll_exception, "poll threw a non-standard exception");

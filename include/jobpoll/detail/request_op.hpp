@@ -49,6 +49,6 @@ using request_op_ptr = std::unique_ptr<request_op, request_op_deleter>;
 
 // A request holding its completion handler.
 template <class Handler, class IoExecutor>
-using request_op_impl = handler_op<request_op, Handler, IoExecutor, std::error_code, http_response>;
+using request_op_impl = handler_op<request_op, Handler, IoExecutor, http_response>;
 
 }  // namespace jobpoll::detail

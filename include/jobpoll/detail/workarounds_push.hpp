@@ -48,7 +48,7 @@
 //     - job_client.hpp assigns `a.http = co_await ...` instead of
 //       `answer a{co_await ...}`; detail/redis/limiter_core.hpp names a
 //       vector before the co_await instead of a braced list in it; the
-//       examples (job_api_client.cpp, export_client.cpp), a test
+//       examples (job_api_client.cpp, export_client.cpp, beast_client.cpp), a test
 //       (integration/server_budget_test.cpp) and a README snippet take the
 //       executor or the braced value in a statement of its own.
 //     Let it go: once the oldest supported g++ runs the unit tests under

@@ -77,7 +77,12 @@
 
 #include <unistd.h>
 
+#include "jobpoll/detail/asio_forward.hpp"
+#if defined(JOBPOLL_USE_BOOST_ASIO)
+#include <boost/asio/thread_pool.hpp>
+#else
 #include <asio/thread_pool.hpp>
+#endif
 #include <libpq-fe.h>
 #include <nlohmann/json.hpp>
 

@@ -13,15 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/associated_executor.hpp>
-#include <asio/async_result.hpp>
-#include <asio/error.hpp>
-#include <asio/execution_context.hpp>
-#include <asio/executor_work_guard.hpp>
-#include <asio/io_context.hpp>
-#include <asio/post.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 namespace jobpoll::testing {
 
@@ -139,7 +131,7 @@ class manual_clock::timer {
       if (it == s.waits.end()) continue;  // already fired or cancelled
       auto w = std::move(it->second);
       s.waits.erase(it);
-      w->complete(asio::error::operation_aborted, true);
+      w->complete(detail::asio_error(asio::error::operation_aborted), true);
       ++n;
     }
     keys_.clear();
@@ -148,7 +140,7 @@ class manual_clock::timer {
 
   template <class CompletionToken>
   auto async_wait(CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+    return asio::async_initiate<CompletionToken, void(error_code)>(
         [this](auto handler) { this->start_wait(std::move(handler)); }, token);
   }
 
@@ -164,7 +156,9 @@ class manual_clock::timer {
       auto slot = asio::get_associated_cancellation_slot(handler);
       if (clear_slot && slot.is_connected()) slot.clear();
       auto ex = asio::get_associated_executor(handler, work);
-      asio::post(ex, [h = std::move(handler), ec, w = std::move(work)]() mutable { std::move(h)(ec); });
+      asio::post(ex, [h = std::move(handler), ec = detail::to_error_code(ec), w = std::move(work)]() mutable {
+        std::move(h)(ec);
+      });
     }
 
     Handler handler;
@@ -191,7 +185,7 @@ class manual_clock::timer {
         if (it == st.waits.end()) return;
         auto found = std::move(it->second);
         st.waits.erase(it);
-        found->complete(asio::error::operation_aborted, false);
+        found->complete(detail::asio_error(asio::error::operation_aborted), false);
       });
     }
     s.waits.emplace(k, std::move(w));
@@ -232,7 +226,7 @@ inline void manual_clock::reset() {
   std::unique_lock lock(s.mutex);
   while (!s.waits.empty()) {
     auto node = s.waits.extract(s.waits.begin());
-    node.mapped()->complete(asio::error::operation_aborted, true);
+    node.mapped()->complete(detail::asio_error(asio::error::operation_aborted), true);
   }
   ticks().store(0, std::memory_order_release);
 }

@@ -10,9 +10,7 @@
 #include <system_error>
 #include <utility>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/async_result.hpp>
-#include <asio/post.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/http.hpp"
 #include "jobpoll/transport.hpp"
@@ -88,7 +86,7 @@ class curl_transport {
     asio::post(strand, [core = std::move(core_)] { core->shutdown(); });
   }
 
-  /// Sends `request` and completes with `void(std::error_code, http_response)`:
+  /// Sends `request` and completes with `void(error_code, http_response)`:
   /// - any status the server answers with, 4xx and 5xx included, is a
   ///   response with its headers (those of the final response, after any
   ///   1xx) and body; a 3xx is not followed;
@@ -127,7 +125,7 @@ class curl_transport {
   /// `CURLE_URL_MALFORMAT`). Works with every completion token.
   ///
   /// @par Completion Signature
-  /// `void(std::error_code, http_response)`; with `asio::use_awaitable`,
+  /// `void(error_code, http_response)`; with `asio::use_awaitable`,
   /// `co_await` yields the `http_response` or throws `std::system_error`.
   ///
   /// @par Per-Operation Cancellation
@@ -152,7 +150,7 @@ class curl_transport {
   template <class CompletionToken>
   auto async_request(http_request request, CompletionToken&& token) {
     detail::validate_request(request);
-    return asio::async_initiate<CompletionToken, void(std::error_code, http_response)>(
+    return asio::async_initiate<CompletionToken, void(error_code, http_response)>(
         [core = core_.get()](auto handler, http_request r) { core->start(std::move(handler), std::move(r)); }, token,
         std::move(request));
   }

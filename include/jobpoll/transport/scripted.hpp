@@ -22,13 +22,7 @@
 #include <utility>
 #include <vector>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/associated_executor.hpp>
-#include <asio/async_result.hpp>
-#include <asio/cancellation_type.hpp>
-#include <asio/error.hpp>
-#include <asio/post.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/clock.hpp"
 #include "jobpoll/detail/invalid_argument.hpp"
@@ -90,7 +84,7 @@ class basic_scripted_route {
   /// Queues a failure: the request completes with `ec` (for example
   /// `asio::error::connection_reset`) and an empty response. Throws if `ec`
   /// is not an error.
-  basic_scripted_route& fail(std::error_code ec) {
+  basic_scripted_route& fail(error_code ec) {
     if (!ec) invalid("fail() needs an error code", "no error");
     std::lock_guard lock(mutex_);
     push({reply_type::kind::fail, {}, ec, {}});
@@ -263,7 +257,7 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
     std::lock_guard lock(mutex_);
     for (auto& [id, entry] : in_flight_) {
       entry.timer.reset();
-      entry.op.release()->post_completion(asio::error::operation_aborted, {});
+      entry.op.release()->post_completion(detail::asio_error(asio::error::operation_aborted), {});
     }
     in_flight_.clear();
   }
@@ -294,7 +288,7 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
 
     void operator()(asio::cancellation_type type) const {
       if (type == asio::cancellation_type::none) return;
-      if (auto self = core.lock()) self->resolve(id, asio::error::operation_aborted);
+      if (auto self = core.lock()) self->resolve(id, detail::asio_error(asio::error::operation_aborted));
     }
   };
 
@@ -322,9 +316,9 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
     // The reply was sent; a timeout shorter than its delay overtakes it.
     if (reply->what == kind::hang) {
       if (!timeout) return {std::nullopt, {}, {}};
-      return {*timeout, asio::error::timed_out, {}};
+      return {*timeout, detail::asio_error(asio::error::timed_out), {}};
     }
-    if (timeout && *timeout < reply->delay) return {*timeout, asio::error::timed_out, {}};
+    if (timeout && *timeout < reply->delay) return {*timeout, detail::asio_error(asio::error::timed_out), {}};
     return {reply->delay, reply->error, std::move(reply->response)};
   }
 
@@ -371,7 +365,7 @@ class scripted_core : public std::enable_shared_from_this<scripted_core<Clock>> 
 /// every request is recorded.
 ///
 /// `async_request(request, token)` completes with
-/// `void(std::error_code, http_response)`:
+/// `void(error_code, http_response)`:
 /// - with the front reply of the first route (in the order `on` added them)
 ///   that matches the request and still has a reply, after that reply's delay
 ///   on `Clock`: its response with an empty error, or its `fail()` error;
@@ -427,7 +421,7 @@ class basic_scripted_transport {
   /// completes). Works with every completion token.
   ///
   /// @par Completion Signature
-  /// `void(std::error_code, http_response)`; with `asio::use_awaitable`,
+  /// `void(error_code, http_response)`; with `asio::use_awaitable`,
   /// `co_await` yields the `http_response` or throws `std::system_error`.
   ///
   /// @par Per-Operation Cancellation
@@ -446,7 +440,7 @@ class basic_scripted_transport {
   /// `void` in Asio 1.22.
   template <class CompletionToken>
   auto async_request(http_request request, CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(std::error_code, http_response)>(
+    return asio::async_initiate<CompletionToken, void(error_code, http_response)>(
         [c = core_.get()](auto handler, http_request r) { c->start(std::move(r), std::move(handler)); }, token,
         std::move(request));
   }

@@ -24,15 +24,16 @@
 #include <utility>
 #include <vector>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/awaitable.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
+#if defined(JOBPOLL_USE_BOOST_ASIO)
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#else
 #include <asio/ip/address.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/posix/stream_descriptor.hpp>
-#include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/strand.hpp>
-#include <asio/use_awaitable.hpp>
+#endif
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -112,7 +113,7 @@ class connection : public std::enable_shared_from_this<connection> {
       co_await connect_to(redisAsyncConnectUnix(options_.unix_path.c_str()), deadline, options_.unix_path);
     } else {
       std::vector<std::string> addresses;
-      std::error_code ec;
+      error_code ec;
       const auto numeric = asio::ip::make_address(options_.host, ec);
       if (!ec) {
         addresses.push_back(numeric.to_string());
@@ -181,7 +182,7 @@ class connection : public std::enable_shared_from_this<connection> {
     ++awaiting_;
     arm_read();
     pending->event.expires_after(options_.request_timeout);
-    std::error_code ec;
+    error_code ec;
     co_await pending->event.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (!pending->done) close("no answer from Redis within " + format_seconds(options_.request_timeout));
     if (pending->failed) throw unreachable(pending->error);
@@ -227,7 +228,7 @@ class connection : public std::enable_shared_from_this<connection> {
     redisAsyncSetDisconnectCallback(context, &on_disconnect);
     redisAsyncSetConnectCallback(context, &on_connect);  // asks for a write wait: the connect's completion
     event_.expires_at(deadline);
-    std::error_code ec;
+    error_code ec;
     co_await event_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (state_ == connect_state::succeeded && context_ != nullptr) {
       connected_ = true;
@@ -253,7 +254,7 @@ class connection : public std::enable_shared_from_this<connection> {
     ++generation_;
     reading_ = writing_ = read_wanted_ = write_wanted_ = false;
     awaiting_ = 0;
-    std::error_code ec;
+    error_code ec;
     descriptor_.assign(context->c.fd, ec);
     return ec;
   }

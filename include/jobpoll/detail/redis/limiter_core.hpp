@@ -39,18 +39,7 @@
 
 #include <unistd.h>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/awaitable.hpp>
-#include <asio/cancellation_type.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/error.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/post.hpp>
-#include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/strand.hpp>
-#include <asio/use_awaitable.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
 
 #include "jobpoll/detail/basic_limiter.hpp"
 #include "jobpoll/detail/redis/connection.hpp"
@@ -152,7 +141,7 @@ class limiter_core final : public std::enable_shared_from_this<limiter_core> {
     if (closing_) {
       w->state = waiter_state::aborted;
       ++statistics_.cancelled;
-      w->post_completion(asio::error::operation_aborted, limiter_permit{});
+      w->post_completion(detail::asio_error(asio::error::operation_aborted), limiter_permit{});
       return;
     }
     queue_.push_back(w);
@@ -244,7 +233,7 @@ class limiter_core final : public std::enable_shared_from_this<limiter_core> {
     {
       std::lock_guard lock(mutex_);
       closing_ = true;
-      while (!queue_.empty()) abort(queue_.front(), asio::error::operation_aborted);
+      while (!queue_.empty()) abort(queue_.front(), detail::asio_error(asio::error::operation_aborted));
     }
     asio::post(strand_, [self = shared_from_this()] {
       self->connection_->close("limiter destroyed");
@@ -267,14 +256,14 @@ class limiter_core final : public std::enable_shared_from_this<limiter_core> {
   void cancel(limiter_waiter* w) {
     std::lock_guard lock(mutex_);
     if (w->state != waiter_state::queued) return;
-    abort(w, asio::error::operation_aborted);
+    abort(w, detail::asio_error(asio::error::operation_aborted));
     if (queue_.empty()) kick();  // leave the line
   }
 
   void abort(limiter_waiter* w, std::error_code ec) {
     queue_.erase(w);
     w->state = waiter_state::aborted;
-    ++(ec == asio::error::operation_aborted ? statistics_.cancelled : statistics_.failed);
+    ++(ec == detail::asio_error(asio::error::operation_aborted) ? statistics_.cancelled : statistics_.failed);
     w->post_completion(ec, limiter_permit{});
   }
 
@@ -424,14 +413,14 @@ class limiter_core final : public std::enable_shared_from_this<limiter_core> {
     }
     if (t > clock::now()) {
       wake_.expires_at(t);
-      std::error_code ec;
+      error_code ec;
       co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
     dirty_ = false;
   }
 
   asio::awaitable<void> wake_wait() {
-    std::error_code ec;
+    error_code ec;
     co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 
@@ -511,7 +500,7 @@ class limiter_core final : public std::enable_shared_from_this<limiter_core> {
       co_return;
     }
     backoff_timer_.expires_at(until);
-    std::error_code ec;
+    error_code ec;
     co_await backoff_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 

@@ -26,15 +26,14 @@
 
 #include <curl/curl.h>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/cancellation_type.hpp>
-#include <asio/error.hpp>
+#include "jobpoll/detail/asio_forward.hpp"
+#if defined(JOBPOLL_USE_BOOST_ASIO)
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/socket_base.hpp>
+#else
 #include <asio/ip/tcp.hpp>
-#include <asio/post.hpp>
 #include <asio/socket_base.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/strand.hpp>
+#endif
 
 #include "jobpoll/error.hpp"
 #include "jobpoll/http.hpp"
@@ -176,12 +175,12 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
     closing_ = true;
     timer_.cancel();
     queue_timer_.cancel();
-    while (!queue_.empty()) complete(queue_.pop_front(), asio::error::operation_aborted);
+    while (!queue_.empty()) complete(queue_.pop_front(), detail::asio_error(asio::error::operation_aborted));
     queued_.store(0, std::memory_order_relaxed);
     while (!requests_.empty()) {
       curl_request& r = *requests_.begin()->second;
       detach(r);
-      complete(r, asio::error::operation_aborted);
+      complete(r, detail::asio_error(asio::error::operation_aborted));
     }
   }
 
@@ -257,13 +256,13 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
     std::shared_ptr<socket_entry> entry;
     int direction;  // CURL_CSELECT_IN or CURL_CSELECT_OUT
 
-    void operator()(const asio::error_code& ec) const {
+    void operator()(const error_code& ec) const {
       (direction == CURL_CSELECT_IN ? entry->reading : entry->writing) = false;
       const auto self = multi.lock();
       if (!self || entry->closed) return;
       // Aborted: curl asked to stop watching (REMOVE), or a later request
       // wants it again and arm() below picks that up.
-      if (ec != asio::error::operation_aborted) self->act(entry->fd, ec ? CURL_CSELECT_ERR : direction);
+      if (ec != detail::asio_error(asio::error::operation_aborted)) self->act(entry->fd, ec ? CURL_CSELECT_ERR : direction);
       self->arm(entry);
     }
   };
@@ -271,8 +270,8 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
   struct timer_waiter {
     std::weak_ptr<curl_multi> multi;
 
-    void operator()(const asio::error_code& ec) const {
-      if (ec == asio::error::operation_aborted) return;
+    void operator()(const error_code& ec) const {
+      if (ec == detail::asio_error(asio::error::operation_aborted)) return;
       if (auto self = multi.lock()) self->act(CURL_SOCKET_TIMEOUT, 0);
     }
   };
@@ -280,8 +279,8 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
   struct queue_timer_waiter {
     std::weak_ptr<curl_multi> multi;
 
-    void operator()(const asio::error_code& ec) const {
-      if (ec == asio::error::operation_aborted) return;
+    void operator()(const error_code& ec) const {
+      if (ec == detail::asio_error(asio::error::operation_aborted)) return;
       if (auto self = multi.lock()) {
         self->queue_timer_at_.reset();
         self->expire_queued();
@@ -292,10 +291,10 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
   // --- requests (strand) ---------------------------------------------------
 
   void begin(curl_request& r) {
-    if (closing_ || r.cancel_requested) return complete(r, asio::error::operation_aborted);
+    if (closing_ || r.cancel_requested) return complete(r, detail::asio_error(asio::error::operation_aborted));
     if (r.timeout <= std::chrono::nanoseconds::zero()) {
-      report(r, asio::error::timed_out, "the request's timeout had run out before it was sent");
-      return complete(r, asio::error::timed_out);
+      report(r, detail::asio_error(asio::error::timed_out), "the request's timeout had run out before it was sent");
+      return complete(r, detail::asio_error(asio::error::timed_out));
     }
     try {
       requests_.emplace(r.id, &r);
@@ -462,11 +461,11 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
     curl_request& r = *it->second;
     if (r.easy == nullptr) {
       queue_.erase(r);
-      complete(r, asio::error::operation_aborted);
+      complete(r, detail::asio_error(asio::error::operation_aborted));
       queue_changed();
     } else {
       detach(r);
-      complete(r, asio::error::operation_aborted);
+      complete(r, detail::asio_error(asio::error::operation_aborted));
       admit();
     }
   }
@@ -496,7 +495,7 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
     } else if (rc == CURLE_FILESIZE_EXCEEDED) {
       ec = std::make_error_code(std::errc::message_size);
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-      ec = asio::error::timed_out;  // the transport contract's code, whoever timed out
+      ec = detail::asio_error(asio::error::timed_out);  // the transport contract's code, whoever timed out
     } else {
       ec = std::error_code(rc, curl_category_instance());
     }
@@ -508,7 +507,7 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
                         ") or one header line is longer than libcurl's limit (100 KB)");
     } else if (ec == std::errc::message_size) {
       report(r, ec, "the response body is larger than max_response_bytes (" + std::to_string(r.max_body) + ")");
-    } else if (ec == asio::error::timed_out && r.deadline_cut && clock_type::now() >= *r.deadline) {
+    } else if (ec == detail::asio_error(asio::error::timed_out) && r.deadline_cut && clock_type::now() >= *r.deadline) {
       // curl's clock and this one are both CLOCK_MONOTONIC, and curl's limit
       // (rounded up to whole ms) ends at the deadline or after it.
       report(r, ec, "the request's deadline ended the exchange " + seconds_text(clock_type::now() - r.made) +
@@ -614,7 +613,7 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
   static void forget(socket_entry& e) noexcept {
     e.closed = true;
     e.wanted = 0;
-    asio::error_code ignored;
+    error_code ignored;
     if (e.owned) {
       e.socket.close(ignored);
     } else {
@@ -635,7 +634,7 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
       if (e.owned) {
         // Idle in the connection cache until reused or closed: no waits
         // pending, so an idle transport leaves its io_context free to return.
-        asio::error_code ignored;
+        error_code ignored;
         e.socket.cancel(ignored);
       } else {
         forget(e);  // curl reports REMOVE before it closes its own sockets
@@ -646,7 +645,7 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
     try {
       if (it == sockets_.end()) {
         it = sockets_.emplace(fd, std::make_shared<socket_entry>(strand_, fd, false)).first;
-        asio::error_code ec;
+        error_code ec;
         it->second->socket.assign(asio::ip::tcp::v4(), fd, ec);  // only waited on: the protocol is not used
         if (ec) {
           sockets_.erase(it);
@@ -677,11 +676,11 @@ class curl_multi : public std::enable_shared_from_this<curl_multi> {
         // of the number without closing it (it is the new socket's now).
         socket_entry& stale = *it->second;
         stale.closed = true;
-        asio::error_code ignored;
+        error_code ignored;
         stale.socket.release(ignored);
         it->second = e;
       }
-      asio::error_code ec;
+      error_code ec;
       e->socket.assign(address.family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
       if (!ec) {
         connections_opened_.fetch_add(1);

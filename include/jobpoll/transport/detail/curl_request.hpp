@@ -265,6 +265,6 @@ class curl_request {
 
 // A request holding its completion handler.
 template <class Handler, class IoExecutor>
-using curl_request_op = handler_op<curl_request, Handler, IoExecutor, std::error_code, http_response>;
+using curl_request_op = handler_op<curl_request, Handler, IoExecutor, http_response>;
 
 }  // namespace jobpoll::detail
