@@ -108,9 +108,7 @@
 #include <utility>
 #include <vector>
 
-#include <asio/awaitable.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <nlohmann/json.hpp>
 
 #include <jobpoll/batch/batch_runner.hpp>
@@ -392,7 +390,7 @@ class temp_dir {
   temp_dir(const temp_dir&) = delete;
   temp_dir& operator=(const temp_dir&) = delete;
   ~temp_dir() {
-    std::error_code ec;
+    jobpoll::error_code ec;
     fs::remove_all(path_, ec);
   }
   const fs::path& path() const noexcept { return path_; }

@@ -27,7 +27,7 @@
 #include <system_error>
 #include <vector>
 
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
 
@@ -212,7 +212,7 @@ class transport_run {
     --to_start_;
     jobpoll::http_request request;
     request.url = url_;
-    transport_.async_request(std::move(request), [this](std::error_code ec, jobpoll::http_response response) {
+    transport_.async_request(std::move(request), [this](jobpoll::error_code ec, jobpoll::http_response response) {
       if (failure_.empty() && ec) failure_ = "curl_transport: " + ec.message();
       if (failure_.empty() && response.status != 200) failure_ = "HTTP " + std::to_string(response.status);
       if (to_start_ > 0) start();

@@ -39,8 +39,7 @@
 #include <string_view>
 #include <vector>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <nlohmann/json.hpp>
 
 #include <jobpoll/codec/json.hpp>

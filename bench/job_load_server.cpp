@@ -37,12 +37,18 @@
 #include <string_view>
 #include <vector>
 
+#include <jobpoll/asio.hpp>
+#if defined(JOBPOLL_USE_BOOST_ASIO)
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/write.hpp>
+#else
 #include <asio/buffer.hpp>
-#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/posix/stream_descriptor.hpp>
-#include <asio/signal_set.hpp>
 #include <asio/write.hpp>
+#endif
 
 namespace {
 
@@ -86,7 +92,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void read() {
     if (in_.size() - used_ < 4096) in_.resize(std::max<std::size_t>(in_.size() * 2, used_ + 16384));
     socket_.async_read_some(asio::buffer(in_.data() + used_, in_.size() - used_),
-                            [self = shared_from_this()](std::error_code ec, std::size_t n) {
+                            [self = shared_from_this()](jobpoll::error_code ec, std::size_t n) {
                               if (ec) return;  // closed or reset: the connection ends
                               self->used_ += n;
                               self->process();
@@ -152,10 +158,10 @@ class connection : public std::enable_shared_from_this<connection> {
     std::copy(in_.begin() + static_cast<std::ptrdiff_t>(start), in_.begin() + static_cast<std::ptrdiff_t>(used_), in_.begin());
     used_ -= start;
     if (out_.empty()) return read();
-    asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this(), close](std::error_code ec, std::size_t) {
+    asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this(), close](jobpoll::error_code ec, std::size_t) {
       self->out_.clear();
       if (ec || close) {
-        std::error_code ignored;
+        jobpoll::error_code ignored;
         self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
         return;
       }
@@ -216,7 +222,7 @@ class connection : public std::enable_shared_from_this<connection> {
 };
 
 void accept(tcp::acceptor& acceptor, server_state& state) {
-  acceptor.async_accept([&acceptor, &state](std::error_code ec, tcp::socket socket) {
+  acceptor.async_accept([&acceptor, &state](jobpoll::error_code ec, tcp::socket socket) {
     if (!ec) {
       socket.set_option(tcp::no_delay(true));
       ++state.connections;
@@ -248,11 +254,11 @@ int main(int argc, char** argv) {
   accept(acceptor, state);
 
   asio::signal_set signals(ctx, SIGTERM, SIGINT);
-  signals.async_wait([&ctx](std::error_code, int) { ctx.stop(); });
+  signals.async_wait([&ctx](jobpoll::error_code, int) { ctx.stop(); });
   asio::posix::stream_descriptor in(ctx, ::dup(STDIN_FILENO));
   std::array<char, 256> sink{};
   std::function<void()> watch_stdin = [&] {
-    in.async_read_some(asio::buffer(sink), [&](std::error_code ec, std::size_t) {
+    in.async_read_some(asio::buffer(sink), [&](jobpoll::error_code ec, std::size_t) {
       if (ec) return ctx.stop();  // EOF (or an error): the driver is gone
       watch_stdin();
     });

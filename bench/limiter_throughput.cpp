@@ -28,12 +28,7 @@
 #include <string>
 #include <thread>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
+#include <jobpoll/asio.hpp>
 #include <benchmark/benchmark.h>
 
 #include <jobpoll/sliding_window_limiter.hpp>

@@ -42,14 +42,7 @@
 #include <system_error>
 #include <vector>
 
-#include <asio/async_result.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/experimental/append.hpp>
-#include <asio/io_context.hpp>
-#include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
+#include <jobpoll/asio.hpp>
 
 #include <jobpoll/jobpoll.hpp>
 
@@ -184,7 +177,7 @@ struct callback_poller {
     }
     callback_poller& p = *self;
     p.timer.expires_after(interval);
-    p.timer.async_wait([self = std::move(self)](std::error_code ec) mutable {
+    p.timer.async_wait([self = std::move(self)](jobpoll::error_code ec) mutable {
       if (ec) throw std::system_error(ec);
       step(std::move(self));
     });
@@ -197,10 +190,10 @@ struct ready_async_poll {
   asio::io_context* ctx;
   template <class Token>
   auto operator()(Token&& token) const {
-    return asio::async_initiate<Token, void(std::error_code, int)>(
+    return asio::async_initiate<Token, void(jobpoll::error_code, int)>(
         [ctx = ctx](auto handler) {
           ++polls_made;
-          asio::post(*ctx, asio::experimental::append(std::move(handler), std::error_code{}, 42));
+          asio::post(*ctx, jobpoll::asio_tokens::append(std::move(handler), jobpoll::error_code{}, 42));
         },
         token);
   }
@@ -223,7 +216,7 @@ void spawn(std::string_view variant, asio::io_context& ctx, const jobpoll::poll_
     asio::post(ctx, [&ctx] { callback_poller::step(std::make_unique<callback_poller>(ctx)); });
   } else if (variant == "async_op_poll") {
     jobpoll::async_poll_until(ctx.get_executor(), ready_async_poll{&ctx}, countdown_status{polls_per_poller}, opts,
-                              [](std::error_code ec, const jobpoll::poll_result<int>&) {
+                              [](jobpoll::error_code ec, const jobpoll::poll_result<int>&) {
                                 if (ec) throw std::system_error(ec);
                                 ++pollers_done;
                               });
@@ -235,7 +228,7 @@ void spawn(std::string_view variant, asio::io_context& ctx, const jobpoll::poll_
                    });
   } else {
     jobpoll::async_poll_until(ctx.get_executor(), &ready_poll, countdown_status{polls_per_poller}, opts,
-                              [](std::error_code ec, const jobpoll::poll_result<int>&) {
+                              [](jobpoll::error_code ec, const jobpoll::poll_result<int>&) {
                                 if (ec) throw std::system_error(ec);
                                 ++pollers_done;
                               });

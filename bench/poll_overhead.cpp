@@ -21,14 +21,7 @@
 #include <optional>
 #include <system_error>
 
-#include <asio/associated_executor.hpp>
-#include <asio/async_result.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/experimental/append.hpp>
-#include <asio/io_context.hpp>
-#include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/use_awaitable.hpp>
+#include <jobpoll/asio.hpp>
 #include <benchmark/benchmark.h>
 
 #include <jobpoll/jobpoll.hpp>
@@ -67,10 +60,10 @@ asio::awaitable<int> jobpoll_loop(int polls) {
 struct ready_async_poll {
   template <class Token>
   auto operator()(Token&& token) const {
-    return asio::async_initiate<Token, void(std::error_code, int)>(
+    return asio::async_initiate<Token, void(jobpoll::error_code, int)>(
         [](auto handler) {
           auto ex = asio::get_associated_executor(handler);
-          asio::post(ex, asio::experimental::append(std::move(handler), std::error_code{}, 42));
+          asio::post(ex, jobpoll::asio_tokens::append(std::move(handler), jobpoll::error_code{}, 42));
         },
         token);
   }
@@ -93,7 +86,7 @@ void async_loop(asio::io_context& ctx, int polls, int& response) {
   opts.interval = jobpoll::fixed_interval{std::chrono::seconds(0)};
   opts.deadline = jobpoll::deadline::none();
   jobpoll::async_poll_until(ctx.get_executor(), Poll{}, countdown_status{polls}, opts,
-                            [&response](std::error_code ec, jobpoll::poll_result<int> r) {
+                            [&response](jobpoll::error_code ec, jobpoll::poll_result<int> r) {
                               if (ec) throw std::system_error(ec);
                               response = *r.response;
                             });

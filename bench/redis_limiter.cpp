@@ -31,10 +31,7 @@
 #include <string_view>
 #include <vector>
 
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/io_context.hpp>
-#include <asio/use_awaitable.hpp>
+#include <jobpoll/asio.hpp>
 
 #include <jobpoll/redis_limiter.hpp>
 #include <jobpoll/sliding_window_limiter.hpp>

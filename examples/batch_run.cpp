@@ -74,11 +74,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
-#include <asio/steady_timer.hpp>
+#include <jobpoll/asio.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -437,7 +433,7 @@ class progress_display {
   void tick() {
     // On a terminal the elapsed time moves even when the counts do not.
     timer_.expires_after(terminal_ ? 100ms : 500ms);
-    timer_.async_wait([this](std::error_code ec) {
+    timer_.async_wait([this](jobpoll::error_code ec) {
       if (ec) return;  // cancelled by `finish`
       if (terminal_ || changed_) draw();
       tick();
@@ -506,7 +502,7 @@ struct on_signal {
   std::string after_grace;  // what happens to jobs still in flight then
   bool stopping = false;
 
-  void operator()(const std::error_code& ec, int number) {
+  void operator()(const jobpoll::error_code& ec, int number) {
     if (ec) return;
     const std::string name = number == SIGINT ? "SIGINT" : "SIGTERM";
     if (!stopping) {
@@ -673,7 +669,7 @@ int run_batch(const settings& s) {
 
 // The store at --store, which must exist and hold --name (it is never created here).
 std::unique_ptr<jobpoll::sqlite_store> open_existing(const settings& s) {
-  std::error_code ec;
+  jobpoll::error_code ec;
   if (!std::filesystem::exists(s.store, ec))
     throw std::runtime_error("no batch store at " + s.store.string() + " (--store): a run creates it");
   auto store = std::make_unique<jobpoll::sqlite_store>(s.store, s.name,

@@ -21,9 +21,7 @@
 #include <string_view>
 #include <utility>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/this_coro.hpp>
+#include <jobpoll/asio.hpp>
 
 #include <nlohmann/json.hpp>
 

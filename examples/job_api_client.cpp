@@ -23,11 +23,7 @@
 #include <string_view>
 #include <utility>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
+#include <jobpoll/asio.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -129,7 +125,7 @@ int main(int argc, char** argv) {
   // halfway through the DELETE.
   asio::signal_set signals(ctx, SIGINT, SIGTERM);
   asio::cancellation_signal cancel;
-  signals.async_wait([&](const std::error_code& ec, int) {
+  signals.async_wait([&](const jobpoll::error_code& ec, int) {
     if (!ec) cancel.emit(asio::cancellation_type::terminal);
   });
 

@@ -14,10 +14,7 @@
 #include <string>
 #include <vector>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/use_awaitable.hpp>
+#include <jobpoll/asio.hpp>
 
 #include <jobpoll/jobpoll.hpp>
 

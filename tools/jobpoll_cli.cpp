@@ -26,12 +26,7 @@
 #include <utility>
 #include <vector>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
-#include <asio/this_coro.hpp>
+#include <jobpoll/asio.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -794,7 +789,7 @@ std::string payload_line(const jobpoll::http_response& response) {
   return payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-int exit_code_of(const std::error_code& ec) {
+int exit_code_of(const jobpoll::error_code& ec) {
   if (ec == jobpoll::errc::job_failed) return exit_job_failed;
   if (ec == jobpoll::errc::timeout || ec == jobpoll::errc::retries_exhausted) return exit_timeout;
   if (ec == asio::error::operation_aborted) return exit_cancelled;
@@ -851,12 +846,12 @@ asio::awaitable<int> run_job(plan p, jobpoll::curl_transport* transport) {
     std::cerr << "jobpoll: " << (e.code() == asio::error::operation_aborted ? "cancelled: " : "") << e.what()
               << std::endl;
     co_return exit_code_of(e.code());
-  } catch (const std::system_error& e) {
-    std::cerr << "jobpoll: " << e.what() << std::endl;
-    co_return exit_code_of(e.code());
   } catch (const std::exception& e) {
-    std::cerr << "jobpoll: " << e.what() << std::endl;
-    co_return exit_error;
+    // jobpoll's own system errors, and Asio's (a boost::system::system_error
+    // on the Boost backend), exit by their code; anything else is an error.
+    const auto failure = jobpoll::detail::system_failure_of(e);
+    std::cerr << "jobpoll: " << (failure ? failure->what : e.what()) << std::endl;
+    co_return failure ? exit_code_of(jobpoll::detail::to_error_code(failure->code)) : exit_error;
   }
 }
 
@@ -866,7 +861,7 @@ struct on_signal {
   asio::signal_set* signals;
   asio::cancellation_signal* cancel;
 
-  void operator()(const std::error_code& ec, int number) const {
+  void operator()(const jobpoll::error_code& ec, int number) const {
     if (ec) return;  // the job ended and the set was cancelled
     std::cerr << "jobpoll: " << (number == SIGINT ? "SIGINT" : "SIGTERM") << ": cancelling the job" << std::endl;
     cancel->emit(asio::cancellation_type::terminal);

@@ -19,8 +19,7 @@
 #include <system_error>
 #include <vector>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -51,7 +50,7 @@ using client_type = jobpoll::job_client<jobpoll::curl_transport, jobpoll::json_c
 
 // What `on_error` reported for one failed request.
 struct report {
-  std::error_code ec;
+  std::error_code ec;  // as on_error reports it
   std::string detail;
 };
 

@@ -13,11 +13,7 @@
 #include <string>
 #include <vector>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -236,7 +232,7 @@ TEST_F(FaultMatrix, CancellationWhileARequestIsInFlightEndsAtOnceAndCancelsRemot
   asio::steady_timer check(ctx);
   std::function<void()> watch = [&] {
     check.expires_after(1ms);
-    check.async_wait([&](std::error_code) {
+    check.async_wait([&](jobpoll::error_code) {
       if (done) return;
       if (submitted && transport.in_flight() == 1) return stop.emit(asio::cancellation_type::terminal);
       watch();
@@ -351,10 +347,10 @@ TEST_F(FaultMatrix, ASubmitThatTimedOutInTheTransportQueueIsRetriedAndArrivesOnc
   jobpoll::curl_transport narrow(ctx.get_executor(), one);
   client_type c(narrow, v1_job_api(server), v1_job_status());
   server.script("GET", "/slow", json::array({{{"delay_ms", 1500}, {"status", 200}}}));
-  std::optional<std::error_code> slow;
+  std::optional<jobpoll::error_code> slow;
   jobpoll::http_request occupy;
   occupy.url = server.url("/slow");
-  narrow.async_request(occupy, [&](std::error_code ec, jobpoll::http_response) { slow = ec; });
+  narrow.async_request(occupy, [&](jobpoll::error_code ec, jobpoll::http_response) { slow = ec; });
   auto o = fast();
   o.deadline = jobpoll::deadline::none();
   o.attempt_timeout = 200ms;
@@ -362,7 +358,7 @@ TEST_F(FaultMatrix, ASubmitThatTimedOutInTheTransportQueueIsRetriedAndArrivesOnc
   o.max_retries = 50;
   const auto outcome_r = finish(c.run({{"body", json{{"steps", 0}, {"result", "ok"}}.dump()}}, o));
   EXPECT_EQ(success(outcome_r).value, "ok");
-  EXPECT_EQ(slow, std::error_code{});
+  EXPECT_EQ(slow, jobpoll::error_code{});
   const auto log = server_log();
   EXPECT_EQ(std::count(log.begin(), log.end(), "POST /v1/jobs"), 1);
 }

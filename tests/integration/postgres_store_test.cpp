@@ -35,10 +35,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/post.hpp>
-#include <asio/use_future.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -85,7 +82,7 @@ std::system_error error_of(F f) {
     return e;
   }
   ADD_FAILURE() << "no exception";
-  return std::system_error(std::error_code{});
+  return std::system_error(jobpoll::error_code{});
 }
 
 // A record moved to `state` (with a handle when it has been submitted).
@@ -756,7 +753,7 @@ TEST_F(PostgresStoreTest, ADiskFullLeavesTheRecordAsItWas) {
     std::filesystem::path at;
     ~unmount() {
       ::umount2(at.c_str(), MNT_DETACH);
-      std::error_code ignored;
+      jobpoll::error_code ignored;
       std::filesystem::remove(at, ignored);
     }
   } cleanup{small};

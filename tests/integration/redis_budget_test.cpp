@@ -28,11 +28,7 @@
 #include <string>
 #include <vector>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -67,8 +63,9 @@ asio::awaitable<void> poller(client_type& client, jobpoll::poll_options options,
   handle.id = std::move(id);
   try {
     static_cast<void>(co_await client.wait(std::move(handle), options));
-  } catch (const std::system_error& e) {  // job_error included
-    if (e.code() != asio::error::operation_aborted) throw;
+  } catch (const std::exception& e) {  // a job_error, or Asio's own on either backend
+    const auto failure = jobpoll::detail::system_failure_of(e);
+    if (!failure || failure->code != jobpoll::detail::asio_error(asio::error::operation_aborted)) throw;
   }
 }
 
@@ -104,7 +101,7 @@ void run_child(int index, const std::string& server_url, const std::string& redi
                      if (e) std::rethrow_exception(e);
                    }));
   asio::signal_set sigterm(ctx, SIGTERM);
-  sigterm.async_wait([&](std::error_code ec, int) {
+  sigterm.async_wait([&](jobpoll::error_code ec, int) {
     if (ec) return;
     for (auto& s : stops) s.emit(asio::cancellation_type::terminal);
   });

@@ -21,14 +21,7 @@
 #include <system_error>
 #include <vector>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -52,7 +45,7 @@ using testing::HasSubstr;
 // One async_acquire's end.
 struct acquired {
   bool done = false;
-  std::error_code ec;
+  jobpoll::error_code ec;
   limiter_permit permit;
   std::int64_t at_us = 0;  // Redis's TIME when the completion ran
 };
@@ -75,7 +68,7 @@ class RedisLimiter : public ::testing::Test {
 
   // Starts an async_acquire on `limiter` into `out` (cancellable through `signal` if given).
   void acquire(redis_limiter& limiter, acquired& out, asio::cancellation_signal* signal = nullptr) {
-    auto handler = [this, &out](std::error_code ec, limiter_permit p) {
+    auto handler = [this, &out](jobpoll::error_code ec, limiter_permit p) {
       out.done = true;
       out.ec = ec;
       out.permit = std::move(p);
@@ -230,7 +223,7 @@ TEST_F(RedisLimiter, GrantsTheBudgetAtOnceThenHoldsASlotUntilItsRelease) {
   // Held permits keep their slots well past the window: no fourth grant.
   asio::steady_timer t(ctx, 2 * 400ms);
   bool waited = false;
-  t.async_wait([&](std::error_code) { waited = true; });
+  t.async_wait([&](jobpoll::error_code) { waited = true; });
   run_until([&] { return waited; }, "two windows");
   EXPECT_FALSE(a[3].done);
   EXPECT_EQ(limiter.waiting(), 1u);
@@ -258,7 +251,7 @@ TEST_F(RedisLimiter, ServesTheWaitersOfOneProcessInOrder) {
   std::vector<int> order;
   constexpr int waiters = 8;
   for (int i = 0; i < waiters; ++i)
-    limiter.async_acquire([&order, i](std::error_code ec, limiter_permit) {
+    limiter.async_acquire([&order, i](jobpoll::error_code ec, limiter_permit) {
       if (!ec) order.push_back(i);  // released at once
     });
   run_until([&] { return order.size() == waiters; }, "every grant");
@@ -273,11 +266,11 @@ TEST_F(RedisLimiter, ProcessesTakeTurnsSoNoneStarves) {
   redis_limiter other(ctx.get_executor(), options("turns", budget));
   std::vector<std::string> order;
   for (int i = 0; i < 12; ++i)
-    busy.async_acquire([&order](std::error_code ec, limiter_permit) {
+    busy.async_acquire([&order](jobpoll::error_code ec, limiter_permit) {
       if (!ec) order.push_back("busy");
     });
   run_until([&] { return order.size() >= 2; }, "busy's first grants");
-  other.async_acquire([&order](std::error_code ec, limiter_permit) {
+  other.async_acquire([&order](jobpoll::error_code ec, limiter_permit) {
     if (!ec) order.push_back("other");
   });
   run_until([&] { return order.size() == 13; }, "every grant");
@@ -539,7 +532,7 @@ TEST_F(RedisLimiter, WhileRedisIsDownTheFallbackGrantsAFractionOfTheBudget) {
   std::vector<std::chrono::steady_clock::time_point> grants;
   std::vector<limiter_permit> kept;
   std::function<void()> next = [&] {
-    limiter.async_acquire([&](std::error_code ec, limiter_permit p) {
+    limiter.async_acquire([&](jobpoll::error_code ec, limiter_permit p) {
       if (ec) return;
       grants.push_back(std::chrono::steady_clock::now());
       if (grants.size() == 7) {
@@ -656,8 +649,8 @@ TEST(RedisLimiterTcp, ConnectsByHostNameOverTcp) {
   o.cold_start = jobpoll::redis_cold_start::full_budget;
   o.connect_timeout = 5s;
   redis_limiter limiter(ctx.get_executor(), o);
-  std::error_code result = asio::error::would_block;
-  limiter.async_acquire([&](std::error_code ec, limiter_permit) { result = ec; });
+  jobpoll::error_code result = asio::error::would_block;
+  limiter.async_acquire([&](jobpoll::error_code ec, limiter_permit) { result = ec; });
   ctx.run();  // returns once idle: the limiter leaves nothing pending
   EXPECT_FALSE(result) << result.message() << " " << limiter.last_error();
   EXPECT_TRUE(limiter.connected());
@@ -671,7 +664,7 @@ TEST(RedisLimiterColdStart, ANewStateHoldsBackOneWindow) {
   redis_limiter limiter(ctx.get_executor(), redis.options("cold", redis_budget::sliding_window(3, 400ms)));
   const std::int64_t start = redis.time_us();
   std::int64_t granted_at = 0;
-  limiter.async_acquire([&](std::error_code ec, limiter_permit) {
+  limiter.async_acquire([&](jobpoll::error_code ec, limiter_permit) {
     if (!ec) granted_at = redis.time_us();
   });
   ctx.run();
@@ -683,13 +676,13 @@ TEST(RedisLimiterColdStart, ANewStateHoldsBackOneWindow) {
 TEST(RedisLimiterLifetime, DestructionAbortsWaitersAndLeavesNothingBehind) {
   redis_server redis;
   asio::io_context ctx;
-  std::vector<std::error_code> ends;
+  std::vector<jobpoll::error_code> ends;
   {
     auto o = redis.options("lifetime", redis_budget::sliding_window(1, 10s));
     o.cold_start = jobpoll::redis_cold_start::full_budget;
     redis_limiter limiter(ctx.get_executor(), o);
     for (int i = 0; i < 3; ++i)
-      limiter.async_acquire([&ends](std::error_code ec, limiter_permit) { ends.push_back(ec); });
+      limiter.async_acquire([&ends](jobpoll::error_code ec, limiter_permit) { ends.push_back(ec); });
     while (ends.empty()) ctx.run_one();
   }
   ctx.run();

@@ -16,8 +16,7 @@
 #include <string>
 #include <vector>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -41,7 +40,7 @@ class ServerBudget : public ::testing::Test {
  protected:
   // What one job ended with.
   struct ended {
-    std::error_code error;
+    jobpoll::error_code error;
     std::size_t poll_attempts = 0;  // of the poll phase
     std::string handle;
   };

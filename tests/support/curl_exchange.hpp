@@ -7,7 +7,7 @@
 #include <optional>
 #include <system_error>
 
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 
@@ -17,7 +17,7 @@ namespace jobpoll_test {
 
 /// How one request ended: its error (empty on an answer) and the answer.
 struct outcome {
-  std::error_code ec;
+  jobpoll::error_code ec;
   jobpoll::http_response response;
 };
 
@@ -34,7 +34,7 @@ inline void run_until(asio::io_context& ctx, const std::function<bool()>& done) 
 inline outcome send(asio::io_context& ctx, jobpoll::curl_transport& transport, jobpoll::http_request request) {
   std::optional<outcome> out;
   transport.async_request(std::move(request),
-                          [&](std::error_code ec, jobpoll::http_response response) { out = outcome{ec, std::move(response)}; });
+                          [&](jobpoll::error_code ec, jobpoll::http_response response) { out = outcome{ec, std::move(response)}; });
   run_until(ctx, [&] { return out.has_value(); });
   return out.value_or(outcome{});
 }

@@ -7,8 +7,7 @@
 #include <utility>
 #include <variant>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
+#include <jobpoll/asio.hpp>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 

@@ -23,15 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include <asio/awaitable.hpp>
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/error.hpp>
-#include <asio/executor_work_guard.hpp>
-#include <asio/io_context.hpp>
-#include <asio/use_awaitable.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -191,11 +183,11 @@ inline void rethrow(std::exception_ptr e) {
 }
 
 /// How a wait ended and the simulated time it ended at, once it has.
-using outcome = std::optional<std::pair<std::error_code, time_point>>;
+using outcome = std::optional<std::pair<jobpoll::error_code, time_point>>;
 
 /// Matches an outcome: granted at `t`.
 inline auto granted_at(manual_clock::duration t) {
-  return ::testing::Optional(::testing::Pair(std::error_code{}, at(t)));
+  return ::testing::Optional(::testing::Pair(jobpoll::error_code{}, at(t)));
 }
 
 /// Matches an outcome: aborted (cancelled, or the limiter destroyed) at `t`.
@@ -249,7 +241,7 @@ class limiter_fixture : public ::testing::Test {
 
   /// A handler recording into `out`.
   static auto record(outcome& out) {
-    return [&out](std::error_code ec, jobpoll::limiter_permit) { out.emplace(ec, manual_clock::now()); };
+    return [&out](jobpoll::error_code ec, jobpoll::limiter_permit) { out.emplace(ec, manual_clock::now()); };
   }
 
   /// A handler recording into `out`, cancelled through `signal`.
@@ -257,7 +249,7 @@ class limiter_fixture : public ::testing::Test {
 
   /// A handler that expects a grant and appends `(who, when)` to `order`.
   static auto record_as(std::vector<std::pair<int, time_point>>& order, int who) {
-    return [&order, who](std::error_code ec, jobpoll::limiter_permit) {
+    return [&order, who](jobpoll::error_code ec, jobpoll::limiter_permit) {
       EXPECT_FALSE(ec);
       order.emplace_back(who, manual_clock::now());
     };
@@ -267,7 +259,7 @@ class limiter_fixture : public ::testing::Test {
   template <class Limiter>
   static void start_waits(Limiter& limiter, std::size_t count, std::vector<time_point>& grants) {
     for (std::size_t i = 0; i < count; ++i) {
-      limiter.async_acquire([&grants](std::error_code ec, jobpoll::limiter_permit) {
+      limiter.async_acquire([&grants](jobpoll::error_code ec, jobpoll::limiter_permit) {
         EXPECT_FALSE(ec);
         grants.push_back(manual_clock::now());
       });

@@ -54,11 +54,7 @@
 #include <utility>
 #include <vector>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/async_result.hpp>
-#include <asio/cancellation_type.hpp>
-#include <asio/error.hpp>
+#include <jobpoll/asio.hpp>
 #include <nlohmann/json.hpp>
 
 #include <jobpoll/clock.hpp>
@@ -147,11 +143,11 @@ class delayed_replies : public std::enable_shared_from_this<delayed_replies<Cloc
   /// Completes `op` with `ec` and `response` after `wait` (> 0), or with
   /// operation_aborted as soon as `slot` is emitted (any type but none).
   template <class Slot>
-  void add(request_op_ptr op, duration wait, std::error_code ec, jobpoll::http_response response, Slot slot) {
+  void add(request_op_ptr op, duration wait, jobpoll::error_code ec, jobpoll::http_response response, Slot slot) {
     const std::uint64_t id = next_id_++;
     entry& e = entries_.try_emplace(id, std::move(op), executor_, ec, std::move(response)).first->second;
     e.timer.expires_after(wait);
-    e.timer.async_wait([owner = this->weak_from_this(), id](std::error_code wait_ec) {
+    e.timer.async_wait([owner = this->weak_from_this(), id](jobpoll::error_code wait_ec) {
       if (auto self = owner.lock()) self->on_timer(id, wait_ec);
     });
     if (slot.is_connected()) {
@@ -165,21 +161,21 @@ class delayed_replies : public std::enable_shared_from_this<delayed_replies<Cloc
   /// Completes every reply still waiting with operation_aborted and cancels
   /// its timer.
   void abort_all() {
-    for (auto& [id, e] : entries_) e.op.release()->post_completion(asio::error::operation_aborted, {});
+    for (auto& [id, e] : entries_) e.op.release()->post_completion(jobpoll::detail::asio_error(asio::error::operation_aborted), {});
     entries_.clear();
   }
 
  private:
   struct entry {
-    entry(request_op_ptr o, const asio::any_io_executor& ex, std::error_code e, jobpoll::http_response r)
+    entry(request_op_ptr o, const asio::any_io_executor& ex, jobpoll::error_code e, jobpoll::http_response r)
         : op(std::move(o)), timer(ex), ec(e), response(std::move(r)) {}
     request_op_ptr op;
     jobpoll::timer_for<Clock> timer;
-    std::error_code ec;
+    jobpoll::error_code ec;
     jobpoll::http_response response;
   };
 
-  void on_timer(std::uint64_t id, std::error_code wait_ec) {
+  void on_timer(std::uint64_t id, jobpoll::error_code wait_ec) {
     auto node = entries_.extract(id);
     if (node.empty()) return;  // cancelled or aborted: the completion is posted already
     entry& e = node.mapped();
@@ -194,7 +190,7 @@ class delayed_replies : public std::enable_shared_from_this<delayed_replies<Cloc
   void abort(std::uint64_t id) {
     auto node = entries_.extract(id);
     if (node.empty()) return;  // completed already
-    node.mapped().op.release()->post_completion(asio::error::operation_aborted, {});
+    node.mapped().op.release()->post_completion(jobpoll::detail::asio_error(asio::error::operation_aborted), {});
     // Destroying the node cancels its timer, whose handler then finds nothing.
   }
 
@@ -208,7 +204,7 @@ class delayed_replies : public std::enable_shared_from_this<delayed_replies<Cloc
 /// The job API described at the top of this file, as a `jobpoll::transport`.
 ///
 /// `async_request(request, token)` completes with
-/// `void(std::error_code, http_response)`:
+/// `void(jobpoll::error_code, http_response)`:
 /// - with the API's answer (any status is a response), or the front
 ///   `fail_next` reply that matches the request instead, after `latency()`
 ///   on `Clock`;
@@ -268,7 +264,7 @@ class basic_memory_job_api {
   /// completes). Works with every completion token.
   template <class CompletionToken>
   auto async_request(jobpoll::http_request request, CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(std::error_code, jobpoll::http_response)>(
+    return asio::async_initiate<CompletionToken, void(jobpoll::error_code, jobpoll::http_response)>(
         [this](auto handler, jobpoll::http_request r) { this->start(std::move(r), std::move(handler)); }, token,
         std::move(request));
   }
@@ -384,7 +380,7 @@ class basic_memory_job_api {
     ++requests_;
     jobpoll::http_response response = answer(request);
     duration wait = latency_;
-    std::error_code ec;
+    jobpoll::error_code ec;
     if (request.timeout) {
       const auto timeout = std::max(std::chrono::ceil<duration>(*request.timeout), duration::zero());
       // The answer was sent; a timeout shorter than the latency overtakes it.

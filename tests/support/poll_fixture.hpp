@@ -5,8 +5,7 @@
 #include <optional>
 #include <vector>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <gtest/gtest.h>
 
 #include <jobpoll/poll_until.hpp>
@@ -71,7 +70,7 @@ class poll_fixture : public ::testing::Test {
                      });
     } else {
       jobpoll::async_poll_until(ctx.get_executor(), std::move(job), std::move(status), std::move(o),
-                                [&](std::error_code ec, jobpoll::poll_result<response> r) {
+                                [&](jobpoll::error_code ec, jobpoll::poll_result<response> r) {
                                   EXPECT_EQ(ec, r.error);
                                   out = std::move(r);
                                 });

@@ -199,7 +199,7 @@ class postgres_server {
   static std::filesystem::path find_bin() {
     if (const char* bin = std::getenv("JOBPOLL_PG_BIN"); bin != nullptr && *bin != '\0') return bin;
     std::filesystem::path best;
-    std::error_code ec;
+    jobpoll::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator("/usr/lib/postgresql", ec)) {
       const auto candidate = entry.path() / "bin";
       if (std::filesystem::exists(candidate / "initdb") &&

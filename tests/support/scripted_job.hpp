@@ -11,14 +11,7 @@
 #include <system_error>
 #include <vector>
 
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/associated_executor.hpp>
-#include <asio/async_result.hpp>
-#include <asio/awaitable.hpp>
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
+#include <jobpoll/asio.hpp>
 
 #include <jobpoll/poll_status.hpp>
 #include <jobpoll/testing/manual_clock.hpp>
@@ -33,7 +26,7 @@ struct step {
   std::string status;
   std::optional<std::chrono::nanoseconds> hint{};
   std::chrono::nanoseconds delay{};
-  std::error_code throws{};
+  jobpoll::error_code throws{};
   double progress = -1;
 };
 
@@ -69,7 +62,7 @@ class scripted_job {
       t.expires_after(s.delay);
       try {
         co_await t.async_wait(asio::use_awaitable);
-      } catch (const std::system_error&) {
+      } catch (const jobpoll::system_error&) {
         ++rec->cancelled;
         throw;
       }
@@ -92,7 +85,7 @@ class scripted_job {
 };
 
 /// The same script as an Asio asynchronous operation: `job(token)`
-/// completes with `void(std::error_code, response)`, a thrown error becoming
+/// completes with `void(jobpoll::error_code, response)`, a thrown error becoming
 /// the code, and the handler's cancellation slot cancels the step's delay.
 class scripted_async_job {
  public:
@@ -100,19 +93,20 @@ class scripted_async_job {
 
   template <class Token>
   auto operator()(Token&& token) const {
-    return asio::async_initiate<Token, void(std::error_code, response)>(
+    return asio::async_initiate<Token, void(jobpoll::error_code, response)>(
         [job = job_](auto handler) {
           auto slot = asio::get_associated_cancellation_slot(handler);
           auto ex = asio::get_associated_executor(handler);
           asio::co_spawn(ex, job(),
                          asio::bind_cancellation_slot(slot, [handler = std::move(handler)](std::exception_ptr e,
                                                                                           response r) mutable {
-                           std::error_code ec;
+                           jobpoll::error_code ec;
                            if (e) {
                              try {
                                std::rethrow_exception(e);
-                             } catch (const std::system_error& failure) {
-                               ec = failure.code();
+                             } catch (const std::exception& failure) {
+                               // The script's own failure or Asio's (either backend).
+                               ec = jobpoll::detail::system_failure_of(failure).value().code;
                              }
                            }
                            std::move(handler)(ec, std::move(r));

@@ -35,7 +35,7 @@ class temp_dir {
     path_ = pattern;
   }
   ~temp_dir() {
-    std::error_code ignored;
+    jobpoll::error_code ignored;
     std::filesystem::remove_all(path_, ignored);
   }
   temp_dir(const temp_dir&) = delete;
@@ -89,7 +89,7 @@ inline std::system_error system_error_keeping(const std::filesystem::path& path,
   EXPECT_EQ(read_bytes(path), before) << what << " changed the file";
   if (!caught) {
     ADD_FAILURE() << what << " did not throw";
-    return std::system_error(std::error_code{});
+    return std::system_error(jobpoll::error_code{});
   }
   return *caught;
 }

@@ -111,7 +111,7 @@ class test_pki {
 
   void remove() noexcept {
     if (dir_.empty()) return;
-    std::error_code ignored;
+    jobpoll::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
     dir_.clear();
   }

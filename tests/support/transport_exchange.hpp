@@ -13,10 +13,7 @@
 #include <system_error>
 #include <utility>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/cancellation_type.hpp>
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <gtest/gtest.h>
 
 #include <jobpoll/http.hpp>
@@ -26,7 +23,7 @@ namespace jobpoll_test {
 
 /// What one request completed with, and when (on the manual clock).
 struct timed_outcome {
-  std::error_code ec;
+  jobpoll::error_code ec;
   jobpoll::http_response response;
   jobpoll::testing::manual_clock::duration at{};
 };
@@ -97,7 +94,7 @@ class transport_exchange : public ::testing::Test {
 
   /// A handler that records its outcome into `out`; it must run once.
   static auto record(std::optional<timed_outcome>& out) {
-    return [&out](std::error_code ec, jobpoll::http_response response) {
+    return [&out](jobpoll::error_code ec, jobpoll::http_response response) {
       EXPECT_FALSE(out) << "completed twice";
       out = timed_outcome{ec, std::move(response), manual_clock::now().time_since_epoch()};
     };

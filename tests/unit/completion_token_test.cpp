@@ -4,13 +4,7 @@
 
 #include <future>
 
-#include <asio/bind_executor.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/deferred.hpp>
-#include <asio/strand.hpp>
-#include <asio/use_future.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -27,10 +21,10 @@ class CompletionToken : public jobpoll_test::poll_fixture {};
 
 TEST_F(CompletionToken, Callback) {
   scripted_job job({{"working"}, {"pass"}});
-  std::error_code got_ec = errc::timeout;
+  jobpoll::error_code got_ec = errc::timeout;
   std::optional<jobpoll::poll_result<response>> got;
   jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, exact_options(),
-                            [&](std::error_code ec, jobpoll::poll_result<response> r) {
+                            [&](jobpoll::error_code ec, jobpoll::poll_result<response> r) {
                               got_ec = ec;
                               got = std::move(r);
                             });
@@ -45,9 +39,9 @@ TEST_F(CompletionToken, Callback) {
 TEST_F(CompletionToken, CallbackOnFailureStillGetsTheResult) {
   scripted_job job({{"fail"}});
   std::optional<jobpoll::poll_result<response>> got;
-  std::error_code got_ec;
+  jobpoll::error_code got_ec;
   jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, exact_options(),
-                            [&](std::error_code ec, jobpoll::poll_result<response> r) {
+                            [&](jobpoll::error_code ec, jobpoll::poll_result<response> r) {
                               got_ec = ec;
                               got = std::move(r);
                             });
@@ -77,7 +71,7 @@ TEST_F(CompletionToken, UseFutureThrowsTheErrorCode) {
   try {
     future.get();
     ADD_FAILURE() << "expected an exception";
-  } catch (const std::system_error& e) {
+  } catch (const jobpoll::system_error& e) {
     EXPECT_EQ(e.code(), errc::timeout);
   }
 }
@@ -85,11 +79,11 @@ TEST_F(CompletionToken, UseFutureThrowsTheErrorCode) {
 TEST_F(CompletionToken, Deferred) {
   scripted_job job({{"working"}, {"pass"}});
   auto op = jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, exact_options(),
-                                      asio::experimental::deferred);
+                                      jobpoll::asio_tokens::deferred);
   manual_clock::run(ctx);
   EXPECT_EQ(job.polls(), 0u) << "a deferred operation starts only when invoked";
   std::optional<jobpoll::poll_result<response>> got;
-  std::move(op)([&](std::error_code, jobpoll::poll_result<response> r) { got = std::move(r); });
+  std::move(op)([&](jobpoll::error_code, jobpoll::poll_result<response> r) { got = std::move(r); });
   manual_clock::run(ctx);
   ASSERT_TRUE(got);
   EXPECT_EQ(got->response->status, "pass");
@@ -103,7 +97,7 @@ TEST_F(CompletionToken, DeferredAwaitedInACoroutine) {
       ctx,
       [&]() -> asio::awaitable<void> {
         auto op = jobpoll::async_poll_until(co_await asio::this_coro::executor, job, seed_status{}, o,
-                                            asio::experimental::deferred);
+                                            jobpoll::asio_tokens::deferred);
         got = co_await std::move(op)(asio::use_awaitable);
       },
       asio::detached);
@@ -114,13 +108,13 @@ TEST_F(CompletionToken, DeferredAwaitedInACoroutine) {
 
 TEST_F(CompletionToken, AsTupleAwaitableNeverThrows) {
   scripted_job job({{"working"}, {"http-400"}});
-  std::optional<std::tuple<std::error_code, jobpoll::poll_result<response>>> got;
+  std::optional<std::tuple<jobpoll::error_code, jobpoll::poll_result<response>>> got;
   auto o = exact_options();
   asio::co_spawn(
       ctx,
       [&]() -> asio::awaitable<void> {
         got = co_await jobpoll::async_poll_until(co_await asio::this_coro::executor, job, seed_status{}, o,
-                                                 asio::experimental::as_tuple(asio::use_awaitable));
+                                                 jobpoll::asio_tokens::as_tuple(asio::use_awaitable));
       },
       asio::detached);
   manual_clock::run(ctx);
@@ -152,7 +146,7 @@ TEST_F(CompletionToken, TheExecutorsDefaultTokenWhenNoneIsGiven) {
 
 TEST_F(CompletionToken, UseAwaitableThrowsSystemError) {
   scripted_job job({{"http-400"}});
-  std::error_code caught;
+  jobpoll::error_code caught;
   auto o = exact_options();
   asio::co_spawn(
       ctx,
@@ -160,7 +154,7 @@ TEST_F(CompletionToken, UseAwaitableThrowsSystemError) {
         try {
           co_await jobpoll::async_poll_until(co_await asio::this_coro::executor, job, seed_status{}, o,
                                              asio::use_awaitable);
-        } catch (const std::system_error& e) {
+        } catch (const jobpoll::system_error& e) {
           caught = e.code();
         }
       },
@@ -174,7 +168,7 @@ TEST_F(CompletionToken, HandlerRunsOnItsAssociatedExecutor) {
   auto strand = asio::make_strand(ctx);
   bool on_strand = false;
   jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, exact_options(),
-                            asio::bind_executor(strand, [&](std::error_code, jobpoll::poll_result<response>) {
+                            asio::bind_executor(strand, [&](jobpoll::error_code, jobpoll::poll_result<response>) {
                               on_strand = strand.running_in_this_thread();
                             }));
   manual_clock::run(ctx);

@@ -1,5 +1,6 @@
 // The jobpoll error category and the messages users read.
 
+#include <jobpoll/asio.hpp>
 #include <jobpoll/error.hpp>
 #include <jobpoll/poll_result.hpp>
 #include <jobpoll/poll_until.hpp>
@@ -32,6 +33,23 @@ TEST(ErrorCategory, GenericConditions) {
   EXPECT_NE(std::error_code(errc::job_failed), std::errc::timed_out);
 }
 
+// jobpoll::error_code is the backend's: std::error_code, or with Boost.Asio
+// boost::system::error_code, which holds jobpoll's std::error_code as it is.
+// Either way the code reads and compares the same.
+TEST(ErrorCategory, TheBackendsErrorCodeHoldsJobpollsCodesUnchanged) {
+  const jobpoll::error_code ec = errc::not_sent;
+  EXPECT_EQ(ec, errc::not_sent);
+  EXPECT_NE(ec, errc::timeout);
+  EXPECT_EQ(ec.message(), std::error_code(errc::not_sent).message());
+  EXPECT_EQ(static_cast<std::error_code>(ec), std::error_code(errc::not_sent));
+  EXPECT_EQ(&static_cast<std::error_code>(ec).category(), &jobpoll::error_category());
+  const jobpoll::error_code timeout{std::error_code(errc::timeout)};
+  EXPECT_EQ(timeout, std::errc::timed_out);  // the category's condition survives
+  const jobpoll::error_code aborted = asio::error::operation_aborted;
+  EXPECT_EQ(jobpoll::detail::asio_error(asio::error::operation_aborted), static_cast<std::error_code>(aborted));
+  EXPECT_TRUE(jobpoll::error_is(aborted, std::errc::operation_canceled));
+}
+
 TEST(PollError, CarriesCodeMessageStatusAndResponse) {
   jobpoll::poll_result<std::string> r;
   r.error = errc::job_failed;
@@ -42,7 +60,7 @@ TEST(PollError, CarriesCodeMessageStatusAndResponse) {
   r.message = jobpoll::detail::describe_end(r.error, r.status, r.stats);
   EXPECT_EQ(r.message, "job failed after 3 attempts in 4.000s; last: failed (status \"fail\")");
   jobpoll::basic_poll_error<std::string> e(r);
-  const std::system_error& base = e;
+  const jobpoll::system_error& base = e;  // what the backend's use_awaitable throws
   EXPECT_EQ(base.code(), errc::job_failed);
   EXPECT_STREQ(e.what(), r.message.c_str());
   EXPECT_EQ(e.attempts(), 3u);
@@ -67,8 +85,8 @@ TEST(TransientErrors, AsioSystemErrorsCountAsTheirErrnoConditions) {
   EXPECT_TRUE(jobpoll::error_is(asio::error::connection_reset, std::errc::connection_reset));
   EXPECT_TRUE(jobpoll::error_is(std::make_error_code(std::errc::connection_refused), std::errc::connection_refused));
   EXPECT_FALSE(jobpoll::error_is(asio::error::connection_reset, std::errc::connection_refused));
-  for (std::error_code ec : {asio::error::connection_reset, asio::error::connection_refused, asio::error::timed_out,
-                             asio::error::broken_pipe, asio::error::network_unreachable, asio::error::host_unreachable}) {
+  for (jobpoll::error_code ec : {asio::error::connection_reset, asio::error::connection_refused, asio::error::timed_out,
+                                 asio::error::broken_pipe, asio::error::network_unreachable, asio::error::host_unreachable}) {
     EXPECT_TRUE(jobpoll::is_transient_error(ec)) << ec.message();
   }
   EXPECT_FALSE(jobpoll::is_transient_error(asio::error::access_denied));

@@ -113,7 +113,7 @@ poll_status classify(const json_field_status& policy, std::string_view body) { r
 TEST(FieldStatusSeedTest, WorkingIsPendingWithoutProgress) {
   const poll_status status = classify(seed_policy(), seed_working_body);
   EXPECT_EQ(status.state, job_state::pending);
-  EXPECT_EQ(status.error, std::error_code{});
+  EXPECT_EQ(status.error, jobpoll::error_code{});
   EXPECT_EQ(status.detail, "status \"working\"");
   EXPECT_EQ(status.progress, std::nullopt);
   EXPECT_EQ(status.retry_after, std::nullopt);
@@ -122,7 +122,7 @@ TEST(FieldStatusSeedTest, WorkingIsPendingWithoutProgress) {
 TEST(FieldStatusSeedTest, PassSucceeds) {
   const poll_status status = classify(seed_policy(), seed_pass_body);
   EXPECT_EQ(status.state, job_state::succeeded);
-  EXPECT_EQ(status.error, std::error_code{});
+  EXPECT_EQ(status.error, jobpoll::error_code{});
   EXPECT_EQ(status.detail, "status \"pass\"");
   EXPECT_EQ(status.progress, 1.0);
 }
@@ -278,7 +278,7 @@ TEST(FieldStatusJobApiTest, AnUnknownValueCanBeTakenAsPending) {
   const json_field_status policy = job_api_policy().on_unknown(jobpoll::unknown_is::pending);
   const poll_status status = classify(policy, R"({"status":"queued","progress":0.1,"eta_seconds":30})");
   EXPECT_EQ(status.state, job_state::pending);
-  EXPECT_EQ(status.error, std::error_code{});
+  EXPECT_EQ(status.error, jobpoll::error_code{});
   EXPECT_EQ(status.detail,
             "unknown status \"queued\" at /status, taken as pending (expected one of: completed | failed | cancelled "
             "| pending | running)");

@@ -46,7 +46,7 @@ std::string role_name(request_role role) {
   return "?";
 }
 
-void expect_status(const std::optional<poll_status>& status, job_state state, std::error_code error,
+void expect_status(const std::optional<poll_status>& status, job_state state, jobpoll::error_code error,
                    const std::string& detail, std::optional<nanoseconds> retry_after = std::nullopt) {
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(status->state, state);

@@ -12,9 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include <asio/co_spawn.hpp>
-#include <asio/error.hpp>
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

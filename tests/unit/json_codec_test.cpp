@@ -37,7 +37,7 @@ std::system_error decode_error(std::string_view body) {
     return error;
   }
   ADD_FAILURE() << "no std::system_error thrown for body \"" << body << '"';
-  return std::system_error(std::error_code{});
+  return std::system_error(jobpoll::error_code{});
 }
 
 // --- decode / encode ---------------------------------------------------------
@@ -233,7 +233,7 @@ std::system_error decode_error_with(const jobpoll::json_codec& c, std::string_vi
     return error;
   }
   ADD_FAILURE() << "no std::system_error thrown for a body of " << body.size() << " bytes";
-  return std::system_error(std::error_code{});
+  return std::system_error(jobpoll::error_code{});
 }
 
 static_assert(std::semiregular<jobpoll::json_codec>);

@@ -18,17 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include <asio/any_io_executor.hpp>
-#include <asio/awaitable.hpp>
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_type.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/experimental/deferred.hpp>
-#include <asio/io_context.hpp>
-#include <asio/use_awaitable.hpp>
-#include <asio/use_future.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -44,7 +34,7 @@ using namespace jobpoll_test;
 using testing::ElementsAre;
 using testing::Pair;
 
-const std::error_code aborted = make_error_code(asio::error::operation_aborted);
+const jobpoll::error_code aborted = make_error_code(asio::error::operation_aborted);
 
 // What differs between the limiters. Each test asks for a budget of "n starts
 // at once, then one more after w": the sliding window n per w, the token
@@ -349,11 +339,11 @@ TYPED_TEST(Limiter, WorksThroughLimiterRef) {
 }
 
 TYPED_TEST(Limiter, DestroyingTheLimiterAbortsWaitersAndLeavesNothingBehind) {
-  std::vector<std::error_code> results;
+  std::vector<jobpoll::error_code> results;
   {
     auto lim = this->make(1, 10s);
     ASSERT_TRUE(lim.try_acquire());
-    for (int i = 0; i < 3; ++i) lim.async_acquire([&](std::error_code ec, jobpoll::limiter_permit) { results.push_back(ec); });
+    for (int i = 0; i < 3; ++i) lim.async_acquire([&](jobpoll::error_code ec, jobpoll::limiter_permit) { results.push_back(ec); });
     this->poll();
     EXPECT_EQ(manual_clock::pending_waits(), 1u);
   }
@@ -365,7 +355,7 @@ TYPED_TEST(Limiter, DestroyingTheLimiterAbortsWaitersAndLeavesNothingBehind) {
 }
 
 TYPED_TEST(Limiter, DestroyingTheLimiterFailsAnAwaitingCoroutine) {
-  std::optional<std::error_code> thrown;
+  std::optional<jobpoll::error_code> thrown;
   {
     auto lim = this->make(1, 10s);
     ASSERT_TRUE(lim.try_acquire());
@@ -374,7 +364,7 @@ TYPED_TEST(Limiter, DestroyingTheLimiterFailsAnAwaitingCoroutine) {
         [&]() -> asio::awaitable<void> {
           try {
             static_cast<void>(co_await lim.async_acquire(asio::use_awaitable));
-          } catch (const std::system_error& e) {
+          } catch (const jobpoll::system_error& e) {
             thrown = e.code();
           }
         },
@@ -400,7 +390,7 @@ TYPED_TEST(Limiter, CompletesThroughUseFuture) {
   try {
     static_cast<void>(cancelled.get());
     ADD_FAILURE() << "the cancelled future did not throw";
-  } catch (const std::system_error& e) {
+  } catch (const jobpoll::system_error& e) {
     EXPECT_EQ(e.code(), asio::error::operation_aborted);
   }
   EXPECT_EQ(manual_clock::now(), at(10s));
@@ -409,7 +399,7 @@ TYPED_TEST(Limiter, CompletesThroughUseFuture) {
 
 TYPED_TEST(Limiter, DeferredStartsOnlyWhenLaunched) {
   auto& lim = this->used_up(1, 10s);
-  auto op = lim.async_acquire(asio::experimental::deferred);
+  auto op = lim.async_acquire(jobpoll::asio_tokens::deferred);
   EXPECT_EQ(lim.waiting(), 0u);
   outcome result;
   std::move(op)(this->record(result));
@@ -421,10 +411,10 @@ TYPED_TEST(Limiter, DeferredStartsOnlyWhenLaunched) {
 
 TYPED_TEST(Limiter, AsTupleReportsGrantsAndCancellationWithoutThrowing) {
   auto lim = this->make(1, 10s);
-  std::vector<std::pair<std::error_code, time_point>> results;
+  std::vector<std::pair<jobpoll::error_code, time_point>> results;
   auto acquire_twice = [&]() -> asio::awaitable<void> {
     for (int i = 0; i < 2; ++i) {
-      auto [ec, permit] = co_await lim.async_acquire(asio::experimental::as_tuple(asio::use_awaitable));
+      auto [ec, permit] = co_await lim.async_acquire(jobpoll::asio_tokens::as_tuple(asio::use_awaitable));
       EXPECT_EQ(static_cast<bool>(permit), !ec);
       results.emplace_back(ec, manual_clock::now());
       if (ec) co_return;
@@ -434,7 +424,7 @@ TYPED_TEST(Limiter, AsTupleReportsGrantsAndCancellationWithoutThrowing) {
   manual_clock::run_for(this->ctx, 2s);
   this->signal.emit(asio::cancellation_type::terminal);
   this->run();
-  EXPECT_THAT(results, ElementsAre(Pair(std::error_code{}, at(0s)), Pair(aborted, at(2s))));
+  EXPECT_THAT(results, ElementsAre(Pair(jobpoll::error_code{}, at(0s)), Pair(aborted, at(2s))));
   EXPECT_EQ(manual_clock::now(), at(2s));
   this->expect_done(lim, 1, 1);
 }
@@ -442,13 +432,13 @@ TYPED_TEST(Limiter, AsTupleReportsGrantsAndCancellationWithoutThrowing) {
 TYPED_TEST(Limiter, EveryCompletionTokenFormWaitsInTheSameQueue) {
   auto lim = this->make(1, 10s);
   std::future<jobpoll::limiter_permit> future = lim.async_acquire(asio::use_future);
-  auto deferred = lim.async_acquire(asio::experimental::deferred);
+  auto deferred = lim.async_acquire(jobpoll::asio_tokens::deferred);
   outcome deferred_result, tuple_result;
   std::move(deferred)(this->record(deferred_result));
   asio::co_spawn(
       this->ctx,
       [&]() -> asio::awaitable<void> {
-        auto [ec, permit] = co_await lim.async_acquire(asio::experimental::as_tuple(asio::use_awaitable));
+        auto [ec, permit] = co_await lim.async_acquire(jobpoll::asio_tokens::as_tuple(asio::use_awaitable));
         tuple_result.emplace(ec, manual_clock::now());
       },
       rethrow);
@@ -472,11 +462,11 @@ TYPED_TEST(Limiter, PollersOnAnotherContextAndThreadShareOneLimiter) {
 TYPED_TEST(Limiter, OnTheSteadyClockGrantsAtOnceAndCancelsItsTimerOnDestruction) {
   asio::io_context steady;
   int granted = 0;
-  std::optional<std::error_code> third;
+  std::optional<jobpoll::error_code> third;
   {
     auto lim = TypeParam::template make<std::chrono::steady_clock>(steady.get_executor(), 2, 1h);
-    for (int i = 0; i < 2; ++i) lim.async_acquire([&](std::error_code ec, jobpoll::limiter_permit) { granted += ec ? 0 : 1; });
-    lim.async_acquire([&](std::error_code ec, jobpoll::limiter_permit) { third = ec; });
+    for (int i = 0; i < 2; ++i) lim.async_acquire([&](jobpoll::error_code ec, jobpoll::limiter_permit) { granted += ec ? 0 : 1; });
+    lim.async_acquire([&](jobpoll::error_code ec, jobpoll::limiter_permit) { third = ec; });
     steady.poll();
     EXPECT_EQ(granted, 2);
     EXPECT_FALSE(third);

@@ -2,12 +2,7 @@
 
 #include <jobpoll/testing/manual_clock.hpp>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/use_awaitable.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -47,7 +42,7 @@ TEST_F(ManualClock, TimersFireInExpiryOrderAtTheirExactTime) {
   b.expires_after(1s);
   c.expires_after(2s);
   for (auto* t : {&a, &b, &c})
-    t->async_wait([&](std::error_code ec) {
+    t->async_wait([&](jobpoll::error_code ec) {
       EXPECT_FALSE(ec);
       fired.push_back(now_s());
     });
@@ -60,7 +55,7 @@ TEST_F(ManualClock, AnExpiredWaitCompletesThroughPostNotInline) {
   manual_clock::timer t(ctx);
   t.expires_at(manual_clock::now());
   bool done = false;
-  t.async_wait([&](std::error_code ec) { done = !ec; });
+  t.async_wait([&](jobpoll::error_code ec) { done = !ec; });
   EXPECT_FALSE(done);
   ctx.poll();
   EXPECT_TRUE(done);
@@ -69,8 +64,8 @@ TEST_F(ManualClock, AnExpiredWaitCompletesThroughPostNotInline) {
 TEST_F(ManualClock, RunForStopsExactlyAtTheTarget) {
   manual_clock::timer t(ctx);
   t.expires_after(10s);
-  std::error_code got = asio::error::would_block;
-  t.async_wait([&](std::error_code ec) { got = ec; });
+  jobpoll::error_code got = asio::error::would_block;
+  t.async_wait([&](jobpoll::error_code ec) { got = ec; });
   manual_clock::run_for(ctx, 4s);
   EXPECT_EQ(manual_clock::now().time_since_epoch(), 4s);
   EXPECT_EQ(got, asio::error::would_block);
@@ -79,8 +74,8 @@ TEST_F(ManualClock, RunForStopsExactlyAtTheTarget) {
 }
 
 TEST_F(ManualClock, CancelNewExpiryAndDestructionAbortWaits) {
-  std::vector<std::error_code> got;
-  auto record = [&](std::error_code ec) { got.push_back(ec); };
+  std::vector<jobpoll::error_code> got;
+  auto record = [&](jobpoll::error_code ec) { got.push_back(ec); };
   {
     manual_clock::timer t(ctx);
     t.expires_after(5s);
@@ -99,8 +94,8 @@ TEST_F(ManualClock, CancellationSlotAbortsOneWait) {
   manual_clock::timer t(ctx);
   t.expires_after(5s);
   asio::cancellation_signal signal;
-  std::error_code got;
-  t.async_wait(asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec) { got = ec; }));
+  jobpoll::error_code got;
+  t.async_wait(asio::bind_cancellation_slot(signal.slot(), [&](jobpoll::error_code ec) { got = ec; }));
   manual_clock::run_for(ctx, 1s);
   signal.emit(asio::cancellation_type::terminal);
   ctx.poll();
@@ -130,7 +125,7 @@ TEST_F(ManualClock, CoroutinesSleepExactly) {
 TEST_F(ManualClock, RunStopsAtTheLimit) {
   manual_clock::timer t(ctx);
   t.expires_after(48h);
-  t.async_wait([](std::error_code) {});
+  t.async_wait([](jobpoll::error_code) {});
   EXPECT_EQ(manual_clock::run(ctx, 24h), 0s);
   EXPECT_EQ(manual_clock::pending_waits(), 1u);
   manual_clock::reset();  // aborts the wait

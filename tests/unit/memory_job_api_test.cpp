@@ -10,9 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include <asio/cancellation_type.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -510,7 +508,7 @@ TEST_F(MemoryJobApi, NeverCompletesInsideAsyncRequest) {
   for (std::size_t i = 0; i < requests.size(); ++i) {
     bool returned = false;
     std::optional<bool> returned_when_called;
-    api.async_request(requests[i], [&](std::error_code, http_response) { returned_when_called = returned; });
+    api.async_request(requests[i], [&](jobpoll::error_code, http_response) { returned_when_called = returned; });
     returned = true;
     poll();
     ASSERT_TRUE(returned_when_called) << "request " << i;
@@ -589,7 +587,7 @@ TEST(SteadyMemoryJobApi, AnswersWithoutLatencyOnTheSteadyClock) {
   asio::io_context ctx;
   jobpoll_test::steady_memory_job_api api(ctx.get_executor());
   std::vector<std::string> bodies;
-  auto keep = [&](std::error_code ec, http_response r) {
+  auto keep = [&](jobpoll::error_code ec, http_response r) {
     EXPECT_FALSE(ec);
     bodies.push_back(std::move(r.body));
   };

@@ -8,8 +8,7 @@
 #include <jobpoll/sliding_window_limiter.hpp>
 #include <jobpoll/token_bucket_limiter.hpp>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -54,7 +53,7 @@ class PollLimiter : public jobpoll_test::poll_fixture {
       o.deadline = 60s;
       o.interval = jobpoll::fixed_interval{0s};
       o.limiter = limiter;
-      jobpoll::async_poll_until(ctx.get_executor(), poll, seed_status{}, o, [](std::error_code, auto) {});
+      jobpoll::async_poll_until(ctx.get_executor(), poll, seed_status{}, o, [](jobpoll::error_code, auto) {});
     }
     manual_clock::run(ctx);
     std::sort(arrivals.begin(), arrivals.end());
@@ -80,7 +79,7 @@ TEST_F(PollLimiter, ThousandPollersNeverExceedTheWindow) {
     o.deadline = jobpoll::basic_deadline<manual_clock>::none();
     o.limiter = quota;
     jobpoll::async_poll_until(ctx.get_executor(), poll, seed_status{}, o,
-                              [&](std::error_code ec, auto) { succeeded += !ec; });
+                              [&](jobpoll::error_code ec, auto) { succeeded += !ec; });
   }
   manual_clock::run(ctx);
   EXPECT_EQ(succeeded, 1000);
@@ -186,9 +185,9 @@ TEST_F(PollLimiter, CancellationDuringALimiterWaitIsPromptAndTakesNothing) {
   auto o = exact_options();
   o.limiter = quota;
   asio::cancellation_signal signal;
-  std::optional<std::error_code> got;
+  std::optional<jobpoll::error_code> got;
   jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, o,
-                            asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, auto) { got = ec; }));
+                            asio::bind_cancellation_slot(signal.slot(), [&](jobpoll::error_code ec, auto) { got = ec; }));
   manual_clock::run_for(ctx, 5s);
   EXPECT_EQ(quota.waiting(), 1u);
   signal.emit(asio::cancellation_type::terminal);
@@ -210,7 +209,7 @@ TEST_F(PollLimiter, DestroyingTheLimiterUnderAWaitingPollEndsItAsAborted) {
     ASSERT_TRUE(quota.try_acquire());
     auto o = exact_options();
     o.limiter = quota;
-    jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, o, [&](std::error_code, auto r) { out = r; });
+    jobpoll::async_poll_until(ctx.get_executor(), job, seed_status{}, o, [&](jobpoll::error_code, auto r) { out = r; });
     manual_clock::run_for(ctx, 5s);
     EXPECT_EQ(quota.waiting(), 1u);
   }
@@ -273,11 +272,11 @@ TEST_F(PollLimiter, APollHoldsItsSlotUntilItsAnswerArrives) {
   auto o = exact_options();
   o.interval = jobpoll::fixed_interval{0s};
   o.limiter = quota;
-  std::optional<std::error_code> ended;
+  std::optional<jobpoll::error_code> ended;
   jobpoll::async_poll_until(ctx.get_executor(), slow_poll, seed_status{}, o,
-                            [&](std::error_code ec, auto) { ended = ec; });
+                            [&](jobpoll::error_code ec, auto) { ended = ec; });
   manual_clock::run(ctx);
-  EXPECT_EQ(ended, std::error_code{});
+  EXPECT_EQ(ended, jobpoll::error_code{});
   // Each poll's window starts at its answer: 0 (answered 2), 12 (answered 14), 24.
   EXPECT_THAT(sent, ElementsAre(0.0, 12.0, 24.0));
   EXPECT_EQ(quota.statistics().released, 3u);

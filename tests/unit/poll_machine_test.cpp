@@ -1,6 +1,7 @@
 // The poll loop's rules, driven through poll_machine alone: events in,
 // actions out. No Asio I/O, no clock, no timer: the tests are the shell.
 
+#include <jobpoll/asio.hpp>
 #include <jobpoll/backoff.hpp>
 #include <jobpoll/interval.hpp>
 #include <jobpoll/poll_machine.hpp>
@@ -202,7 +203,7 @@ TEST(PollMachine, CancellationEndsWithOperationAborted) {
   m.answered(poll_status::pending(), 0s);
   auto end = m.cancelled();
   expect_step(end, poll_step::finish);
-  EXPECT_EQ(end.error, asio::error::operation_aborted);
+  EXPECT_EQ(end.error, jobpoll::detail::asio_error(asio::error::operation_aborted));  // the machine holds std::error_code
   EXPECT_EQ(m.stats(1s).attempts, 1u);
 }
 

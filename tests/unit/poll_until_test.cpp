@@ -6,8 +6,7 @@
 
 #include <type_traits>
 
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -359,7 +358,7 @@ TEST_P(PollUntil, OtherErrorsThrownByThePollArePermanent) {
 
 TEST_P(PollUntil, StatusPolicyCanClassifyErrorsItself) {
   struct strict : seed_status {
-    jobpoll::poll_status classify_error(const std::error_code& ec) const {
+    jobpoll::poll_status classify_error(const jobpoll::error_code& ec) const {
       return jobpoll::poll_status::permanent(ec, "strict: " + ec.message());
     }
   };
@@ -376,7 +375,7 @@ TEST_P(PollUntil, NonSystemExceptionFromThePollIsAPermanentPollException) {
   };
   std::optional<jobpoll::poll_result<response>> out;
   jobpoll::async_poll_until(ctx.get_executor(), poll, seed_status{}, exact_options(),
-                            [&](std::error_code, jobpoll::poll_result<response> r) { out = std::move(r); });
+                            [&](jobpoll::error_code, jobpoll::poll_result<response> r) { out = std::move(r); });
   manual_clock::run(ctx);
   ASSERT_TRUE(out);
   EXPECT_EQ(out->error, errc::poll_exception);

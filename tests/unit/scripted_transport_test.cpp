@@ -16,15 +16,7 @@
 #include <variant>
 #include <vector>
 
-#include <asio/cancellation_type.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/executor_work_guard.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/io_context.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
-#include <asio/use_future.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -384,7 +376,7 @@ TEST_F(ScriptedTransport, NeverCompletesInsideAsyncRequest) {
   for (int i = 0; i < 4; ++i) {
     bool returned = false;
     std::optional<bool> returned_when_called;
-    transport.async_request(get(), [&](std::error_code, http_response) { returned_when_called = returned; });
+    transport.async_request(get(), [&](jobpoll::error_code, http_response) { returned_when_called = returned; });
     returned = true;
     poll();
     ASSERT_TRUE(returned_when_called) << "request " << i;
@@ -444,14 +436,14 @@ TEST_F(ScriptedTransport, RequestsRecordsMethodUrlHeadersBodyAndTimeoutInOrder) 
 TEST_F(ScriptedTransport, UseAwaitableReturnsTheResponseOrThrowsTheError) {
   transport.on("GET", job_url).after(1s).reply(200, "done").fail(asio::error::connection_aborted);
   std::optional<http_response> response;
-  std::optional<std::error_code> thrown;
+  std::optional<jobpoll::error_code> thrown;
   asio::co_spawn(
       ctx,
       [&]() -> asio::awaitable<void> {
         response = co_await transport.async_request(get(), asio::use_awaitable);
         try {
           co_await transport.async_request(get(), asio::use_awaitable);
-        } catch (const std::system_error& e) {
+        } catch (const jobpoll::system_error& e) {
           thrown = e.code();
         }
       },
@@ -476,7 +468,7 @@ TEST_F(ScriptedTransport, UseFutureReturnsTheResponseOrThrowsTheError) {
   try {
     unmatched.get();
     ADD_FAILURE() << "expected an exception";
-  } catch (const std::system_error& e) {
+  } catch (const jobpoll::system_error& e) {
     EXPECT_EQ(e.code(), std::errc::function_not_supported);
   }
   EXPECT_THAT(transport.unmatched(), ElementsAre("GET http://api.test/other"));
@@ -499,7 +491,7 @@ TEST_F(ScriptedTransport, TwoThreadsIssuingRequestsGetEveryReplyExactlyOnce) {
   std::mutex mutex;
   std::vector<std::string> bodies;
   int errors = 0;
-  auto record_body = [&](std::error_code ec, http_response r) {
+  auto record_body = [&](jobpoll::error_code ec, http_response r) {
     std::lock_guard lock(mutex);
     if (ec) ++errors;
     bodies.push_back(std::move(r.body));
@@ -618,7 +610,7 @@ class ScriptedTransportPoll : public jobpoll_test::poll_fixture {
           r.timeout = request_timeout;
           return transport.async_request(std::move(r), asio::use_awaitable);
         },
-        http_status{}, o, [&](std::error_code, jobpoll::poll_result<http_response> r) { out = std::move(r); });
+        http_status{}, o, [&](jobpoll::error_code, jobpoll::poll_result<http_response> r) { out = std::move(r); });
     manual_clock::run(ctx);
     return out;
   }
@@ -671,9 +663,9 @@ TEST_F(ScriptedTransportPoll, ResetAndRequestTimeoutAreTransientFailures) {
   EXPECT_EQ(r->stats.elapsed, 1500ms) << "the hanging request took its whole timeout";
   ASSERT_EQ(log.polls.size(), 3u);
   EXPECT_EQ(log.polls[0].second.state, jobpoll::job_state::transient_error);
-  EXPECT_EQ(log.polls[0].second.error, asio::error::connection_reset);
+  EXPECT_EQ(log.polls[0].second.error, jobpoll::detail::asio_error(asio::error::connection_reset));
   EXPECT_EQ(log.polls[1].second.state, jobpoll::job_state::transient_error);
-  EXPECT_EQ(log.polls[1].second.error, asio::error::timed_out);
+  EXPECT_EQ(log.polls[1].second.error, jobpoll::detail::asio_error(asio::error::timed_out));
   EXPECT_EQ(log.polls[2].second.state, jobpoll::job_state::succeeded);
 }
 

@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <gtest/gtest.h>
 
 #include "limiter_helpers.hpp"

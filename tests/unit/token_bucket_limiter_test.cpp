@@ -13,7 +13,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include <asio/io_context.hpp>
+#include <jobpoll/asio.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
