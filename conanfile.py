@@ -1,9 +1,14 @@
-"""Conan 2 recipe for jobpoll, a header-only C++20 library on standalone Asio.
+"""Conan 2 recipe for jobpoll, a header-only C++20 library on standalone Asio or Boost.Asio.
 
-    conan create . --build=missing          # package it (tests off)
+    conan create . --build=missing                          # package it (tests off)
+    conan create . --build=missing -o jobpoll/*:asio=boost  # the Boost.Asio variant
 
 Consumers: `requires = "jobpoll/0.1.0"`, then with CMakeDeps
-`find_package(jobpoll CONFIG REQUIRED)` and `jobpoll::jobpoll`. The options
+`find_package(jobpoll CONFIG REQUIRED)` and `jobpoll::jobpoll`. The option
+asio ("standalone", the default, or "boost") chooses the backend: with
+"boost" the targets are named as jobpoll's own CMake package names its Boost
+variants (jobpoll::jobpoll-boost-asio, jobpoll::curl-boost-asio, ...), they
+define JOBPOLL_USE_BOOST_ASIO and require Boost's headers. The options
 with_json, with_curl, with_batch and with_sqlite (on by default) add the leaf
 targets jobpoll::json (nlohmann_json), jobpoll::curl (libcurl),
 jobpoll::batch (batches of jobs: the runner, records, audit log; on
@@ -18,7 +23,7 @@ import re
 
 from conan import ConanFile
 from conan.tools.build import check_min_cppstd
-from conan.tools.cmake import CMake, CMakeToolchain, cmake_layout
+from conan.tools.cmake import CMake, CMakeDeps, CMakeToolchain, cmake_layout
 from conan.tools.files import copy, load, rmdir
 
 required_conan_version = ">=2.0"
@@ -27,15 +32,15 @@ required_conan_version = ">=2.0"
 class JobpollConan(ConanFile):
     name = "jobpoll"
     description = ("Submit a job, poll it until it is done, fetch the result: "
-                   "a header-only C++20 library on standalone Asio")
+                   "a header-only C++20 library on standalone Asio or Boost.Asio")
     license = "BSL-1.0"
     topics = ("asio", "coroutines", "polling", "rate-limiting", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
-    options = {"with_json": [True, False], "with_curl": [True, False], "with_batch": [True, False],
+    options = {"asio": ["standalone", "boost"], "with_json": [True, False], "with_curl": [True, False], "with_batch": [True, False],
                "with_sqlite": [True, False], "with_redis": [True, False], "with_postgres": [True, False]}
     # The shared pieces need servers a user runs: off unless asked for.
-    default_options = {"with_json": True, "with_curl": True, "with_batch": True, "with_sqlite": True,
+    default_options = {"asio": "standalone", "with_json": True, "with_curl": True, "with_batch": True, "with_sqlite": True,
                        "with_redis": False, "with_postgres": False}
     exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "LICENSE"
     no_copy_source = True
@@ -52,7 +57,11 @@ class JobpollConan(ConanFile):
 
     def requirements(self):
         # Public headers include Asio's: consumers get its headers and defines.
-        self.requires("asio/1.22.1", transitive_headers=True)
+        if self.options.asio == "boost":
+            # 1.81: the oldest Boost jobpoll is tested with (cmake/JobpollBoostAsio.cmake).
+            self.requires("boost/[>=1.81 <2]", transitive_headers=True)
+        else:
+            self.requires("asio/1.22.1", transitive_headers=True)
         if self._with_batch or self.options.with_json:
             # Batch records are JSON: jobpoll::batch (and the stores on it) need nlohmann_json too.
             self.requires("nlohmann_json/3.11.2", transitive_headers=True)
@@ -71,8 +80,16 @@ class JobpollConan(ConanFile):
         # The stores build on jobpoll::batch: either brings it.
         return bool(self.options.with_batch or self.options.with_sqlite or self.options.with_postgres)
 
+    def configure(self):
+        if self.options.asio == "boost":
+            self.options["boost"].header_only = True
+
     def package_id(self):
+        # Header-only: the same files whatever the settings; the backend
+        # changes only the usage requirements (package_info).
+        asio = self.info.options.asio
         self.info.clear()
+        self.info.options.asio = asio
 
     def validate(self):
         check_min_cppstd(self, 20)
@@ -84,9 +101,13 @@ class JobpollConan(ConanFile):
         tc.cache_variables["JOBPOLL_BUILD_BENCH"] = False
         tc.cache_variables["JOBPOLL_BUILD_TOOLS"] = False
         tc.cache_variables["JOBPOLL_INSTALL"] = True
-        # cmake/JobpollAsio.cmake looks for asio.hpp; point it at Conan's Asio.
-        tc.cache_variables["JOBPOLL_ASIO_INCLUDE_DIR"] = \
-            self.dependencies["asio"].cpp_info.includedirs[0].replace("\\", "/")
+        if self.options.asio == "boost":
+            # cmake/JobpollBoostAsio.cmake finds Boost through its CMake package.
+            CMakeDeps(self).generate()
+        else:
+            # cmake/JobpollAsio.cmake looks for asio.hpp; point it at Conan's Asio.
+            tc.cache_variables["JOBPOLL_ASIO_INCLUDE_DIR"] = \
+                self.dependencies["asio"].cpp_info.includedirs[0].replace("\\", "/")
         tc.generate()
 
     def build(self):
@@ -104,49 +125,36 @@ class JobpollConan(ConanFile):
 
     def package_info(self):
         self.cpp_info.set_property("cmake_file_name", "jobpoll")
-        core = self.cpp_info.components["core"]
-        core.set_property("cmake_target_name", "jobpoll::jobpoll")
-        core.bindirs = []
-        core.libdirs = []
-        core.requires = ["asio::asio"]
-        # The same usage requirements as the CMake package (cmake/JobpollAsio.cmake):
-        # clang 14 with libstdc++ only enables Asio's coroutines when told to.
-        if self.settings.get_safe("compiler") == "clang":
+        boost = self.options.asio == "boost"
+        # Target names as jobpoll's own CMake package gives them (CMakeLists.txt).
+        suffix = "-boost-asio" if boost else ""
+
+        def component(name, target, requires):
+            c = self.cpp_info.components[name]
+            c.set_property("cmake_target_name", f"jobpoll::{target}{suffix}")
+            c.bindirs = []
+            c.libdirs = []
+            c.requires = requires
+            return c
+
+        core = component("core", "jobpoll", ["boost::headers"] if boost else ["asio::asio"])
+        if boost:
+            core.defines.append("JOBPOLL_USE_BOOST_ASIO")
+        elif self.settings.get_safe("compiler") == "clang":
+            # The same usage requirements as the CMake package (cmake/JobpollAsio.cmake):
+            # clang 14 with libstdc++ only enables standalone Asio 1.22's coroutines
+            # when told to (Boost 1.81's Asio enables them itself).
             core.defines.append("ASIO_HAS_CO_AWAIT=1")
         if self.options.with_json:
-            json = self.cpp_info.components["json"]
-            json.set_property("cmake_target_name", "jobpoll::json")
-            json.bindirs = []
-            json.libdirs = []
-            json.requires = ["core", "nlohmann_json::nlohmann_json"]
+            component("json", "json", ["core", "nlohmann_json::nlohmann_json"])
         if self.options.with_curl:
-            curl = self.cpp_info.components["curl"]
-            curl.set_property("cmake_target_name", "jobpoll::curl")
-            curl.bindirs = []
-            curl.libdirs = []
-            curl.requires = ["core", "libcurl::libcurl"]
+            component("curl", "curl", ["core", "libcurl::libcurl"])
         if self._with_batch:
-            batch = self.cpp_info.components["batch"]
-            batch.set_property("cmake_target_name", "jobpoll::batch")
-            batch.bindirs = []
-            batch.libdirs = []
-            batch.requires = ["core", "nlohmann_json::nlohmann_json"]
+            component("batch", "batch", ["core", "nlohmann_json::nlohmann_json"])
         if self.options.with_sqlite:
-            sqlite = self.cpp_info.components["sqlite"]
-            sqlite.set_property("cmake_target_name", "jobpoll::sqlite")
-            sqlite.bindirs = []
-            sqlite.libdirs = []
             # sqlite3's CMake target is SQLite::SQLite3 (find_package(SQLite3)).
-            sqlite.requires = ["batch", "sqlite3::sqlite3"]
+            component("sqlite", "sqlite", ["batch", "sqlite3::sqlite3"])
         if self.options.with_redis:
-            redis = self.cpp_info.components["redis"]
-            redis.set_property("cmake_target_name", "jobpoll::redis")
-            redis.bindirs = []
-            redis.libdirs = []
-            redis.requires = ["core", "hiredis::hiredis"]
+            component("redis", "redis", ["core", "hiredis::hiredis"])
         if self.options.with_postgres:
-            postgres = self.cpp_info.components["postgres"]
-            postgres.set_property("cmake_target_name", "jobpoll::postgres")
-            postgres.bindirs = []
-            postgres.libdirs = []
-            postgres.requires = ["batch", "libpq::libpq"]
+            component("postgres", "postgres", ["batch", "libpq::libpq"])

@@ -22,7 +22,22 @@
 # The store components load the batch component themselves.
 include(CMakePackageConfigHelpers)
 
-install(TARGETS jobpoll EXPORT jobpollTargets)
+# The core of each backend built: jobpollTargets.cmake (standalone Asio),
+# jobpoll-boost-asio-targets.cmake (Boost.Asio).
+if(TARGET jobpoll)
+  install(TARGETS jobpoll EXPORT jobpollTargets)
+  install(EXPORT jobpollTargets
+    NAMESPACE jobpoll::
+    FILE jobpollTargets.cmake
+    DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
+endif()
+if(TARGET jobpoll_boost_asio)
+  install(TARGETS jobpoll_boost_asio EXPORT jobpoll-boost-asio-targets)
+  install(EXPORT jobpoll-boost-asio-targets
+    NAMESPACE jobpoll::
+    FILE jobpoll-boost-asio-targets.cmake
+    DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
+endif()
 # Headers one by one rather than install(DIRECTORY): no empty directories
 # (vcpkg rejects them) and nothing but *.hpp.
 file(GLOB_RECURSE _jobpoll_headers CONFIGURE_DEPENDS
@@ -33,10 +48,6 @@ foreach(_jobpoll_header IN LISTS _jobpoll_headers)
   install(FILES "${jobpoll_SOURCE_DIR}/include/${_jobpoll_header}"
     DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/${_jobpoll_header_dir}")
 endforeach()
-install(EXPORT jobpollTargets
-  NAMESPACE jobpoll::
-  FILE jobpollTargets.cmake
-  DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
 
 configure_package_config_file(
   "${jobpoll_SOURCE_DIR}/cmake/jobpollConfig.cmake.in"
@@ -55,18 +66,27 @@ install(FILES
   "${jobpoll_BINARY_DIR}/jobpollConfig.cmake"
   "${jobpoll_BINARY_DIR}/jobpollConfigVersion.cmake"
   "${jobpoll_SOURCE_DIR}/cmake/JobpollAsio.cmake"
+  "${jobpoll_SOURCE_DIR}/cmake/JobpollBoostAsio.cmake"
   DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
 # Not CMAKE_INSTALL_DOCDIR: that cache variable names the top-level project.
 install(FILES "${jobpoll_SOURCE_DIR}/LICENSE" DESTINATION "${CMAKE_INSTALL_DATAROOTDIR}/doc/jobpoll")
 
 # --- components -------------------------------------------------------------------
 foreach(_jobpoll_component IN ITEMS json curl batch sqlite redis postgres)
-  if(TARGET jobpoll_${_jobpoll_component})
-    install(TARGETS jobpoll_${_jobpoll_component} EXPORT jobpoll-${_jobpoll_component}-targets)
-    install(EXPORT jobpoll-${_jobpoll_component}-targets
-      NAMESPACE jobpoll::
-      FILE jobpoll-${_jobpoll_component}-targets.cmake
-      DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
+  set(_jobpoll_component_installed OFF)
+  foreach(_jobpoll_suffix IN ITEMS "" _boost_asio)
+    string(REPLACE "_" "-" _jobpoll_export_suffix "${_jobpoll_suffix}")
+    if(TARGET jobpoll_${_jobpoll_component}${_jobpoll_suffix})
+      install(TARGETS jobpoll_${_jobpoll_component}${_jobpoll_suffix}
+        EXPORT jobpoll-${_jobpoll_component}${_jobpoll_export_suffix}-targets)
+      install(EXPORT jobpoll-${_jobpoll_component}${_jobpoll_export_suffix}-targets
+        NAMESPACE jobpoll::
+        FILE jobpoll-${_jobpoll_component}${_jobpoll_export_suffix}-targets.cmake
+        DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
+      set(_jobpoll_component_installed ON)
+    endif()
+  endforeach()
+  if(_jobpoll_component_installed)
     install(FILES "${jobpoll_SOURCE_DIR}/cmake/jobpoll-${_jobpoll_component}.cmake"
       DESTINATION "${JOBPOLL_INSTALL_CMAKEDIR}")
   endif()

@@ -6,6 +6,5 @@
 # links nlohmann_json.
 _jobpoll_find_component_dependency(batch nlohmann_json 3.10 CONFIG)
 if(nlohmann_json_FOUND)
-  include("${CMAKE_CURRENT_LIST_DIR}/jobpoll-batch-targets.cmake")
-  set(jobpoll_batch_FOUND TRUE)
+  _jobpoll_include_component_targets(batch)
 endif()

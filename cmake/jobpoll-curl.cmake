@@ -3,6 +3,5 @@
 # jobpollConfig.cmake for find_package(jobpoll COMPONENTS curl).
 _jobpoll_find_component_dependency(curl CURL 7.80)
 if(CURL_FOUND)
-  include("${CMAKE_CURRENT_LIST_DIR}/jobpoll-curl-targets.cmake")
-  set(jobpoll_curl_FOUND TRUE)
+  _jobpoll_include_component_targets(curl)
 endif()

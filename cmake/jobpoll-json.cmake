@@ -3,6 +3,5 @@
 # jobpollConfig.cmake for find_package(jobpoll COMPONENTS json).
 _jobpoll_find_component_dependency(json nlohmann_json 3.10 CONFIG)
 if(nlohmann_json_FOUND)
-  include("${CMAKE_CURRENT_LIST_DIR}/jobpoll-json-targets.cmake")
-  set(jobpoll_json_FOUND TRUE)
+  _jobpoll_include_component_targets(json)
 endif()

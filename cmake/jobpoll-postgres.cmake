@@ -5,10 +5,9 @@
 # records are JSON), which it brings along.
 _jobpoll_find_component_dependency(postgres PostgreSQL 12)
 _jobpoll_find_component_dependency(postgres nlohmann_json 3.10 CONFIG)
-if(PostgreSQL_FOUND AND nlohmann_json_FOUND AND NOT TARGET jobpoll::batch)
+if(PostgreSQL_FOUND AND nlohmann_json_FOUND AND NOT jobpoll_batch_FOUND)
   include("${CMAKE_CURRENT_LIST_DIR}/jobpoll-batch.cmake")
 endif()
-if(PostgreSQL_FOUND AND TARGET jobpoll::batch)
-  include("${CMAKE_CURRENT_LIST_DIR}/jobpoll-postgres-targets.cmake")
-  set(jobpoll_postgres_FOUND TRUE)
+if(PostgreSQL_FOUND AND jobpoll_batch_FOUND)
+  _jobpoll_include_component_targets(postgres)
 endif()

@@ -5,10 +5,9 @@
 # are JSON), which it brings along.
 _jobpoll_find_component_dependency(sqlite SQLite3 3.24)
 _jobpoll_find_component_dependency(sqlite nlohmann_json 3.10 CONFIG)
-if(SQLite3_FOUND AND nlohmann_json_FOUND AND NOT TARGET jobpoll::batch)
+if(SQLite3_FOUND AND nlohmann_json_FOUND AND NOT jobpoll_batch_FOUND)
   include("${CMAKE_CURRENT_LIST_DIR}/jobpoll-batch.cmake")
 endif()
-if(SQLite3_FOUND AND TARGET jobpoll::batch)
-  include("${CMAKE_CURRENT_LIST_DIR}/jobpoll-sqlite-targets.cmake")
-  set(jobpoll_sqlite_FOUND TRUE)
+if(SQLite3_FOUND AND jobpoll_batch_FOUND)
+  _jobpoll_include_component_targets(sqlite)
 endif()

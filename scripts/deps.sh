@@ -10,7 +10,8 @@ JOBPOLL_APT_PACKAGES=(
   clang               # the second compiler
   cmake
   ninja-build
-  libasio-dev         # standalone Asio 1.22.1
+  libasio-dev         # standalone Asio 1.22.1, the default backend
+  libboost1.81-dev    # Boost.Asio 1.26 (Boost 1.81), the second backend (jobpoll::jobpoll-boost-asio), and Beast
   libgtest-dev
   libgmock-dev
   libbenchmark-dev

@@ -11,6 +11,9 @@ get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 # Header-only: one (release) configuration is enough.
 set(VCPKG_BUILD_TYPE release)
 
+# The features standalone-asio (default) and boost-asio bring each backend;
+# jobpoll's CMake installs the targets of every backend it finds
+# (jobpoll::jobpoll, ... and jobpoll::jobpoll-boost-asio, ...).
 # The features json, curl, batch, sqlite, redis and postgres bring
 # nlohmann-json, curl, nlohmann-json, sqlite3, hiredis and libpq (the stores
 # with the batch feature); jobpoll's CMake then finds them and installs the

@@ -27,10 +27,13 @@ set(expected ${headers}
   ${package_dir}/jobpollConfig.cmake
   ${package_dir}/jobpollConfigVersion.cmake
   ${package_dir}/jobpollTargets.cmake
+  ${package_dir}/jobpoll-boost-asio-targets.cmake
   ${package_dir}/JobpollAsio.cmake
+  ${package_dir}/JobpollBoostAsio.cmake
   share/doc/jobpoll/LICENSE)
 foreach(component IN ITEMS json curl batch sqlite redis postgres)
-  list(APPEND expected ${package_dir}/jobpoll-${component}.cmake ${package_dir}/jobpoll-${component}-targets.cmake)
+  list(APPEND expected ${package_dir}/jobpoll-${component}.cmake ${package_dir}/jobpoll-${component}-targets.cmake
+    ${package_dir}/jobpoll-${component}-boost-asio-targets.cmake)
 endforeach()
 file(GLOB_RECURSE installed RELATIVE "${PREFIX}" "${PREFIX}/*")
 # Per-configuration export files (jobpollTargets-<config>.cmake) only appear
