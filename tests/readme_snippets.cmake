@@ -3,13 +3,22 @@
 # main() is also linked; one marked `<!-- readme-snippet: NAME run -->` is run
 # as a test too (only those on the manual clock: tests never wait on real
 # time). Blocks are named by the `<!-- readme-snippet: NAME -->` comment in
-# front of them.
+# front of them. They are standalone Asio code, built against the standalone
+# targets; one marked `<!-- readme-snippet: NAME boost-asio -->` is Boost.Asio
+# code, built against the -boost-asio targets.
+# jobpoll_link_all(TARGET SUFFIX): every jobpoll target of one backend.
+function(jobpoll_link_all target suffix)
+  target_link_libraries(${target} PRIVATE jobpoll::jobpoll${suffix} jobpoll::json${suffix} jobpoll::curl${suffix}
+    jobpoll::batch${suffix} jobpoll::sqlite${suffix} jobpoll::postgres${suffix} jobpoll::redis${suffix}
+    jobpoll_build_flags)
+endfunction()
 set(readme ${PROJECT_SOURCE_DIR}/README.md)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${readme})
 file(READ ${readme} text)
 set(marker "<!-- readme-snippet: ")
 set(snippet_dir ${CMAKE_CURRENT_BINARY_DIR}/readme_snippets)
 set(snippet_sources)
+set(snippet_sources-boost-asio)
 set(count 0)
 # string(FIND)/SUBSTRING rather than regex lists: C++ is full of semicolons.
 while(TRUE)
@@ -22,9 +31,13 @@ while(TRUE)
   string(FIND "${text}" " -->" name_end)
   string(SUBSTRING "${text}" 0 ${name_end} name)
   set(run OFF)
+  set(suffix "")
   if(name MATCHES "^([a-z_]+) run$")
     set(name ${CMAKE_MATCH_1})
     set(run ON)
+  elseif(name MATCHES "^([a-z_]+) boost-asio$")
+    set(name ${CMAKE_MATCH_1})
+    set(suffix -boost-asio)
   endif()
   string(FIND "${text}" "```cpp\n" code_at)
   if(code_at EQUAL -1)
@@ -39,10 +52,10 @@ while(TRUE)
   file(CONFIGURE OUTPUT ${source} CONTENT "${code}" @ONLY)
   string(FIND "${code}" "int main(" has_main)
   if(has_main EQUAL -1)
-    list(APPEND snippet_sources ${source})
+    list(APPEND snippet_sources${suffix} ${source})
   else()
     add_executable(readme_${name} ${source})
-    target_link_libraries(readme_${name} PRIVATE jobpoll::jobpoll jobpoll::json jobpoll::curl jobpoll::batch jobpoll::sqlite jobpoll::postgres jobpoll::redis jobpoll_build_flags)
+    jobpoll_link_all(readme_${name} "${suffix}")
     if(run)
       add_test(NAME readme.${name} COMMAND readme_${name})
     endif()
@@ -55,6 +68,10 @@ if(NOT unmarked EQUAL -1)
 endif()
 if(snippet_sources)
   add_library(readme_snippets OBJECT ${snippet_sources})
-  target_link_libraries(readme_snippets PRIVATE jobpoll::jobpoll jobpoll::json jobpoll::curl jobpoll::batch jobpoll::sqlite jobpoll::postgres jobpoll::redis jobpoll_build_flags)
+  jobpoll_link_all(readme_snippets "")
+endif()
+if(snippet_sources-boost-asio)
+  add_library(readme_snippets_boost_asio OBJECT ${snippet_sources-boost-asio})
+  jobpoll_link_all(readme_snippets_boost_asio -boost-asio)
 endif()
 message(STATUS "README.md: ${count} C++ snippets compiled")
