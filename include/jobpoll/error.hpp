@@ -6,7 +6,7 @@
 #include <system_error>
 #include <type_traits>
 
-#include "jobpoll/detail/asio_forward.hpp"
+#include "jobpoll/detail/asio_error.hpp"
 
 namespace jobpoll {
 

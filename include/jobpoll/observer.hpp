@@ -6,7 +6,7 @@
 #include <functional>
 #include <system_error>
 
-#include "jobpoll/detail/asio_forward.hpp"
+#include "jobpoll/detail/asio_error.hpp"
 #include "jobpoll/poll_schedule.hpp"
 #include "jobpoll/poll_status.hpp"
 

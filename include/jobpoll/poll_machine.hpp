@@ -14,7 +14,7 @@
 #include <system_error>
 #include <utility>
 
-#include "jobpoll/detail/asio_forward.hpp"
+#include "jobpoll/detail/asio_error.hpp"
 
 #include "jobpoll/delay_policy.hpp"
 #include "jobpoll/error.hpp"
