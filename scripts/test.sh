@@ -8,7 +8,7 @@
 #      the tool, the benchmarks and the README snippets, stays -O2);
 #      on standalone Asio (the default backend); its compile-time checks
 #      include the Boost.Asio header check and the Boost.Asio package consumers
-#   2. clang-asan-boost: clang++ Debug with AddressSanitizer +
+#   2. clang-asan-boost: clang++ Debug (line tables only) with AddressSanitizer +
 #      UndefinedBehaviorSanitizer, -Werror, ctest, on Boost.Asio
 #      (JOBPOLL_ASIO_BACKEND=boost); without the compile-time checks (README
 #      snippets, header and package checks, compile-fail tests: the gcc stage
@@ -151,7 +151,11 @@ for stage in "${stages[@]}"; do
       # Without the compile-time checks (README snippets, header and package
       # checks, compile-fail tests): the gcc stage has them, and building them
       # again here would take minutes of a CI run that must stay under 25.
-      run_stage clang-asan-boost clang++ -DCMAKE_BUILD_TYPE=Debug -DJOBPOLL_SANITIZE=address,undefined \
+      # -gline-tables-only: the sanitizers' reports need file and line, not
+      # the variables' debug info (job_client_test: 18.7 s to compile instead
+      # of 27.3 s with -g).
+      run_stage clang-asan-boost clang++ -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only \
+        -DJOBPOLL_SANITIZE=address,undefined \
         -DJOBPOLL_WERROR=ON -DJOBPOLL_BUILD_COMPILE_CHECKS=OFF -DJOBPOLL_ASIO_BACKEND=boost
       ;;
     fuzz)

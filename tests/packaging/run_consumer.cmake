@@ -1,11 +1,12 @@
 # cmake -DSOURCE=... -DBINARY=... -DEXECUTABLE=... -DGENERATOR=... -DCXX_COMPILER=...
 #       [-DMAKE_PROGRAM=...] [-DGENERATOR_PLATFORM=...] [-DGENERATOR_TOOLSET=...]
-#       [-DCXX_FLAGS=...] [-DCONFIG=...] [-DMULTI_CONFIG=ON|OFF] [-DWERROR=ON|OFF]
-#       [-DCONSUMER_OPTIONS=-Da=1|-Db=2] -P run_consumer.cmake
+#       [-DCXX_FLAGS=...] [-DCXX_FLAGS_CONFIG=...] [-DCONFIG=...] [-DMULTI_CONFIG=ON|OFF]
+#       [-DWERROR=ON|OFF] [-DCONSUMER_OPTIONS=-Da=1|-Db=2] -P run_consumer.cmake
 #
 # Configures the consumer project SOURCE from scratch in BINARY with the
-# given toolchain, builds it and runs EXECUTABLE. CONSUMER_OPTIONS is a
-# "|"-separated list (a ";" would be split by add_test).
+# given toolchain (CXX_FLAGS_CONFIG: the flags of build type CONFIG), builds
+# the programs EXECUTABLE names and runs them. EXECUTABLE and CONSUMER_OPTIONS
+# are "|"-separated lists (a ";" would be split by add_test).
 foreach(var IN ITEMS SOURCE BINARY EXECUTABLE GENERATOR CXX_COMPILER)
   if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
     message(FATAL_ERROR "run_consumer.cmake: ${var} is not set")
@@ -41,17 +42,21 @@ if(MULTI_CONFIG)
   endif()
 else()
   list(APPEND configure_args "-DCMAKE_BUILD_TYPE=${CONFIG}")
+  if(CONFIG AND DEFINED CXX_FLAGS_CONFIG AND NOT CXX_FLAGS_CONFIG STREQUAL "")
+    string(TOUPPER "${CONFIG}" config_upper)
+    list(APPEND configure_args "-DCMAKE_CXX_FLAGS_${config_upper}=${CXX_FLAGS_CONFIG}")
+  endif()
 endif()
 if(CONSUMER_OPTIONS)
   string(REPLACE "|" ";" consumer_options "${CONSUMER_OPTIONS}")
   list(APPEND configure_args ${consumer_options})
 endif()
 
-run(configure "${CMAKE_COMMAND}" ${configure_args})
-run(build "${CMAKE_COMMAND}" --build "${BINARY}" ${build_config_args})
-
-# EXECUTABLE may name several programs, separated by '|': each must exist and succeed.
 string(REPLACE "|" ";" executables "${EXECUTABLE}")
+run(configure "${CMAKE_COMMAND}" ${configure_args})
+run(build "${CMAKE_COMMAND}" --build "${BINARY}" ${build_config_args} --target ${executables})
+
+# Each program EXECUTABLE names must exist and succeed.
 foreach(executable IN LISTS executables)
   set(found OFF)
   set(candidates "${BINARY}/${executable}" "${BINARY}/${CONFIG}/${executable}"
